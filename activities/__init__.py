@@ -1,0 +1,1 @@
+"""Temporal activities: the side effects a case asks for (sending, recording, starting)."""

@@ -1,0 +1,1 @@
+"""Domain code shared by workflows, activities, the worker and the starter."""

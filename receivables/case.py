@@ -1,0 +1,163 @@
+"""The typed messages in and out of an invoice case: its input, signals, queries and steps."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from receivables.policy import Policy
+
+
+class Stage(enum.StrEnum):
+    """Where a case stands; terminal stages end the workflow and every timer with it."""
+
+    NOT_DUE = "not_due"
+    OVERDUE = "overdue"
+    NEEDS_DUE_DATE = "needs_due_date"
+    PAID = "paid"
+    CLOSED_BY_CREDIT = "closed_by_credit"
+    WRITTEN_OFF = "written_off"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the stages a case never leaves."""
+        return self in TERMINAL_STAGES
+
+
+TERMINAL_STAGES = frozenset(
+    {Stage.PAID, Stage.CLOSED_BY_CREDIT, Stage.WRITTEN_OFF, Stage.CANCELLED}
+)
+
+
+def case_workflow_id(tenant: str, invoice_number: str) -> str:
+    """The one workflow id of an invoice: re-importing it can never open a second case."""
+    return f"invoice/{tenant}/{invoice_number}"
+
+
+@dataclass(frozen=True)
+class InvoiceCase:
+    """Everything a case needs at start. No personal data: names and addresses stay in the DB."""
+
+    tenant: str
+    invoice_number: str
+    customer_id: str
+    issue_date: date
+    due_date: date
+    amount_minor: int
+    currency: str
+    time_zone: str
+    segment: str
+    policy: Policy  # pinned for the life of the case
+
+
+@dataclass(frozen=True)
+class PaymentReceived:
+    """Money received against the invoice; ``reference`` makes a re-delivery harmless."""
+
+    reference: str
+    amount_minor: int
+    currency: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class CreditApplied:
+    """A credit note (negative for the debtor) or an adjustment (either sign)."""
+
+    reference: str
+    amount_minor: int  # positive lowers the balance; an adjustment may be negative
+    currency: str
+    applied_at: datetime
+    kind: str = "credit_note"  # credit_note or adjustment
+
+
+@dataclass(frozen=True)
+class DueDateChanged:
+    """A new due date agreed with the debtor or corrected by the creditor."""
+
+    new_due_date: date
+    reason: str
+    changed_by: str = "system"
+
+
+@dataclass(frozen=True)
+class CaseClosed:
+    """An operator's decision to cancel the invoice or write it off."""
+
+    reason: str
+    closed_by: str = "system"
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of the case file, as the timeline query returns it."""
+
+    at: datetime
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """The next planned action and its instant, as the next-step query returns it."""
+
+    step_id: str
+    channel: str
+    at: datetime
+    local_date: date
+
+
+@dataclass(frozen=True)
+class CaseState:
+    """The case as the state query returns it."""
+
+    stage: Stage
+    segment: str
+    policy_name: str
+    policy_version: int
+    due_date: date
+    amount_minor: int
+    paid_minor: int
+    credited_minor: int
+    balance_minor: int
+    currency: str
+    steps_done: list[str] = field(default_factory=list)
+    next_step: NextStep | None = None
+
+
+@dataclass(frozen=True)
+class SendReminderRequest:
+    """Ask the send activity to deliver one planned step of one invoice."""
+
+    tenant: str
+    invoice_number: str
+    step_id: str
+    channel: str
+    template: str
+    fallback_channels: tuple[str, ...]
+    policy_name: str
+    policy_version: int
+    planned_at: datetime
+    language: str
+
+
+class SendStatus(enum.StrEnum):
+    """What happened to one step's contact."""
+
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """The send activity's answer: what happened, on which channel, and why."""
+
+    status: SendStatus
+    channel: str
+    reason: str
+    message_id: str | None = None
+    duplicate: bool = False

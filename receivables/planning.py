@@ -1,0 +1,95 @@
+"""Pure planning of a case: which steps happen when, in the debtor's local time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from receivables.policy import Anchor, Policy, PolicyStep
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One occurrence of a policy step, placed on a calendar date and a UTC instant."""
+
+    step_id: str  # "R+8", or "R+8#2" for the second occurrence of a repeating step
+    channel: str
+    template: str
+    fallback_channels: tuple[str, ...]
+    local_date: date
+    at: datetime  # aware, UTC
+
+
+def local_instant(day: date, clock: time, time_zone: str) -> datetime:
+    """Return the UTC instant of a local wall-clock time, with the offset valid that day."""
+    zone = ZoneInfo(time_zone)
+    local = datetime.combine(day, clock, tzinfo=zone)
+    instant = local.astimezone(UTC)
+    # A wall time inside a spring-forward gap does not exist; move to the first one that does.
+    while instant.astimezone(zone).replace(tzinfo=None) < local.replace(tzinfo=None):
+        local += timedelta(minutes=30)
+        instant = local.astimezone(UTC)
+    return instant
+
+
+def local_date_of(instant: datetime, time_zone: str) -> date:
+    """Return the calendar date an instant falls on where the debtor is."""
+    return instant.astimezone(ZoneInfo(time_zone)).date()
+
+
+def days_past_due(due_date: date, instant: datetime, time_zone: str) -> int:
+    """Whole calendar days past the due date at an instant, in the debtor's time zone."""
+    return max(0, (local_date_of(instant, time_zone) - due_date).days)
+
+
+def _occurrences(step: PolicyStep) -> list[tuple[str, int]]:
+    every = step.repeat_every_days or 0
+    return [
+        (step.id if n == 0 else f"{step.id}#{n + 1}", step.offset_days + n * every)
+        for n in range(step.repeat_count)
+    ]
+
+
+def plan_case(
+    policy: Policy, *, issue_date: date, due_date: date, time_zone: str
+) -> tuple[PlannedStep, ...]:
+    """Place every step of a policy for one invoice, earliest first."""
+    planned: list[PlannedStep] = []
+    for step in policy.steps:
+        anchor = due_date if step.anchor is Anchor.DUE else issue_date
+        clock = step.send_time or policy.send_time
+        for step_id, offset in _occurrences(step):
+            day = anchor + timedelta(days=offset)
+            planned.append(
+                PlannedStep(
+                    step_id=step_id,
+                    channel=step.channel.value,
+                    template=step.template,
+                    fallback_channels=tuple(c.value for c in step.fallback_channels),
+                    local_date=day,
+                    at=local_instant(day, clock, time_zone),
+                )
+            )
+    return tuple(sorted(planned, key=lambda p: (p.at, p.step_id)))
+
+
+def next_due_step(
+    plan: tuple[PlannedStep, ...], done: set[str], now: datetime
+) -> tuple[PlannedStep | None, list[PlannedStep]]:
+    """Pick the step to act on now, and the earlier overdue ones it supersedes.
+
+    When several steps are already due (a case imported late, or a worker that was down), only
+    the latest is acted on: a debtor gets one reminder reflecting today, not a burst of stale ones.
+    """
+    due_now = [p for p in plan if p.step_id not in done and p.at <= now]
+    if not due_now:
+        return None, []
+    return due_now[-1], due_now[:-1]
+
+
+def upcoming_step(
+    plan: tuple[PlannedStep, ...], done: set[str], now: datetime
+) -> PlannedStep | None:
+    """The first step still ahead of now, if any."""
+    return next((p for p in plan if p.step_id not in done and p.at > now), None)

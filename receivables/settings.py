@@ -1,0 +1,76 @@
+"""Configuration from the environment: Temporal connection, database URL and data folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TASK_QUEUE = "invoices"
+DEFAULT_TENANT = "demo"
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """Where the Temporal frontend is and how to authenticate to it."""
+
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = TASK_QUEUE
+    api_key: str | None = None
+    tls: bool = False
+    tls_client_cert_path: str | None = None
+    tls_client_key_path: str | None = None
+    tls_server_ca_path: str | None = None
+    tls_server_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker and the starter need to know about their surroundings."""
+
+    data_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "var")
+    database_url: str = ""
+    temporal: TemporalSettings = field(default_factory=TemporalSettings)
+    policies_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "policies")
+    templates_dir: Path = field(
+        default_factory=lambda: PROJECT_ROOT / "templates" / "messages"
+    )
+    tenant: str = DEFAULT_TENANT
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'dunning.sqlite'}"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``DUNNING_*`` and ``TEMPORAL_*`` environment variables."""
+    env = dict(os.environ if env is None else env)
+    data_dir = Path(env.get("DUNNING_DATA_DIR", str(PROJECT_ROOT / "var")))
+    cert = env.get("TEMPORAL_TLS_CLIENT_CERT_PATH")
+    temporal = TemporalSettings(
+        address=env.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+        namespace=env.get("TEMPORAL_NAMESPACE", "default"),
+        task_queue=env.get("DUNNING_TASK_QUEUE", TASK_QUEUE),
+        api_key=env.get("TEMPORAL_API_KEY") or None,
+        # An API key or a client certificate implies TLS, as Temporal Cloud requires it.
+        tls=_flag(env.get("TEMPORAL_TLS")) or bool(cert) or bool(env.get("TEMPORAL_API_KEY")),
+        tls_client_cert_path=cert,
+        tls_client_key_path=env.get("TEMPORAL_TLS_CLIENT_KEY_PATH"),
+        tls_server_ca_path=env.get("TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
+        tls_server_name=env.get("TEMPORAL_TLS_SERVER_NAME"),
+    )
+    return Settings(
+        data_dir=data_dir,
+        database_url=env.get("DUNNING_DATABASE_URL", ""),
+        temporal=temporal,
+        tenant=env.get("DUNNING_TENANT", DEFAULT_TENANT),
+    )

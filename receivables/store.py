@@ -1,0 +1,230 @@
+"""The committed store: customers, invoices, payments, the contact ledger and the outbox."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import UniqueConstraint, event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+
+def utc_now() -> datetime:
+    """The current instant as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class InvoiceStatus(enum.StrEnum):
+    """Where an invoice stands in the committed store."""
+
+    NEEDS_DUE_DATE = "needs_due_date"
+    OPEN = "open"
+    PAID = "paid"
+    CLOSED_BY_CREDIT = "closed_by_credit"
+    WRITTEN_OFF = "written_off"
+    CANCELLED = "cancelled"
+
+
+class PaymentKind(enum.StrEnum):
+    """What reduced (or raised) an invoice's balance."""
+
+    PAYMENT = "payment"
+    CREDIT_NOTE = "credit_note"
+    ADJUSTMENT = "adjustment"
+
+
+class ContactStatus(enum.StrEnum):
+    """Outcome of one planned contact, keyed by invoice, step, channel and recipient."""
+
+    PENDING = "pending"  # written before the channel is called; outcome not yet known
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # decided not to send, with a reason
+    BLOCKED = "blocked"  # could not be rendered or addressed; a person must fix the data
+
+
+class Customer(SQLModel, table=True):
+    """A debtor of one tenant. Holds the personal data that never goes into Temporal."""
+
+    __table_args__ = (UniqueConstraint("tenant", "customer_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True)
+    customer_id: str
+    name: str
+    customer_type: str = "company"  # company, consumer, health, education
+    email: str | None = None
+    phone: str | None = None
+    whatsapp: str | None = None
+    language: str = "es-CL"
+    time_zone: str = "America/Santiago"
+    region: str | None = None
+    payment_terms_days: int | None = None
+
+
+class Invoice(SQLModel, table=True):
+    """One receivable as imported, with its committed balance and status."""
+
+    __table_args__ = (UniqueConstraint("tenant", "invoice_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True)
+    invoice_number: str  # text: folios keep their leading zeros
+    customer_id: str = Field(index=True)
+    issue_date: date
+    due_date: date | None = None
+    due_date_rule: str | None = None  # how a missing due date was derived, if it was
+    amount_minor: int
+    currency: str
+    balance_minor: int
+    status: str = Field(default=InvoiceStatus.OPEN, index=True)
+    segment: str | None = None
+    policy_name: str | None = None
+    policy_version: int | None = None
+    disputed: bool = False
+    settled_date: date | None = None  # historical portfolios only
+    import_batch_id: int | None = Field(default=None, foreign_key="importbatch.id")
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class Payment(SQLModel, table=True):
+    """A payment, credit note or adjustment applied to one invoice, idempotent on reference."""
+
+    __table_args__ = (UniqueConstraint("tenant", "reference"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str
+    invoice_number: str = Field(index=True)
+    reference: str
+    kind: str = PaymentKind.PAYMENT
+    amount_minor: int
+    currency: str
+    received_at: datetime
+
+
+class ContactLedgerEntry(SQLModel, table=True):
+    """One planned contact and its outcome; the key makes sending idempotent."""
+
+    __table_args__ = (
+        UniqueConstraint("tenant", "invoice_number", "step_id", "channel", "recipient"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str
+    invoice_number: str = Field(index=True)
+    step_id: str
+    channel: str
+    recipient: str
+    status: str = ContactStatus.PENDING
+    reason: str | None = None
+    attempts: int = 0
+    policy_name: str
+    policy_version: int
+    planned_at: datetime
+    decided_at: datetime | None = None
+    provider_message_id: str | None = None
+
+
+class ContactAttempt(SQLModel, table=True):
+    """Every try of a ledger entry, kept for the audit trail."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ledger_entry_id: int = Field(foreign_key="contactledgerentry.id", index=True)
+    attempt: int
+    outcome: str
+    detail: str | None = None
+    at: datetime = Field(default_factory=utc_now)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message the credential-free outbox channel accepted, readable with a command."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    tenant: str
+    invoice_number: str = Field(index=True)
+    step_id: str
+    channel: str
+    recipient: str
+    subject: str | None = None
+    body: str
+    html_body: str | None = None
+    policy_name: str
+    policy_version: int
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class ImportBatch(SQLModel, table=True):
+    """One imported file; the same content imported again is recognised by its hash."""
+
+    __table_args__ = (UniqueConstraint("tenant", "content_sha256", "mapping"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str
+    file_name: str
+    content_sha256: str
+    mapping: str
+    accepted_rows: int
+    rejected_rows: int
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+def _tune_sqlite(dbapi_connection: object, _record: object) -> None:
+    # WAL lets the worker's activities and the starter's commands read while one writes;
+    # busy_timeout makes concurrent writers wait instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(database_url: str) -> Engine:
+    """Create an engine for SQLite (the embedded default) or PostgreSQL."""
+    if database_url.startswith("sqlite:///"):
+        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+        engine = create_engine(database_url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _tune_sqlite)
+        return engine
+    if database_url.startswith("postgresql://"):
+        # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    return create_engine(database_url, pool_pre_ping=True)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def find_invoice(session: Session, tenant: str, invoice_number: str) -> Invoice | None:
+    """Look an invoice up by its natural key."""
+    statement = select(Invoice).where(
+        Invoice.tenant == tenant, Invoice.invoice_number == invoice_number
+    )
+    return session.exec(statement).first()
+
+
+def find_customer(session: Session, tenant: str, customer_id: str) -> Customer | None:
+    """Look a customer up by its natural key."""
+    statement = select(Customer).where(
+        Customer.tenant == tenant, Customer.customer_id == customer_id
+    )
+    return session.exec(statement).first()
+
+
+METADATA = SQLModel.metadata

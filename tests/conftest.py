@@ -1,0 +1,70 @@
+"""Shared test environments: stores on SQLite and PostgreSQL, and Temporal servers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from receivables.schema import migrate
+from receivables.store import make_engine
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DUNNING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only ../shared folder with the real data and specs."""
+    if not SHARED_DIR.is_dir():
+        pytest.fail(f"{SHARED_DIR} is missing: tests read real data from ../shared")
+    return SHARED_DIR
+
+
+def _fresh_postgres_database() -> Iterator[str]:
+    name = f"dunning_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty store: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+        migrate(url)
+        yield url
+        return
+    for url in _fresh_postgres_database():
+        migrate(url)
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated, empty SQLite store, for tests that need not run on both stores."""
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the migrated store of ``database_url``."""
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()

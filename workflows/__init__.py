@@ -1,0 +1,1 @@
+"""Temporal workflows: the invoice case and the portfolio replay driver."""
