@@ -1,0 +1,461 @@
+"""Command line for operators: run the demo, import, simulate, pay, inspect the outbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlmodel import select
+
+from receivables.case import (
+    CaseClosed,
+    CreditApplied,
+    DueDateChanged,
+    PaymentReceived,
+    Stage,
+)
+from receivables.cases import (
+    case_from_store,
+    case_handle,
+    close_case,
+    connect,
+    report_credit,
+    report_payment,
+    start_case,
+)
+from receivables.importer import (
+    PortfolioFileError,
+    import_portfolio,
+    open_invoices_to_start,
+)
+from receivables.ledger import ContactLedger
+from receivables.mapping import MappingError
+from receivables.messages import format_lint_report, lint_templates
+from receivables.money import MoneyError, parse_minor_units
+from receivables.policy import PolicyError, load_policy_book
+from receivables.schema import migrate
+from receivables.settings import Settings, load_settings
+from receivables.store import (
+    Invoice,
+    OutboxMessage,
+    find_customer,
+    find_invoice,
+    make_engine,
+    session_scope,
+)
+from workflows.invoice import InvoiceWorkflow
+
+log = logging.getLogger("starter")
+
+
+class OperatorError(Exception):
+    """A command that cannot proceed; the message says what to do."""
+
+
+# -- importing and opening cases ---------------------------------------------------------
+
+
+async def open_cases(settings: Settings, invoice_numbers: list[str]) -> tuple[int, int]:
+    """Start the case of every open invoice among these; return (opened, already open)."""
+    book = load_policy_book(settings.policies_dir)
+    engine = make_engine(settings.resolved_database_url)
+    client = await connect(settings.temporal)
+    opened = existing = 0
+    now = datetime.now(UTC)
+    for row in open_invoices_to_start(
+        settings.resolved_database_url, settings.tenant, invoice_numbers
+    ):
+        with session_scope(engine) as session:
+            invoice = find_invoice(session, row.tenant, row.invoice_number)
+            customer = find_customer(session, row.tenant, row.customer_id)
+        assert invoice is not None
+        policy = book.policies[row.policy_name or ""]
+        case = case_from_store(invoice, customer, policy, row.segment or "")
+        result = await start_case(
+            client, case, task_queue=settings.temporal.task_queue, now=now
+        )
+        opened, existing = opened + result.started, existing + (not result.started)
+    return opened, existing
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate and store a portfolio file, then open a case for each new open invoice."""
+    migrate(settings.resolved_database_url)
+    report = import_portfolio(
+        Path(args.file),
+        args.mapping,
+        database_url=settings.resolved_database_url,
+        tenant=settings.tenant,
+        policies_dir=settings.policies_dir,
+        accept_valid=args.accept_valid,
+        progress=_print_progress,
+    )
+    print(report.summary())
+    if args.report:
+        report.write_csv(Path(args.report))
+        print(f"row-by-row report written to {args.report}")
+    if report.rejected_rows and not args.accept_valid:
+        return 2
+    if args.no_start or not report.accepted:
+        return 0
+    opened, existing = asyncio.run(open_cases(settings, report.accepted))
+    print(f"cases opened: {opened}; already open: {existing}")
+    return 0
+
+
+def _print_progress(done: int, total: int) -> None:
+    print(f"  ... {done}/{total} rows", file=sys.stderr)
+
+
+# -- money and closing -------------------------------------------------------------------
+
+
+def _invoice(settings: Settings, number: str) -> Invoice:
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, settings.tenant, number)
+    if invoice is None:
+        raise OperatorError(
+            f"no invoice {number!r} for tenant {settings.tenant}; check the folio "
+            "(leading zeros count) or import it first"
+        )
+    return invoice
+
+
+def _instant(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    instant = datetime.fromisoformat(text)
+    if instant.tzinfo is None:
+        raise OperatorError(
+            f"--at {text!r} needs a UTC offset, like 2026-03-30T23:50-03:00"
+        )
+    return instant.astimezone(UTC)
+
+
+def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
+    """Record a payment (or, with --credit, a credit note) and tell the invoice's case."""
+    invoice = _invoice(settings, args.invoice)
+    amount = parse_minor_units(args.amount, invoice.currency)
+    at = _instant(args.at)
+
+    async def send() -> None:
+        client = await connect(settings.temporal)
+        engine = make_engine(settings.resolved_database_url)
+        if args.credit:
+            credit = CreditApplied(args.reference, amount, invoice.currency, at)
+            result = await report_credit(
+                client, engine, settings.tenant, args.invoice, credit
+            )
+        else:
+            payment = PaymentReceived(args.reference, amount, invoice.currency, at)
+            result = await report_payment(
+                client, engine, settings.tenant, args.invoice, payment
+            )
+        note = (
+            "" if result.applied else " (reference already recorded: nothing changed)"
+        )
+        print(f"{args.invoice}: balance {result.balance_minor}, {result.status}{note}")
+
+    asyncio.run(send())
+    return 0
+
+
+def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
+    """Move an invoice's due date; its case re-plans every step still ahead."""
+    invoice = _invoice(settings, args.invoice)
+    new_due = date.fromisoformat(args.new_due_date)
+    if new_due < invoice.issue_date:
+        raise OperatorError(f"{new_due} is before the issue date {invoice.issue_date}")
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        stored = find_invoice(session, settings.tenant, args.invoice)
+        assert stored is not None
+        stored.due_date = new_due
+        session.add(stored)
+
+    async def send() -> None:
+        client = await connect(settings.temporal)
+        handle = case_handle(client, settings.tenant, args.invoice)
+        change = DueDateChanged(new_due, args.reason, args.by)
+        await handle.signal(InvoiceWorkflow.change_due_date, change)
+
+    asyncio.run(send())
+    print(f"{args.invoice}: due date {invoice.due_date} -> {new_due}")
+    return 0
+
+
+def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
+    """Cancel an invoice or write it off; its case ends with no further contact."""
+    _invoice(settings, args.invoice)
+    stage = Stage.CANCELLED if args.command == "cancel" else Stage.WRITTEN_OFF
+
+    async def send() -> None:
+        client = await connect(settings.temporal)
+        engine = make_engine(settings.resolved_database_url)
+        closing = CaseClosed(args.reason, args.by)
+        await close_case(
+            client, engine, settings.tenant, args.invoice, stage=stage, closing=closing
+        )
+
+    asyncio.run(send())
+    print(f"{args.invoice}: {stage}")
+    return 0
+
+
+# -- inspecting --------------------------------------------------------------------------
+
+
+def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
+    """Show a case as its workflow sees it: stage, balance, next step and timeline."""
+
+    async def show() -> None:
+        client = await connect(settings.temporal)
+        handle = case_handle(client, settings.tenant, args.invoice)
+        state = await handle.query(InvoiceWorkflow.state)
+        timeline = await handle.query(InvoiceWorkflow.timeline)
+        print(
+            f"invoice {args.invoice}: {state.stage}, balance {state.balance_minor} "
+            f"{state.currency}, policy {state.policy_name}@{state.policy_version}"
+        )
+        if state.next_step:
+            print(
+                f"next: {state.next_step.step_id} by {state.next_step.channel} "
+                f"at {state.next_step.at.isoformat()}"
+            )
+        for entry in timeline:
+            print(f"  {entry.at.isoformat()}  {entry.kind:<18} {entry.detail}")
+
+    asyncio.run(show())
+    for entry in ContactLedger(make_engine(settings.resolved_database_url)).entries_for(
+        settings.tenant, args.invoice
+    ):
+        print(
+            f"  ledger {entry.step_id:<8} {entry.channel:<8} {entry.status:<9} "
+            f"attempts {entry.attempts}  {entry.reason or ''}"
+        )
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
+    """List the outbox, or show one message in full."""
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        if args.outbox_command == "show":
+            message = session.get(OutboxMessage, args.id)
+            if message is None:
+                raise OperatorError(
+                    f"no outbox message {args.id}; list them with 'outbox list'"
+                )
+            print(_full_message(message))
+            return 0
+        statement = select(OutboxMessage).order_by(OutboxMessage.id.desc())  # type: ignore[union-attr]
+        if args.invoice:
+            statement = statement.where(OutboxMessage.invoice_number == args.invoice)
+        for message in session.exec(statement.limit(args.limit)).all():
+            print(
+                f"{message.id:>5}  {message.created_at:%Y-%m-%d %H:%M}  {message.channel:<8} "
+                f"{message.invoice_number:<12} {message.step_id:<6} {message.recipient}"
+            )
+    return 0
+
+
+def _full_message(message: OutboxMessage) -> str:
+    lines = [
+        f"id:        {message.id}",
+        f"invoice:   {message.invoice_number} (tenant {message.tenant})",
+        f"step:      {message.step_id} of {message.policy_name}@{message.policy_version}",
+        f"channel:   {message.channel} to {message.recipient}",
+        f"stored at: {message.created_at.isoformat()}",
+    ]
+    if message.subject:
+        lines.append(f"subject:   {message.subject}")
+    return "\n".join([*lines, "", message.body])
+
+
+def cmd_lint_templates(args: argparse.Namespace, settings: Settings) -> int:
+    """Render every template of every policy against sample data; fail on any problem."""
+    problems = lint_templates(settings.policies_dir, settings.templates_dir)
+    print(format_lint_report(problems))
+    return 1 if problems else 0
+
+
+# -- simulation, demo, benchmark ---------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Replay a historical portfolio through the real workflows on the time-skipping server."""
+    from receivables.simulation import simulate
+
+    with tempfile.TemporaryDirectory(prefix="dunning-replay-") as work_dir:
+        summary = asyncio.run(
+            simulate(
+                Path(args.file),
+                args.mapping,
+                settings=settings,
+                work_dir=Path(work_dir),
+            )
+        )
+    print(summary.to_text())
+    if args.json:
+        Path(args.json).write_text(summary.to_json() + "\n", encoding="utf-8")
+        print(f"summary written to {args.json}")
+    return 0 if summary.reminders_after_payment == 0 else 3
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """The main job: dev server with Web UI, worker, and a live sample portfolio."""
+    from receivables.demo import run_demo
+
+    return asyncio.run(run_demo(settings, exit_after=args.exit_after, size=args.size))
+
+
+def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
+    """Run only the embedded dev server (with its Web UI) until interrupted."""
+    from receivables.demo import serve_forever
+
+    return asyncio.run(serve_forever(settings))
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a worker against the configured Temporal until interrupted."""
+    from worker import run_worker
+
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Measure case starts, lifecycles, billable actions and memory on a dev server."""
+    from receivables.benchmark import run_benchmark
+
+    report = asyncio.run(run_benchmark(cases=args.cases, work_dir=Path(args.work_dir)))
+    print(report.to_markdown())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return 0
+
+
+# -- the parser --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand with its arguments."""
+    parser = argparse.ArgumentParser(prog="starter.py", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", help="dev server + Web UI + worker + sample portfolio"
+    )
+    run.add_argument("--size", type=int, default=40, help="sample invoices to generate")
+    run.add_argument(
+        "--exit-after", type=float, default=None, help="stop after N seconds"
+    )
+    run.set_defaults(handler=cmd_run)
+    commands.add_parser("server", help="only the dev server").set_defaults(
+        handler=cmd_server
+    )
+    commands.add_parser("worker", help="only a worker").set_defaults(handler=cmd_worker)
+
+    imp = commands.add_parser(
+        "import", help="import a portfolio CSV and open its cases"
+    )
+    imp.add_argument("file")
+    imp.add_argument("--mapping", required=True, help="a name in policies/mappings/")
+    imp.add_argument(
+        "--accept-valid",
+        action="store_true",
+        help="write the valid rows of a batch with errors",
+    )
+    imp.add_argument("--no-start", action="store_true", help="store only; open no case")
+    imp.add_argument("--report", help="write a row-by-row CSV report here")
+    imp.set_defaults(handler=cmd_import)
+
+    sim = commands.add_parser("simulate", help="replay a historical portfolio")
+    sim.add_argument("file")
+    sim.add_argument("--mapping", required=True)
+    sim.add_argument("--json", help="write the summary as JSON here")
+    sim.set_defaults(handler=cmd_simulate)
+
+    pay = commands.add_parser(
+        "pay", help="record a payment (or --credit note) for an invoice"
+    )
+    pay.add_argument("invoice")
+    pay.add_argument("amount", help="in major units, e.g. 60000 (CLP) or 55.94 (USD)")
+    pay.add_argument("--reference", required=True, help="bank or document reference")
+    pay.add_argument("--at", help="when, ISO 8601 with offset; default now")
+    pay.add_argument(
+        "--credit", action="store_true", help="a credit note, not a payment"
+    )
+    pay.set_defaults(handler=cmd_pay)
+
+    move = commands.add_parser("move-due", help="change an invoice's due date")
+    move.add_argument("invoice")
+    move.add_argument("new_due_date", help="YYYY-MM-DD")
+    move.add_argument("--reason", required=True)
+    move.add_argument("--by", default="operator")
+    move.set_defaults(handler=cmd_move_due)
+
+    for name in ("cancel", "write-off"):
+        close = commands.add_parser(name, help=f"{name} an invoice")
+        close.add_argument("invoice")
+        close.add_argument("--reason", required=True)
+        close.add_argument("--by", default="operator")
+        close.set_defaults(handler=cmd_close)
+
+    case = commands.add_parser("case", help="show one case: stage, timeline, ledger")
+    case.add_argument("invoice")
+    case.set_defaults(handler=cmd_case)
+
+    outbox = commands.add_parser("outbox", help="messages the outbox channel holds")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    listing = outbox_commands.add_parser("list")
+    listing.add_argument("--invoice")
+    listing.add_argument("--limit", type=int, default=50)
+    show = outbox_commands.add_parser("show")
+    show.add_argument("id", type=int)
+    outbox.set_defaults(handler=cmd_outbox)
+
+    commands.add_parser(
+        "lint-templates", help="render every template; fail on problems"
+    ).set_defaults(handler=cmd_lint_templates)
+
+    bench = commands.add_parser("bench", help="benchmark on a fresh dev server")
+    bench.add_argument("--cases", type=int, default=300)
+    bench.add_argument("--work-dir", default="var/bench")
+    bench.add_argument("--json")
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+USER_ERRORS = (
+    OperatorError,
+    PolicyError,
+    PortfolioFileError,
+    MappingError,
+    MoneyError,
+    ValueError,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the command, and turn user errors into clear messages."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.handler(args, load_settings()))
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

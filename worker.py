@@ -1,0 +1,98 @@
+"""The worker: runs invoice cases and their activities against the configured Temporal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import (
+    SandboxedWorkflowRunner,
+    SandboxRestrictions,
+)
+
+from activities.sending import ReminderSender
+from receivables.cases import connect
+from receivables.channels import MessageChannel, OutboxChannel
+from receivables.schema import migrate
+from receivables.settings import Settings, load_settings
+from receivables.store import make_engine
+from workflows.invoice import InvoiceWorkflow
+
+log = logging.getLogger(__name__)
+ACTIVITY_THREADS = 16
+
+# Our domain modules are deterministic and side-effect free at import; zoneinfo caches zones
+# process-wide. Passing them through keeps one copy of each instead of one per workflow run.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "zoneinfo",
+        "receivables",
+        "activities",
+        "pydantic",
+        "sqlalchemy",
+        "sqlmodel",
+        "jinja2",
+    )
+)
+
+
+def default_channels(engine: Engine) -> dict[str, MessageChannel]:
+    """Every channel goes to the outbox until provider credentials are configured."""
+    outbox = OutboxChannel(engine)
+    return {"email": outbox, "sms": outbox, "whatsapp": outbox, "letter": outbox}
+
+
+def build_worker(
+    client: Client,
+    engine: Engine,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    channels: dict[str, MessageChannel] | None = None,
+    extra_workflows: tuple[type, ...] = (),
+    extra_activities: tuple[object, ...] = (),
+) -> Worker:
+    """A worker for invoice cases, with the send activity bound to this store and channels."""
+    sender = ReminderSender(
+        engine, channels or default_channels(engine), settings.templates_dir
+    )
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal.task_queue,
+        workflows=[InvoiceWorkflow, *extra_workflows],
+        workflow_runner=WORKFLOW_RUNNER,
+        activities=[sender.send_reminder, *extra_activities],  # type: ignore[list-item]
+        activity_executor=ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
+        max_concurrent_activities=ACTIVITY_THREADS,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Connect, make sure the store is migrated, and poll until interrupted."""
+    migrate(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    client = await connect(settings.temporal)
+    worker = build_worker(client, engine, settings)
+    log.info(
+        "worker polling %s on %s/%s",
+        settings.temporal.task_queue,
+        settings.temporal.address,
+        settings.temporal.namespace,
+    )
+    await worker.run()
+
+
+def main() -> None:
+    """Command line entry: ``python worker.py``; configuration comes from the environment."""
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(run_worker(load_settings()))
+
+
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,11 @@ def local_date_of(instant: datetime, time_zone: str) -> date:
     return instant.astimezone(ZoneInfo(time_zone)).date()
 
 
+def format_local(instant: datetime, time_zone: str) -> str:
+    """Show an instant as the debtor's wall clock: ``2026-04-09 09:00 America/Santiago``."""
+    return f"{instant.astimezone(ZoneInfo(time_zone)):%Y-%m-%d %H:%M} {time_zone}"
+
+
 def days_past_due(due_date: date, instant: datetime, time_zone: str) -> int:
     """Whole calendar days past the due date at an instant, in the debtor's time zone."""
     return max(0, (local_date_of(instant, time_zone) - due_date).days)
@@ -74,18 +79,46 @@ def plan_case(
     return tuple(sorted(planned, key=lambda p: (p.at, p.step_id)))
 
 
-def next_due_step(
-    plan: tuple[PlannedStep, ...], done: set[str], now: datetime
-) -> tuple[PlannedStep | None, list[PlannedStep]]:
-    """Pick the step to act on now, and the earlier overdue ones it supersedes.
+@dataclass(frozen=True)
+class SkippedStep:
+    """A due step that will not be sent, and why."""
 
-    When several steps are already due (a case imported late, or a worker that was down), only
-    the latest is acted on: a debtor gets one reminder reflecting today, not a burst of stale ones.
+    step: PlannedStep
+    reason: str
+
+
+def next_due_step(
+    plan: tuple[PlannedStep, ...],
+    done: set[str],
+    now: datetime,
+    *,
+    due_date: date,
+    time_zone: str,
+    catch_up: timedelta,
+) -> tuple[PlannedStep | None, list[SkippedStep]]:
+    """Pick the step to act on now, and the due steps that will not be sent.
+
+    When several steps are due at once (a case opened late, a worker that was down), only the
+    latest is sent: a debtor gets one reminder reflecting today, not a burst of stale ones. A
+    step missed by more than ``catch_up``, or a before-due step once the due date has passed,
+    is skipped: its wording would no longer be true.
     """
     due_now = [p for p in plan if p.step_id not in done and p.at <= now]
     if not due_now:
         return None, []
-    return due_now[-1], due_now[:-1]
+    skipped = [
+        SkippedStep(p, f"superseded by {due_now[-1].step_id}") for p in due_now[:-1]
+    ]
+    latest = due_now[-1]
+    if now - latest.at > catch_up:
+        skipped.append(SkippedStep(latest, f"missed by more than {catch_up.days} days"))
+        return None, skipped
+    if latest.local_date < due_date < local_date_of(now, time_zone):
+        skipped.append(
+            SkippedStep(latest, "a before-due step after the due date passed")
+        )
+        return None, skipped
+    return latest, skipped
 
 
 def upcoming_step(

@@ -10,8 +10,14 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from receivables.money import MoneyError, parse_minor_units
 
@@ -77,6 +83,8 @@ class Policy(_Strict):
     send_time: time = time(9, 0)
     time_zone: str = "America/Santiago"
     jurisdiction: str | None = None
+    # A step found due this long after its time (case opened late, workers down) is skipped.
+    catch_up_days: int = Field(default=3, ge=0, le=30)
     steps: tuple[PolicyStep, ...] = Field(min_length=1)
 
     @field_validator("time_zone")
@@ -94,7 +102,9 @@ class Policy(_Strict):
         seen: set[str] = set()
         for step in steps:
             if step.id in seen:
-                raise ValueError(f"step id {step.id!r} appears twice; ids must be unique")
+                raise ValueError(
+                    f"step id {step.id!r} appears twice; ids must be unique"
+                )
             seen.add(step.id)
         return steps
 
@@ -131,7 +141,9 @@ def parse_threshold(text: str) -> tuple[int, str]:
     """Read ``"5000000 CLP"`` into minor units and currency."""
     parts = text.split()
     if len(parts) != 2:
-        raise ValueError(f"{text!r} must be an amount and a currency, like '5000000 CLP'")
+        raise ValueError(
+            f"{text!r} must be an amount and a currency, like '5000000 CLP'"
+        )
     try:
         return parse_minor_units(parts[0], parts[1]), parts[1]
     except MoneyError as error:
@@ -150,7 +162,10 @@ class SegmentFacts:
 
 def rule_matches(rule: SegmentRule, facts: SegmentFacts) -> bool:
     """Tell whether every condition the rule states holds for these facts."""
-    if rule.customer_types is not None and facts.customer_type not in rule.customer_types:
+    if (
+        rule.customer_types is not None
+        and facts.customer_type not in rule.customer_types
+    ):
         return False
     for bound, is_lower in ((rule.min_amount, True), (rule.max_amount, False)):
         if bound is None:
@@ -205,9 +220,13 @@ def load_policy_file(path: Path) -> Policy:
         policy = Policy.model_validate(_read_yaml(path))
     except ValidationError as error:
         field, reason = _describe(error)
-        raise PolicyError(path, field, f"{reason}; fix the file and load again") from None
+        raise PolicyError(
+            path, field, f"{reason}; fix the file and load again"
+        ) from None
     if policy.name != path.stem:
-        raise PolicyError(path, "name", f"is {policy.name!r} but the file is {path.name}")
+        raise PolicyError(
+            path, "name", f"is {policy.name!r} but the file is {path.name}"
+        )
     return policy
 
 
@@ -233,7 +252,9 @@ def load_policy_book(folder: Path) -> PolicyBook:
     }
     segments_path = folder / SEGMENTS_FILE
     if not segments_path.exists():
-        raise PolicyError(segments_path, "(file)", "missing; every policy folder needs one")
+        raise PolicyError(
+            segments_path, "(file)", "missing; every policy folder needs one"
+        )
     try:
         segmentation = Segmentation.model_validate(_read_yaml(segments_path))
     except ValidationError as error:
@@ -244,5 +265,7 @@ def load_policy_book(folder: Path) -> PolicyBook:
     for field, name in named:
         if name not in policies:
             known = ", ".join(sorted(policies)) or "none"
-            raise PolicyError(segments_path, field, f"no policy {name!r} (known: {known})")
+            raise PolicyError(
+                segments_path, field, f"no policy {name!r} (known: {known})"
+            )
     return PolicyBook(policies=policies, segmentation=segmentation)

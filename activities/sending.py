@@ -1,0 +1,266 @@
+"""The send activity: re-check the invoice, render, record in the ledger, deliver once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from receivables.case import SendOutcome, SendReminderRequest, SendStatus
+from receivables.channels import (
+    ChannelError,
+    MessageChannel,
+    OutgoingMessage,
+    idempotency_key,
+)
+from receivables.ledger import ContactKey, ContactLedger
+from receivables.messages import (
+    MessageContext,
+    RenderedMessage,
+    TemplateRenderError,
+    render_message,
+)
+from receivables.planning import local_date_of
+from receivables.store import (
+    ContactStatus,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    find_customer,
+    find_invoice,
+    session_scope,
+)
+
+
+@dataclass(frozen=True)
+class CreditorProfile:
+    """Who is collecting, as the debtor reads it in every message."""
+
+    name: str = "Servicios Andinos SpA"
+    contact: str = "cobranzas@servicios-andinos.example"
+    payment_instructions: str = (
+        "Transferencia a Banco Ejemplo, cuenta corriente 00-000-00000-00, "
+        "RUT 76.000.000-0, indicando el folio"
+    )
+
+
+@dataclass(frozen=True)
+class _Route:
+    channel: str
+    recipient: str
+
+
+class ReminderSender:
+    """Sends one planned step of one invoice, at most once per (step, channel, recipient)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        channels: dict[str, MessageChannel],
+        templates_dir: Path,
+        creditor: CreditorProfile | None = None,
+    ) -> None:
+        self._engine = engine
+        self._channels = channels
+        self._templates_dir = templates_dir
+        self._creditor = creditor or CreditorProfile()
+        self._ledger = ContactLedger(engine)
+
+    @activity.defn(name="send_reminder")
+    def send_reminder(self, request: SendReminderRequest) -> SendOutcome:
+        """Deliver a reminder unless committed state says the invoice is no longer payable."""
+        now = activity.info().current_attempt_scheduled_time
+        with session_scope(self._engine) as session:
+            invoice = find_invoice(session, request.tenant, request.invoice_number)
+            if invoice is None:
+                raise ApplicationError(
+                    f"invoice {request.invoice_number} of tenant {request.tenant} is not in "
+                    "the store; import it before starting its case",
+                    non_retryable=True,
+                )
+            customer = find_customer(session, invoice.tenant, invoice.customer_id)
+
+        route = self._choose_route(request, customer)
+        key = self._key(request, route)
+        refusal = _why_not_payable(invoice)
+        if refusal is not None:
+            return self._decide(request, key, ContactStatus.CANCELLED, refusal, now)
+        if route is None or customer is None:
+            reason = "no reachable contact on " + ", ".join(_channels_of(request))
+            return self._decide(request, key, ContactStatus.BLOCKED, reason, now)
+
+        try:
+            rendered = self._render(request, route, invoice, customer, now)
+        except (TemplateRenderError, ValueError) as error:
+            return self._decide(request, key, ContactStatus.BLOCKED, str(error), now)
+        return self._deliver(request, key, rendered, now)
+
+    def _deliver(
+        self,
+        request: SendReminderRequest,
+        key: ContactKey,
+        rendered: RenderedMessage,
+        now: datetime,
+    ) -> SendOutcome:
+        policy = (request.policy_name, request.policy_version)
+        entry = self._ledger.begin_attempt(
+            key, policy=policy, planned_at=request.planned_at
+        )
+        if entry.status == ContactStatus.SENT:
+            return SendOutcome(
+                SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
+            )
+
+        channel = self._channels[key.channel]
+        message_key = idempotency_key(*key.__dict__.values())
+        if entry.attempts > 1:
+            # The previous attempt may have reached the channel before the worker died.
+            already = channel.find_sent(message_key)
+            if already is not None:
+                self._ledger.finish(
+                    entry.entry_id,
+                    ContactStatus.SENT,
+                    reason="accepted by the channel on an earlier attempt",
+                    at=now,
+                    provider_message_id=already,
+                )
+                return SendOutcome(SendStatus.SENT, key.channel, "sent", already, True)
+
+        try:
+            message_id = channel.send(_outgoing(message_key, key, request, rendered))
+        except ChannelError as error:
+            status = ContactStatus.PENDING if error.retryable else ContactStatus.FAILED
+            self._ledger.finish(entry.entry_id, status, reason=str(error), at=now)
+            if error.retryable:
+                raise
+            return SendOutcome(SendStatus.FAILED, key.channel, str(error))
+
+        self._ledger.finish(
+            entry.entry_id,
+            ContactStatus.SENT,
+            reason="sent",
+            at=now,
+            provider_message_id=message_id,
+        )
+        activity.logger.info(
+            "sent %s of %s by %s", key.step_id, key.invoice_number, key.channel
+        )
+        return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id)
+
+    def _decide(
+        self,
+        request: SendReminderRequest,
+        key: ContactKey,
+        status: ContactStatus,
+        reason: str,
+        now: datetime,
+    ) -> SendOutcome:
+        self._ledger.record_decision(
+            key,
+            status,
+            reason=reason,
+            policy=(request.policy_name, request.policy_version),
+            planned_at=request.planned_at,
+            at=now,
+        )
+        activity.logger.info(
+            "did not send %s of %s: %s", key.step_id, key.invoice_number, status
+        )
+        return SendOutcome(SendStatus(str(status)), key.channel, reason)
+
+    def _choose_route(
+        self, request: SendReminderRequest, customer: Customer | None
+    ) -> _Route | None:
+        if customer is None:
+            return None
+        for channel in _channels_of(request):
+            recipient = _address_for(customer, channel)
+            if recipient and channel in self._channels:
+                return _Route(channel, recipient)
+        return None
+
+    def _key(self, request: SendReminderRequest, route: _Route | None) -> ContactKey:
+        return ContactKey(
+            tenant=request.tenant,
+            invoice_number=request.invoice_number,
+            step_id=request.step_id,
+            channel=route.channel if route else request.channel,
+            recipient=route.recipient if route else "(none)",
+        )
+
+    def _render(
+        self,
+        request: SendReminderRequest,
+        route: _Route,
+        invoice: Invoice,
+        customer: Customer,
+        now: datetime,
+    ) -> RenderedMessage:
+        assert invoice.due_date is not None
+        context = MessageContext(
+            creditor_name=self._creditor.name,
+            customer_name=customer.name,
+            invoice_number=invoice.invoice_number,
+            issue_date=invoice.issue_date,
+            due_date=invoice.due_date,
+            amount_minor=invoice.amount_minor,
+            balance_minor=invoice.balance_minor,
+            currency=invoice.currency,
+            sent_on=local_date_of(now, customer.time_zone),
+            payment_instructions=self._creditor.payment_instructions,
+            creditor_contact=self._creditor.contact,
+        )
+        language = customer.language or request.language
+        return render_message(
+            self._templates_dir, request.template, route.channel, language, context
+        )
+
+
+def _why_not_payable(invoice: Invoice) -> str | None:
+    if invoice.status != InvoiceStatus.OPEN:
+        return f"invoice is {invoice.status} in the store at send time"
+    if invoice.balance_minor <= 0:
+        return f"balance is {invoice.balance_minor} at send time: nothing to collect"
+    return None
+
+
+def _channels_of(request: SendReminderRequest) -> list[str]:
+    return [request.channel, *request.fallback_channels]
+
+
+def _address_for(customer: Customer, channel: str) -> str | None:
+    if channel == "email":
+        return customer.email
+    if channel == "sms":
+        return customer.phone
+    if channel == "whatsapp":
+        return customer.whatsapp or customer.phone
+    if channel == "letter":
+        # Letters go to the postal address on file, printed by the creditor.
+        return f"postal:{customer.customer_id}"
+    return None
+
+
+def _outgoing(
+    message_key: str,
+    key: ContactKey,
+    request: SendReminderRequest,
+    rendered: RenderedMessage,
+) -> OutgoingMessage:
+    return OutgoingMessage(
+        idempotency_key=message_key,
+        tenant=key.tenant,
+        invoice_number=key.invoice_number,
+        step_id=key.step_id,
+        channel=key.channel,
+        recipient=key.recipient,
+        subject=rendered.subject,
+        body=rendered.body,
+        html_body=rendered.html_body,
+        policy_name=request.policy_name,
+        policy_version=request.policy_version,
+    )

@@ -1,0 +1,156 @@
+"""The contact ledger: every planned contact, every attempt and its outcome, for the audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from receivables.store import (
+    ContactAttempt,
+    ContactLedgerEntry,
+    ContactStatus,
+    session_scope,
+)
+
+
+@dataclass(frozen=True)
+class ContactKey:
+    """What makes a contact unique: the same step to the same recipient happens once."""
+
+    tenant: str
+    invoice_number: str
+    step_id: str
+    channel: str
+    recipient: str
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """A committed view of one ledger entry, safe to use after its session closed."""
+
+    entry_id: int
+    status: ContactStatus
+    attempts: int
+    provider_message_id: str | None
+
+
+class ContactLedger:
+    """Writes the ledger in short committed transactions, so a crash loses no decision."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def begin_attempt(
+        self, key: ContactKey, *, policy: tuple[str, int], planned_at: datetime
+    ) -> LedgerSnapshot:
+        """Find or create the entry and count one more attempt, committed before sending."""
+        try:
+            return self._begin(key, policy, planned_at)
+        except IntegrityError:
+            # Another worker created the same entry between our read and our insert.
+            return self._begin(key, policy, planned_at)
+
+    def _begin(
+        self, key: ContactKey, policy: tuple[str, int], planned_at: datetime
+    ) -> LedgerSnapshot:
+        with session_scope(self._engine) as session:
+            entry = session.exec(_by_key(key)).first()
+            if entry is None:
+                entry = ContactLedgerEntry(
+                    **key.__dict__,
+                    policy_name=policy[0],
+                    policy_version=policy[1],
+                    planned_at=planned_at,
+                )
+            if entry.status != ContactStatus.SENT:
+                entry.attempts += 1
+                entry.status = ContactStatus.PENDING
+            session.add(entry)
+            session.flush()
+            assert entry.id is not None
+            if entry.status == ContactStatus.PENDING:
+                session.add(
+                    ContactAttempt(
+                        ledger_entry_id=entry.id,
+                        attempt=entry.attempts,
+                        outcome="started",
+                    )
+                )
+            return LedgerSnapshot(
+                entry.id,
+                ContactStatus(entry.status),
+                entry.attempts,
+                entry.provider_message_id,
+            )
+
+    def finish(
+        self,
+        entry_id: int,
+        status: ContactStatus,
+        *,
+        reason: str,
+        at: datetime,
+        provider_message_id: str | None = None,
+    ) -> None:
+        """Record the outcome of the entry's latest attempt."""
+        with session_scope(self._engine) as session:
+            entry = session.get(ContactLedgerEntry, entry_id)
+            assert entry is not None
+            entry.status = status
+            entry.reason = reason
+            entry.decided_at = at
+            entry.provider_message_id = provider_message_id or entry.provider_message_id
+            session.add(entry)
+            session.add(
+                ContactAttempt(
+                    ledger_entry_id=entry_id,
+                    attempt=entry.attempts,
+                    outcome=str(status),
+                    detail=reason,
+                )
+            )
+
+    def record_decision(
+        self,
+        key: ContactKey,
+        status: ContactStatus,
+        *,
+        reason: str,
+        policy: tuple[str, int],
+        planned_at: datetime,
+        at: datetime,
+    ) -> None:
+        """Record a contact decided without calling any channel (cancelled or blocked)."""
+        snapshot = self.begin_attempt(key, policy=policy, planned_at=planned_at)
+        if snapshot.status != ContactStatus.SENT:
+            self.finish(snapshot.entry_id, status, reason=reason, at=at)
+
+    def entries_for(self, tenant: str, invoice_number: str) -> list[ContactLedgerEntry]:
+        """Every ledger entry of one invoice, in the order they were planned."""
+        with session_scope(self._engine) as session:
+            statement = (
+                select(ContactLedgerEntry)
+                .where(
+                    ContactLedgerEntry.tenant == tenant,
+                    ContactLedgerEntry.invoice_number == invoice_number,
+                )
+                .order_by(
+                    col(ContactLedgerEntry.planned_at), col(ContactLedgerEntry.id)
+                )
+            )
+            return list(session.exec(statement).all())
+
+
+def _by_key(key: ContactKey) -> SelectOfScalar[ContactLedgerEntry]:
+    return select(ContactLedgerEntry).where(
+        ContactLedgerEntry.tenant == key.tenant,
+        ContactLedgerEntry.invoice_number == key.invoice_number,
+        ContactLedgerEntry.step_id == key.step_id,
+        ContactLedgerEntry.channel == key.channel,
+        ContactLedgerEntry.recipient == key.recipient,
+    )

@@ -1,0 +1,1 @@
+"""Alembic revisions of the committed store, applied by ``schema.migrate``."""

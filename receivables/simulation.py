@@ -1,0 +1,254 @@
+"""Replay a historical portfolio through the real workflows on the time-skipping server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time as wall_clock
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+from temporalio.client import Client
+
+from activities.replay import ReplayActivities, ReplayDayResult
+from receivables.devserver import start_time_skipping_environment
+from receivables.importer import import_portfolio
+from receivables.policy import load_policy_book
+from receivables.schema import migrate
+from receivables.settings import Settings
+from receivables.store import (
+    ContactLedgerEntry,
+    ContactStatus,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    make_engine,
+    session_scope,
+)
+from worker import build_worker
+from workflows.replay import PortfolioReplayWorkflow, ReplayPlan
+
+log = logging.getLogger(__name__)
+REPLAY_TENANT = "replay"
+
+
+class SimulationError(RuntimeError):
+    """The portfolio cannot be replayed as given; the message says why and what to do."""
+
+
+@dataclass
+class SimulationSummary:
+    """What a replay did; ``reminders_after_payment`` must be zero."""
+
+    invoices: int
+    cases_opened: int
+    payments_reported: int
+    segments: dict[str, int]
+    reminders_sent: int
+    reminders_by_step: dict[str, int]
+    reminders_by_channel: dict[str, int]
+    contacts_cancelled_at_send: int
+    paid_before_due: int
+    paid_after_step: dict[str, int]
+    reminders_after_payment: int
+    replay_shift_days: int
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The summary as pretty JSON, keys as documented in the README."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True, ensure_ascii=False)
+
+    def to_text(self) -> str:
+        """The summary as a few lines for the terminal."""
+
+        def top(counter: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v}" for k, v in sorted(counter.items()))
+
+        return "\n".join(
+            [
+                f"invoices replayed        {self.invoices} (segments: {top(self.segments)})",
+                f"reminders sent           {self.reminders_sent}",
+                f"  by step                {top(self.reminders_by_step)}",
+                f"  by channel             {top(self.reminders_by_channel)}",
+                f"cancelled at send time   {self.contacts_cancelled_at_send}",
+                f"paid on or before due    {self.paid_before_due}",
+                f"paid after step          {top(self.paid_after_step)}",
+                f"reminders after payment  {self.reminders_after_payment}",
+                f"wall time                {self.wall_seconds:.1f} s",
+            ]
+        )
+
+
+def as_utc(instant: datetime) -> datetime:
+    """SQLite returns naive datetimes; every instant we store is UTC."""
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def shift_into_future(engine: Engine, tenant: str, today: date) -> int:
+    """Move every date by whole weeks so the replay starts tomorrow, and reopen the invoices.
+
+    Whole weeks keep each date's weekday, which contact rules care about. The time-skipping
+    server's clock starts at the real present and only moves forward.
+    """
+    with session_scope(engine) as session:
+        invoices = session.exec(select(Invoice).where(Invoice.tenant == tenant)).all()
+        if not invoices:
+            raise SimulationError("the portfolio has no invoices to replay")
+        first = min(i.issue_date for i in invoices)
+        weeks = ((today - first).days // 7) + 1
+        shift = timedelta(weeks=weeks)
+        for invoice in invoices:
+            invoice.issue_date += shift
+            invoice.due_date = invoice.due_date + shift if invoice.due_date else None
+            invoice.settled_date = (
+                invoice.settled_date + shift if invoice.settled_date else None
+            )
+            if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.OPEN):
+                invoice.status = InvoiceStatus.OPEN
+                invoice.balance_minor = invoice.amount_minor
+            session.add(invoice)
+    return shift.days
+
+
+def event_days(engine: Engine, tenant: str) -> list[date]:
+    """Every day on which an invoice is issued or settled, in order."""
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(col(Invoice.issue_date), col(Invoice.settled_date)).where(
+                Invoice.tenant == tenant, Invoice.status == InvoiceStatus.OPEN
+            )
+        ).all()
+    days = {issued for issued, _ in rows} | {settled for _, settled in rows if settled}
+    return sorted(days)
+
+
+async def simulate(
+    portfolio: Path,
+    mapping: str,
+    *,
+    settings: Settings,
+    work_dir: Path,
+) -> SimulationSummary:
+    """Import a portfolio into a scratch store and replay it through real cases."""
+    started = wall_clock.perf_counter()
+    url = f"sqlite:///{work_dir / 'replay.sqlite'}"
+    migrate(url)
+    report = import_portfolio(
+        portfolio,
+        mapping,
+        database_url=url,
+        tenant=REPLAY_TENANT,
+        policies_dir=settings.policies_dir,
+    )
+    if report.rejected_rows:
+        raise SimulationError(
+            f"{portfolio} has {len(report.rejected_rows)} rejected rows; "
+            f"fix them or import with --accept-valid first:\n{report.summary()}"
+        )
+    engine = make_engine(url)
+    env = await start_time_skipping_environment()
+    try:
+        today = (await env.get_current_time()).date()
+        shift = shift_into_future(engine, REPLAY_TENANT, today)
+        totals = await _drive(env.client, engine, settings)
+    finally:
+        await env.shutdown()
+    summary = summarize(engine, REPLAY_TENANT, totals, shift)
+    summary.wall_seconds = round(wall_clock.perf_counter() - started, 1)
+    engine.dispose()
+    return summary
+
+
+async def _drive(client: Client, engine: Engine, settings: Settings) -> ReplayDayResult:
+    queue = f"replay-{uuid.uuid4().hex[:8]}"
+    book = load_policy_book(settings.policies_dir)
+    replay = ReplayActivities(client, engine, book)
+    worker = build_worker(
+        client,
+        engine,
+        settings,
+        task_queue=queue,
+        extra_workflows=(PortfolioReplayWorkflow,),
+        extra_activities=(replay.replay_day,),
+    )
+    plan = ReplayPlan(
+        tenant=REPLAY_TENANT,
+        days=event_days(engine, REPLAY_TENANT),
+        time_zone=settings_time_zone(book),
+        case_task_queue=queue,
+    )
+    log.info("replaying %d event days from %s", len(plan.days), plan.days[0])
+    async with worker:
+        return await client.execute_workflow(
+            PortfolioReplayWorkflow.run, plan, id=f"replay/{queue}", task_queue=queue
+        )
+
+
+def settings_time_zone(book: object) -> str:
+    """The replay's events land at 08:00 in the creditor's zone (the policies' default)."""
+    policies = getattr(book, "policies", {})
+    zones = {policy.time_zone for policy in policies.values()}
+    return sorted(zones)[0] if zones else "America/Santiago"
+
+
+def summarize(
+    engine: Engine, tenant: str, totals: ReplayDayResult, shift_days: int
+) -> SimulationSummary:
+    """Count what the replay did from the store and the contact ledger."""
+    with session_scope(engine) as session:
+        invoices = session.exec(select(Invoice).where(Invoice.tenant == tenant)).all()
+        entries = session.exec(
+            select(ContactLedgerEntry).where(ContactLedgerEntry.tenant == tenant)
+        ).all()
+        payments = session.exec(select(Payment).where(Payment.tenant == tenant)).all()
+
+    paid_at = {p.invoice_number: as_utc(p.received_at) for p in payments}
+    sent = [e for e in entries if e.status == ContactStatus.SENT]
+    after_payment = [
+        e
+        for e in sent
+        if e.invoice_number in paid_at
+        and e.decided_at is not None
+        and as_utc(e.decided_at) > paid_at[e.invoice_number]
+    ]
+    return SimulationSummary(
+        invoices=len(invoices),
+        cases_opened=totals.cases_opened,
+        payments_reported=totals.payments_reported,
+        segments=dict(Counter(i.segment or "(none)" for i in invoices)),
+        reminders_sent=len(sent),
+        reminders_by_step=dict(Counter(e.step_id for e in sent)),
+        reminders_by_channel=dict(Counter(e.channel for e in sent)),
+        contacts_cancelled_at_send=sum(
+            e.status == ContactStatus.CANCELLED for e in entries
+        ),
+        paid_before_due=sum(
+            1
+            for i in invoices
+            if i.settled_date and i.due_date and i.settled_date <= i.due_date
+        ),
+        paid_after_step=_last_step_before_payment(sent, paid_at),
+        reminders_after_payment=len(after_payment),
+        replay_shift_days=shift_days,
+    )
+
+
+def _last_step_before_payment(
+    sent: list[ContactLedgerEntry], paid_at: dict[str, datetime]
+) -> dict[str, int]:
+    last: dict[str, tuple[datetime, str]] = {}
+    for entry in sent:
+        if entry.decided_at is None:
+            continue
+        at = as_utc(entry.decided_at)
+        if entry.invoice_number in last and last[entry.invoice_number][0] > at:
+            continue
+        last[entry.invoice_number] = (at, entry.step_id)
+    counts = Counter(last[n][1] if n in last else "no reminder" for n in paid_at)
+    return dict(counts)

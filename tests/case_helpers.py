@@ -1,0 +1,143 @@
+"""Helpers for workflow tests: a store with one invoice, a running worker, a case started."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from receivables.case import InvoiceCase
+from receivables.cases import case_from_store, case_handle, start_case
+from receivables.channels import MessageChannel
+from receivables.policy import Policy
+from receivables.settings import Settings
+from receivables.store import Customer, Invoice, OutboxMessage, session_scope
+from worker import build_worker
+
+SANTIAGO = "America/Santiago"
+
+
+def santiago(day: date, clock: time) -> datetime:
+    """An aware instant from a Santiago wall-clock time."""
+    return datetime.combine(day, clock, tzinfo=ZoneInfo(SANTIAGO))
+
+
+def policy_with_steps(*steps: dict[str, object], name: str = "test-policy") -> Policy:
+    """A small policy for one scenario, validated like a YAML file would be."""
+    return Policy.model_validate(
+        {
+            "name": name,
+            "version": 1,
+            "description": "scenario policy",
+            "send_time": "09:00",
+            "time_zone": SANTIAGO,
+            "steps": list(steps),
+        }
+    )
+
+
+def add_invoice(
+    engine: Engine,
+    *,
+    invoice_number: str,
+    issue_date: date,
+    due_date: date,
+    amount_minor: int,
+    currency: str = "CLP",
+    customer_name: str = "Comercial O'Higgins & Cía. Ltda.",
+    tenant: str = "test",
+) -> tuple[Invoice, Customer]:
+    """Commit one open invoice and its customer, as an import would."""
+    with session_scope(engine) as session:
+        customer = Customer(
+            tenant=tenant,
+            customer_id=f"C-{invoice_number}",
+            name=customer_name,
+            email=f"pagos-{invoice_number}@customers.invalid",
+            phone="+56911112222",
+            time_zone=SANTIAGO,
+        )
+        invoice = Invoice(
+            tenant=tenant,
+            invoice_number=invoice_number,
+            customer_id=customer.customer_id,
+            issue_date=issue_date,
+            due_date=due_date,
+            amount_minor=amount_minor,
+            currency=currency,
+            balance_minor=amount_minor,
+        )
+        session.add(customer)
+        session.add(invoice)
+    return invoice, customer
+
+
+def unique_number() -> str:
+    """A fresh invoice number, so cases of different tests never share a workflow id."""
+    return uuid.uuid4().hex[:10]
+
+
+@dataclass
+class CaseRun:
+    """One started case and what a test needs to drive and inspect it."""
+
+    client: Client
+    engine: Engine
+    case: InvoiceCase
+    handle: WorkflowHandle
+
+    def outbox(self) -> list[OutboxMessage]:
+        """Messages the outbox holds for this invoice, oldest first."""
+        with session_scope(self.engine) as session:
+            statement = (
+                select(OutboxMessage)
+                .where(OutboxMessage.invoice_number == self.case.invoice_number)
+                .order_by(OutboxMessage.id)
+            )
+            return list(session.exec(statement).all())
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client,
+    engine: Engine,
+    *,
+    channels: dict[str, MessageChannel] | None = None,
+) -> AsyncIterator[tuple[Worker, str]]:
+    """A worker on a task queue of its own, stopped when the block ends."""
+    task_queue = f"test-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        templates_dir=Path(__file__).parents[1] / "templates" / "messages"
+    )
+    worker = build_worker(
+        client, engine, settings, task_queue=task_queue, channels=channels
+    )
+    async with worker:
+        yield worker, task_queue
+
+
+async def open_case(
+    client: Client,
+    engine: Engine,
+    invoice: Invoice,
+    customer: Customer,
+    policy: Policy,
+    task_queue: str,
+    now: datetime,
+) -> CaseRun:
+    """Start the case of a committed invoice and return its run."""
+    case = case_from_store(invoice, customer, policy, segment="test")
+    result = await start_case(client, case, task_queue=task_queue, now=now)
+    assert result.started
+    return CaseRun(
+        client, engine, case, case_handle(client, case.tenant, case.invoice_number)
+    )

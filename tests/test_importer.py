@@ -1,0 +1,779 @@
+"""Portfolio import: row checks, encodings, all-or-nothing batches, segments, dues."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlmodel import Session, select
+
+from receivables.importer import (
+    PortfolioFileError,
+    SettledInvoice,
+    average_days_late,
+    derive_due_date,
+    import_portfolio,
+    open_invoices_to_start,
+    placeholder_contact,
+)
+from receivables.mapping import MappingError, load_mapping
+from receivables.policy import SegmentFacts, load_policy_book
+from receivables.store import (
+    Customer,
+    ImportBatch,
+    Invoice,
+    InvoiceStatus,
+    find_customer,
+    find_invoice,
+    make_engine,
+)
+
+PROJECT_POLICIES = Path(__file__).resolve().parents[1] / "policies"
+TENANT = "acme"
+HEADER = [
+    "folio",
+    "customer",
+    "name",
+    "type",
+    "issued",
+    "due",
+    "amount",
+    "settled",
+    "terms",
+]
+
+
+def plain_mapping(**changes: Any) -> dict[str, Any]:
+    """A day/month/year CLP mapping over HEADER, with fields replaced as given."""
+    mapping: dict[str, Any] = {
+        "name": "plain",
+        "encoding": "utf-8",
+        "delimiter": ",",
+        "date_format": "%d/%m/%Y",
+        "currency": {"fixed": "CLP"},
+        "columns": {
+            "invoice_number": "folio",
+            "customer_id": "customer",
+            "customer_name": "name",
+            "customer_type": "type",
+            "issue_date": "issued",
+            "due_date": "due",
+            "amount": "amount",
+            "settled_date": "settled",
+            "payment_terms_days": "terms",
+        },
+    }
+    mapping.update(changes)
+    return mapping
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    """A copy of the project's policies and mappings, plus the mapping ``plain``."""
+    folder = tmp_path / "policies"
+    shutil.copytree(PROJECT_POLICIES, folder)
+    add_mapping(folder, plain_mapping())
+    return folder
+
+
+def add_mapping(policies_dir: Path, mapping: dict[str, Any]) -> None:
+    path = policies_dir / "mappings" / f"{mapping['name']}.yaml"
+    path.write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
+
+
+def invoice_row(folio: str, **cells: str) -> list[str]:
+    """One row under HEADER; a valid open invoice unless cells say otherwise."""
+    values = {
+        "folio": folio,
+        "customer": "C-1",
+        "name": "Cliente Uno Ltda.",
+        "type": "",
+        "issued": "05/01/2026",
+        "due": "04/02/2026",
+        "amount": "100000",
+        "settled": "",
+        "terms": "",
+    }
+    values.update(cells)
+    return [values[column] for column in HEADER]
+
+
+def write_rows(
+    path: Path,
+    rows: list[list[str]],
+    *,
+    encoding: str = "utf-8",
+    header: list[str] = HEADER,
+) -> Path:
+    with path.open("w", encoding=encoding, newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def run_import(
+    path: Path, url: str, policies_dir: Path, mapping: str = "plain", **options: Any
+) -> Any:
+    return import_portfolio(
+        path,
+        mapping,
+        database_url=url,
+        tenant=TENANT,
+        policies_dir=policies_dir,
+        **options,
+    )
+
+
+def stored(url: str, model: type[Any]) -> list[Any]:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            return list(session.exec(select(model)))
+    finally:
+        engine.dispose()
+
+
+def stored_invoice(url: str, number: str) -> Invoice:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            invoice = find_invoice(session, TENANT, number)
+    finally:
+        engine.dispose()
+    assert invoice is not None, f"invoice {number} was not stored"
+    return invoice
+
+
+# --- the real IBM file ---
+
+
+def test_ibm_file_imports_every_row_with_folios_kept_as_text(
+    sqlite_url: str, shared_dir: Path
+) -> None:
+    source = shared_dir / "data" / "ar" / "ibm_accounts_receivable.csv"
+    with source.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    calls: list[tuple[int, int]] = []
+
+    report = run_import(
+        source,
+        sqlite_url,
+        PROJECT_POLICIES,
+        "ibm-ar",
+        progress=lambda *c: calls.append(c),
+    )
+
+    assert report.rejected == []
+    assert len(report.accepted) == len(rows) == 2466
+    assert {invoice.invoice_number for invoice in stored(sqlite_url, Invoice)} == {
+        row["invoiceNumber"] for row in rows
+    }
+    first = stored_invoice(sqlite_url, "0000611365")
+    assert (first.amount_minor, first.currency) == (5594, "USD")
+    assert (first.issue_date, first.due_date) == (date(2013, 1, 2), date(2013, 2, 1))
+    assert first.status == InvoiceStatus.PAID and first.settled_date == date(
+        2013, 1, 15
+    )
+    assert calls[-1] == (len(rows), len(rows))
+    assert [done for done, _ in calls[:-1]] == list(range(500, len(rows), 500))
+
+
+def test_ibm_customers_get_placeholder_contacts_that_reach_nobody(
+    sqlite_url: str, shared_dir: Path
+) -> None:
+    source = shared_dir / "data" / "ar" / "ibm_accounts_receivable.csv"
+    run_import(source, sqlite_url, PROJECT_POLICIES, "ibm-ar")
+
+    customers = stored(sqlite_url, Customer)
+
+    assert customers, "the import created no customers"
+    for customer in customers:
+        assert (customer.name, customer.email) == placeholder_contact(
+            customer.customer_id
+        )
+        assert customer.email.endswith("@customers.invalid")
+
+
+def test_ibm_days_late_matches_the_file_without_look_ahead(
+    sqlite_url: str, shared_dir: Path
+) -> None:
+    source = shared_dir / "data" / "ar" / "ibm_accounts_receivable.csv"
+    run_import(source, sqlite_url, PROJECT_POLICIES, "ibm-ar")
+    with source.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    book = load_policy_book(PROJECT_POLICIES)
+    invoices = {
+        invoice.invoice_number: invoice for invoice in stored(sqlite_url, Invoice)
+    }
+
+    for row in rows[:300]:
+        invoice = invoices[row["invoiceNumber"]]
+        # The file's own DaysLate, counted only for invoices settled before this one.
+        earlier = [
+            int(other["DaysLate"])
+            for other in rows
+            if other["customerID"] == row["customerID"]
+            and invoices[other["invoiceNumber"]].settled_date < invoice.issue_date
+        ]
+        late = sum(earlier) / len(earlier) if earlier else None
+        facts = SegmentFacts(invoice.amount_minor, "USD", "company", late)
+        assert invoice.segment == book.policy_for(facts)[0], row["invoiceNumber"]
+
+
+# --- re-imports ---
+
+
+def test_reimporting_the_same_file_is_a_no_op(
+    database_url: str, policies: Path
+) -> None:
+    source = write_rows(
+        policies.parent / "p.csv", [invoice_row("0001"), invoice_row("0002")]
+    )
+    first = run_import(source, database_url, policies)
+
+    again = run_import(source, database_url, policies)
+
+    assert first.batch_id is not None and again.repeat_of_batch == first.batch_id
+    assert again.accepted == [] and again.batch_id is None
+    assert "already imported as batch" in again.summary()
+    assert len(stored(database_url, Invoice)) == 2
+    assert len(stored(database_url, ImportBatch)) == 1
+
+
+def test_same_invoice_in_another_file_is_already_imported_not_an_error(
+    database_url: str, policies: Path
+) -> None:
+    run_import(
+        write_rows(policies.parent / "a.csv", [invoice_row("0001")]),
+        database_url,
+        policies,
+    )
+    second = write_rows(
+        policies.parent / "b.csv", [invoice_row("0001"), invoice_row("0002")]
+    )
+
+    report = run_import(second, database_url, policies)
+
+    assert report.rejected == []
+    assert report.already_imported == ["0001"] and report.accepted == ["0002"]
+
+
+def test_conflicting_reimport_loses_nothing(database_url: str, policies: Path) -> None:
+    run_import(
+        write_rows(policies.parent / "a.csv", [invoice_row("0001")]),
+        database_url,
+        policies,
+    )
+    changed = write_rows(
+        policies.parent / "b.csv",
+        [invoice_row("0001", amount="250000"), invoice_row("0002")],
+    )
+
+    held = run_import(changed, database_url, policies)
+    partial = run_import(changed, database_url, policies, accept_valid=True)
+
+    assert held.held_back == ["0002"] and held.accepted == []
+    conflict = partial.rejected[0]
+    assert (conflict.row, conflict.field, conflict.value) == (2, "amount", "250000 CLP")
+    assert "amount is 100000 CLP there, 250000 CLP here" in conflict.reason
+    assert partial.accepted == ["0002"]
+    assert stored_invoice(database_url, "0001").amount_minor == 100000
+
+
+# --- row checks ---
+
+
+def test_dates_follow_the_declared_format_and_are_never_guessed(
+    sqlite_url: str, policies: Path
+) -> None:
+    add_mapping(policies, plain_mapping(name="us", date_format="%m/%d/%Y"))
+    rows = [invoice_row("0001", issued="24/01/2026", due="")]
+    us = run_import(
+        write_rows(policies.parent / "us.csv", rows), sqlite_url, policies, "us"
+    )
+    day_first = write_rows(
+        policies.parent / "cl.csv", [invoice_row("0002", issued="09/01/2026", due="")]
+    )
+
+    run_import(day_first, sqlite_url, policies, "plain")
+
+    error = us.rejected[0]
+    assert (error.row, error.field, error.value) == (2, "issue_date", "24/01/2026")
+    assert "MM/DD/YYYY" in error.reason and "01/24/2026" in error.hint
+    assert stored_invoice(sqlite_url, "0002").issue_date == date(2026, 1, 9)
+    assert find_invoice_count(sqlite_url) == 1
+
+
+def find_invoice_count(url: str) -> int:
+    return len(stored(url, Invoice))
+
+
+def test_due_date_before_issue_date_is_a_row_error(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [
+        invoice_row("0001"),
+        invoice_row("0002", issued="10/02/2026", due="09/02/2026"),
+    ]
+
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows), sqlite_url, policies
+    )
+
+    [error] = report.rejected
+    assert (error.row, error.field, error.invoice_number) == (3, "due_date", "0002")
+    assert "before the issue date" in error.reason
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        ("", "empty"),
+        ("0", "above zero"),
+        ("-5000", "above zero"),
+        ("12.5", "has 1 decimals but CLP has 0"),
+        ("1.000", "declare thousands_separator"),
+        ("cien mil", "not an amount written like 1234567"),
+    ],
+)
+def test_amount_must_be_present_positive_and_exact(
+    sqlite_url: str, policies: Path, amount: str, reason: str
+) -> None:
+    source = write_rows(policies.parent / "p.csv", [invoice_row("0001", amount=amount)])
+
+    report = run_import(source, sqlite_url, policies)
+
+    [error] = report.rejected
+    assert (error.row, error.field, error.value) == (2, "amount", amount)
+    assert reason in error.reason
+
+
+def test_amounts_with_decimals_become_exact_minor_units(
+    sqlite_url: str, policies: Path
+) -> None:
+    add_mapping(policies, plain_mapping(name="usd", currency={"fixed": "USD"}))
+    source = write_rows(
+        policies.parent / "p.csv", [invoice_row("0001", amount="1234.07")]
+    )
+
+    run_import(source, sqlite_url, policies, "usd")
+
+    assert stored_invoice(sqlite_url, "0001").amount_minor == 123407
+
+
+def test_leading_zeros_and_missing_ids_are_checked(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [
+        invoice_row("000123"),
+        invoice_row(""),
+        invoice_row("000124", customer=""),
+    ]
+
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows),
+        sqlite_url,
+        policies,
+        accept_valid=True,
+    )
+
+    assert [(e.row, e.field) for e in report.rejected] == [
+        (3, "invoice_number"),
+        (4, "customer_id"),
+    ]
+    assert stored_invoice(sqlite_url, "000123").invoice_number == "000123"
+
+
+def test_duplicate_in_the_file_names_the_first_row(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [invoice_row("0001"), invoice_row("0002"), invoice_row("0001", amount="5")]
+
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows),
+        sqlite_url,
+        policies,
+        accept_valid=True,
+    )
+
+    [error] = report.rejected
+    assert (error.row, error.field) == (4, "invoice_number")
+    assert "row 2" in error.reason
+    assert stored_invoice(sqlite_url, "0001").amount_minor == 100000
+
+
+def test_row_with_a_stray_delimiter_is_rejected(
+    sqlite_url: str, policies: Path
+) -> None:
+    source = policies.parent / "p.csv"
+    write_rows(source, [invoice_row("0001")])
+    with source.open("a", encoding="utf-8") as handle:
+        handle.write("0002,C-1,Cliente, Uno,,05/01/2026,04/02/2026,100000,,\n")
+
+    report = run_import(source, sqlite_url, policies)
+
+    [error] = report.rejected
+    assert (error.row, error.field) == (3, "(row)")
+    assert "10 cells but the header has 9" in error.reason
+
+
+def test_bom_and_blank_lines_keep_headers_and_row_numbers(
+    sqlite_url: str, policies: Path
+) -> None:
+    lines = [HEADER, invoice_row("0001"), [], invoice_row("0002", amount="0")]
+    source = policies.parent / "p.csv"
+    text = "\r\n".join(",".join(cells) for cells in lines)
+    source.write_text("\ufeff" + text + "\r\n", encoding="utf-8")  # as Excel saves
+
+    report = run_import(source, sqlite_url, policies, accept_valid=True)
+
+    assert report.accepted == ["0001"] and report.rejected_rows == [4]
+
+
+def test_customer_types_read_in_the_source_words(
+    sqlite_url: str, policies: Path
+) -> None:
+    words = plain_mapping(name="words", customer_type_values={"Salud": "health"})
+    add_mapping(policies, words)
+    rows = [
+        invoice_row("0001", type="SALUD"),
+        invoice_row("0002", customer="C-2", type="Gobierno"),
+    ]
+
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows),
+        sqlite_url,
+        policies,
+        "words",
+        accept_valid=True,
+    )
+
+    assert stored_invoice(sqlite_url, "0001").segment == "consumer-health-education"
+    [error] = report.rejected
+    assert (error.row, error.field, error.value) == (3, "customer_type", "Gobierno")
+    assert "Salud" in error.hint
+
+
+def test_missing_column_stops_the_file_at_row_one(
+    sqlite_url: str, policies: Path
+) -> None:
+    header = [column for column in HEADER if column != "amount"]
+    source = write_rows(policies.parent / "p.csv", [], header=header)
+
+    with pytest.raises(PortfolioFileError) as caught:
+        run_import(source, sqlite_url, policies)
+
+    assert caught.value.row == 1 and "'amount'" in caught.value.reason
+
+
+# --- encodings ---
+
+
+def test_latin1_name_imports_intact_when_declared(
+    sqlite_url: str, policies: Path
+) -> None:
+    add_mapping(policies, plain_mapping(name="latin", encoding="latin-1"))
+    name = "Comercializadora Ñandú Ltda."
+    source = write_rows(
+        policies.parent / "p.csv", [invoice_row("0001", name=name)], encoding="latin-1"
+    )
+
+    report = run_import(source, sqlite_url, policies, "latin")
+
+    assert report.accepted == ["0001"]
+    engine = make_engine(sqlite_url)
+    with Session(engine) as session:
+        customer = find_customer(session, TENANT, "C-1")
+    engine.dispose()
+    assert customer is not None and customer.name == name
+
+
+def test_undecodable_row_names_the_row_and_asks_for_the_encoding(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [
+        invoice_row("0001"),
+        invoice_row("0002", name="Comercializadora Ñandú Ltda."),
+    ]
+    source = write_rows(policies.parent / "p.csv", rows, encoding="latin-1")
+
+    report = run_import(source, sqlite_url, policies)
+
+    [error] = report.rejected
+    assert (error.row, error.field) == (3, "customer_name")
+    assert "\\xd1" in error.value and "encoding" in error.hint
+    assert find_invoice_count(sqlite_url) == 0
+
+
+# --- all or nothing ---
+
+
+def test_batch_with_errors_writes_nothing_unless_valid_rows_are_accepted(
+    database_url: str, policies: Path
+) -> None:
+    rows = [
+        invoice_row("0001"),
+        invoice_row("0002", due="31/02/2026"),
+        invoice_row("0003", customer="C-2"),
+    ]
+    source = write_rows(policies.parent / "p.csv", rows)
+
+    held = run_import(source, database_url, policies)
+    nothing = (stored(database_url, Invoice), stored(database_url, Customer))
+    partial = run_import(source, database_url, policies, accept_valid=True)
+
+    assert held.held_back == ["0001", "0003"] and held.batch_id is None
+    assert nothing == ([], [])
+    assert "held back: 2 valid rows NOT written" in held.summary()
+    assert partial.accepted == ["0001", "0003"] and partial.rejected_rows == [3]
+    assert sorted(i.invoice_number for i in stored(database_url, Invoice)) == [
+        "0001",
+        "0003",
+    ]
+    [batch] = stored(database_url, ImportBatch)
+    assert (batch.accepted_rows, batch.rejected_rows) == (2, 1)
+
+
+def test_stored_customers_are_completed_never_overwritten(
+    sqlite_url: str, policies: Path
+) -> None:
+    run_import(
+        write_rows(policies.parent / "a.csv", [invoice_row("0001")]),
+        sqlite_url,
+        policies,
+    )
+    renamed = [invoice_row("0002", name="Otro Nombre SpA", terms="45")]
+
+    run_import(write_rows(policies.parent / "b.csv", renamed), sqlite_url, policies)
+
+    [customer] = stored(sqlite_url, Customer)
+    assert customer.name == "Cliente Uno Ltda." and customer.payment_terms_days == 45
+
+
+# --- due dates from payment terms ---
+
+
+def test_missing_due_date_comes_from_terms_or_waits_for_one(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [
+        invoice_row("0001", customer="C-1", due="", terms="30"),
+        invoice_row("0002", customer="C-1", due="", issued="10/01/2026"),
+        invoice_row("0003", customer="C-2", due=""),
+    ]
+
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows), sqlite_url, policies
+    )
+
+    in_file, from_customer, unknown = (
+        stored_invoice(sqlite_url, number) for number in ("0001", "0002", "0003")
+    )
+    assert (in_file.due_date, in_file.due_date_rule) == (
+        date(2026, 2, 4),
+        "issue + 30 days (payment terms in file)",
+    )
+    assert (from_customer.due_date, from_customer.due_date_rule) == (
+        date(2026, 2, 9),
+        "issue + 30 days (customer terms)",
+    )
+    assert unknown.due_date is None and unknown.status == InvoiceStatus.NEEDS_DUE_DATE
+    assert report.needs_due_date == ["0003"]
+
+
+def test_terms_of_a_stored_customer_give_the_due_date(
+    sqlite_url: str, policies: Path
+) -> None:
+    first = [invoice_row("0001", terms="45")]
+    run_import(write_rows(policies.parent / "a.csv", first), sqlite_url, policies)
+
+    later = [invoice_row("0002", due="", issued="01/03/2026")]
+    run_import(write_rows(policies.parent / "b.csv", later), sqlite_url, policies)
+
+    invoice = stored_invoice(sqlite_url, "0002")
+    assert invoice.due_date == date(2026, 4, 15)
+    assert invoice.due_date_rule == "issue + 45 days (customer terms)"
+
+
+def test_derive_due_date_prefers_the_file_and_never_guesses() -> None:
+    issued = date(2026, 1, 31)
+
+    assert derive_due_date(issued, 30, 60) == (
+        date(2026, 3, 2),
+        "issue + 30 days (payment terms in file)",
+    )
+    assert derive_due_date(issued, None, 60)[1] == "issue + 60 days (customer terms)"
+    assert derive_due_date(issued, None, None) == (None, None)
+
+
+# --- days late and segments, without look-ahead ---
+
+
+def test_average_days_late_counts_only_invoices_settled_before() -> None:
+    history = [
+        SettledInvoice(
+            due_date=date(2026, 1, 10), settled_date=date(2026, 1, 30)
+        ),  # 20
+        SettledInvoice(
+            due_date=date(2026, 2, 10), settled_date=date(2026, 2, 5)
+        ),  # early
+        SettledInvoice(due_date=date(2026, 3, 1), settled_date=date(2026, 3, 31)),  # 30
+    ]
+
+    assert average_days_late(history, date(2026, 1, 30)) is None
+    assert average_days_late(history, date(2026, 1, 31)) == 20
+    assert average_days_late(history, date(2026, 3, 31)) == 10
+    assert average_days_late(history, date(2026, 4, 1)) == 50 / 3
+    assert average_days_late([], date(2026, 4, 1)) is None
+
+
+def test_segment_ignores_settlements_after_the_issue_date(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [
+        # Due 4 Feb, paid 6 Mar: 30 days late, but only known from 6 March on.
+        invoice_row("0001", settled="06/03/2026"),
+        invoice_row("0002", issued="01/03/2026", due="31/03/2026"),
+        invoice_row("0003", issued="07/03/2026", due="06/04/2026"),
+    ]
+
+    run_import(write_rows(policies.parent / "p.csv", rows), sqlite_url, policies)
+
+    assert stored_invoice(sqlite_url, "0002").segment == "b2b-standard"
+    assert stored_invoice(sqlite_url, "0003").segment == "high-risk"
+    assert stored_invoice(sqlite_url, "0003").policy_name == "high-risk"
+
+
+def test_history_already_stored_counts_for_later_files(
+    sqlite_url: str, policies: Path
+) -> None:
+    history = [invoice_row("0001", settled="06/03/2026")]
+    run_import(write_rows(policies.parent / "a.csv", history), sqlite_url, policies)
+    later = [invoice_row("0002", issued="10/03/2026", due="09/04/2026")]
+
+    run_import(write_rows(policies.parent / "b.csv", later), sqlite_url, policies)
+
+    invoice = stored_invoice(sqlite_url, "0002")
+    assert (invoice.segment, invoice.policy_name, invoice.policy_version) == (
+        "high-risk",
+        "high-risk",
+        1,
+    )
+
+
+# --- reports, mappings and what the starter reads ---
+
+
+def test_report_lists_every_row_as_csv_and_json(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [invoice_row("0001"), invoice_row("0002", issued="2026-01-05")]
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows),
+        sqlite_url,
+        policies,
+        accept_valid=True,
+    )
+
+    written = report.write_csv(policies.parent / "report.csv")
+    data = json.loads(
+        report.write_json(policies.parent / "report.json").read_text("utf-8")
+    )
+
+    with written.open(encoding="utf-8", newline="") as handle:
+        lines = list(csv.DictReader(handle))
+    assert [(line["row"], line["outcome"]) for line in lines] == [
+        ("2", "accepted"),
+        ("3", "rejected"),
+    ]
+    assert "issue_date" in lines[1]["detail"] and "DD/MM/YYYY" in lines[1]["detail"]
+    assert data["accepted"] == ["0001"] and data["rejected"][0]["row"] == 3
+    assert "p.csv row 3, issue_date '2026-01-05'" in report.summary()
+
+
+def test_unknown_mapping_names_the_known_ones(policies: Path) -> None:
+    with pytest.raises(MappingError) as caught:
+        load_mapping(policies, "sap-export")
+
+    assert "ibm-ar" in caught.value.reason and "sample" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"date_format": "%d/%m"}, "date_format"),
+        ({"encoding": "klingon-8"}, "encoding"),
+        ({"currency": {"fixed": "XYZ"}}, "currency"),
+        ({"currency": {"fixed": "CLP", "column": "moneda"}}, "currency"),
+        ({"defaults": {"customer_type": "government"}}, "defaults.customer_type"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+def test_bad_mapping_names_file_and_field(
+    policies: Path, changes: dict[str, Any], field: str
+) -> None:
+    add_mapping(policies, plain_mapping(name="broken", **changes))
+
+    with pytest.raises(MappingError) as caught:
+        load_mapping(policies, "broken")
+
+    assert caught.value.file.endswith("broken.yaml") and caught.value.field == field
+
+
+def test_currency_can_come_from_a_column(sqlite_url: str, policies: Path) -> None:
+    columns = {**plain_mapping()["columns"], "settled_date": None}
+    add_mapping(
+        policies,
+        plain_mapping(name="multi", currency={"column": "settled"}, columns=columns),
+    )
+    rows = [
+        invoice_row("0001", settled="usd", amount="10.50"),
+        invoice_row("0002", settled="ARS"),
+    ]
+
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows),
+        sqlite_url,
+        policies,
+        "multi",
+        accept_valid=True,
+    )
+
+    assert stored_invoice(sqlite_url, "0001").currency == "USD"
+    assert [(e.row, e.field) for e in report.rejected] == [(3, "currency")]
+
+
+def test_open_invoices_to_start_gives_the_case_inputs(
+    database_url: str, policies: Path
+) -> None:
+    rows = [
+        invoice_row("0001", settled="01/02/2026"),
+        invoice_row("0002", customer="C-2", due=""),
+        invoice_row("0003", amount="7000000"),
+    ]
+    add_mapping(
+        policies, plain_mapping(name="zoned", defaults={"time_zone": "Pacific/Easter"})
+    )
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows), database_url, policies, "zoned"
+    )
+
+    [case] = open_invoices_to_start(database_url, TENANT, report.accepted)
+
+    assert (case.invoice_number, case.due_date, case.amount_minor) == (
+        "0003",
+        date(2026, 2, 4),
+        7000000,
+    )
+    assert (case.time_zone, case.segment, case.policy_name) == (
+        "Pacific/Easter",
+        "b2b-large",
+        "preventive-b2b",
+    )

@@ -1,0 +1,273 @@
+"""InvoiceWorkflow on the time-skipping server: reminders, payments, credits, re-planning."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from receivables.case import (
+    CaseState,
+    CreditApplied,
+    DueDateChanged,
+    PaymentReceived,
+    Stage,
+)
+from receivables.cases import report_credit, report_payment
+from receivables.channels import OutboxChannel, OutgoingMessage
+from receivables.ledger import ContactLedger
+from receivables.store import ContactStatus, make_engine
+from tests.case_helpers import (
+    add_invoice,
+    open_case,
+    policy_with_steps,
+    running_worker,
+    santiago,
+    unique_number,
+)
+from workflows.invoice import InvoiceWorkflow
+
+DUE_DAY_STEPS = (
+    {"id": "R0", "offset_days": 0, "channel": "email", "template": "due-soon"},
+    {"id": "R+1", "offset_days": 1, "channel": "email", "template": "overdue-first"},
+    {"id": "R+10", "offset_days": 10, "channel": "sms", "template": "overdue-second"},
+)
+
+
+@pytest.fixture
+async def year(time_skipping_env: WorkflowEnvironment) -> int:
+    """The issue's scenarios happen in spring; replay them in the next spring still ahead."""
+    now = await time_skipping_env.get_current_time()
+    return now.year + 1
+
+
+async def advance_to(env: WorkflowEnvironment, instant: datetime) -> None:
+    """Skip the server clock forward to an instant, firing every timer on the way."""
+    delta = instant - await env.get_current_time()
+    assert delta > timedelta(0), f"{instant} is already past"
+    await env.sleep(delta)
+
+
+def payment(reference: str, amount: int, at: datetime) -> PaymentReceived:
+    """A CLP payment received at an instant."""
+    return PaymentReceived(reference, amount, "CLP", at.astimezone(UTC))
+
+
+async def test_payment_just_before_the_due_day_reminder_cancels_it(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 3, 1),
+        due_date=date(year, 3, 31),
+        amount_minor=500_000,
+    )
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(
+            env.client,
+            engine,
+            invoice,
+            customer,
+            policy_with_steps(*DUE_DAY_STEPS),
+            queue,
+            now,
+        )
+        paid_at = santiago(date(year, 3, 30), time(23, 50))
+        await advance_to(env, paid_at)
+        await report_payment(
+            env.client,
+            engine,
+            "test",
+            invoice.invoice_number,
+            payment("P1", 500_000, paid_at),
+        )
+        final: CaseState = await run.handle.result()
+
+    assert final.stage is Stage.PAID
+    assert final.balance_minor == 0
+    assert run.outbox() == []
+    assert "R0" not in final.steps_done
+
+
+async def test_credit_note_to_zero_closes_by_credit_and_stops_reminders(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 3, 1),
+        due_date=date(year, 3, 31),
+        amount_minor=250_000,
+    )
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(
+            env.client,
+            engine,
+            invoice,
+            customer,
+            policy_with_steps(*DUE_DAY_STEPS),
+            queue,
+            now,
+        )
+        credited_at = santiago(date(year, 4, 3), time(11, 0))
+        await advance_to(env, credited_at)
+        credit = CreditApplied(
+            "NC-61-110616", 250_000, "CLP", credited_at.astimezone(UTC)
+        )
+        await report_credit(env.client, engine, "test", invoice.invoice_number, credit)
+        final: CaseState = await run.handle.result()
+
+    assert final.stage is Stage.CLOSED_BY_CREDIT
+    assert [m.step_id for m in run.outbox()] == ["R0", "R+1"]
+    assert "R+10" not in final.steps_done
+
+
+async def test_instalments_update_the_amount_asked_and_close_the_case(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 3, 1),
+        due_date=date(year, 3, 31),
+        amount_minor=110_000,
+    )
+    policy = policy_with_steps(DUE_DAY_STEPS[1], DUE_DAY_STEPS[2])
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        first = santiago(date(year, 3, 20), time(10, 0))
+        await advance_to(env, first)
+        await report_payment(
+            env.client,
+            engine,
+            "test",
+            invoice.invoice_number,
+            payment("T1", 50_000, first),
+        )
+        zero = santiago(date(year, 4, 2), time(10, 0))
+        await advance_to(env, zero)
+        await report_payment(
+            env.client, engine, "test", invoice.invoice_number, payment("T0", 0, zero)
+        )
+        assert await run.handle.query(InvoiceWorkflow.balance) == 60_000
+        second = santiago(date(year, 4, 5), time(10, 0))
+        await advance_to(env, second)
+        await report_payment(
+            env.client,
+            engine,
+            "test",
+            invoice.invoice_number,
+            payment("T2", 60_000, second),
+        )
+        final: CaseState = await run.handle.result()
+        timeline = await run.handle.query(InvoiceWorkflow.timeline)
+
+    messages = run.outbox()
+    assert [m.step_id for m in messages] == ["R+1"]
+    assert "$60.000" in messages[0].body
+    assert "$110.000" not in (messages[0].subject or "")
+    assert final.stage is Stage.PAID and final.paid_minor == 110_000
+    assert any(e.kind == "ignored" and "T0" in e.detail for e in timeline)
+
+
+class CrashAfterAcceptChannel:
+    """An outbox whose first send is accepted, then the worker 'dies' before it can record it."""
+
+    def __init__(self, outbox: OutboxChannel) -> None:
+        self.outbox = outbox
+        self.calls = 0
+
+    def send(self, message: OutgoingMessage) -> str:
+        self.calls += 1
+        message_id = self.outbox.send(message)
+        if self.calls == 1:
+            raise RuntimeError(
+                "worker process lost after the channel accepted the message"
+            )
+        return message_id
+
+    def find_sent(self, idempotency_key: str) -> str | None:
+        return self.outbox.find_sent(idempotency_key)
+
+
+async def test_retry_after_the_channel_accepted_sends_exactly_one_message(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 3, 1),
+        due_date=date(year, 3, 31),
+        amount_minor=75_000,
+    )
+    crashing = CrashAfterAcceptChannel(OutboxChannel(engine))
+    channels = {"email": crashing, "sms": crashing}
+    policy = policy_with_steps(DUE_DAY_STEPS[0])
+    async with running_worker(env.client, engine, channels=channels) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        paid_at = santiago(date(year, 4, 2), time(12, 0))
+        await advance_to(env, paid_at)
+        await report_payment(
+            env.client,
+            engine,
+            "test",
+            invoice.invoice_number,
+            payment("P", 75_000, paid_at),
+        )
+        await run.handle.result()
+
+    assert len(run.outbox()) == 1
+    entries = ContactLedger(engine).entries_for("test", invoice.invoice_number)
+    assert [(e.step_id, e.status, e.attempts) for e in entries] == [
+        ("R0", ContactStatus.SENT, 2)
+    ]
+
+
+async def test_moving_the_due_date_moves_the_post_due_reminder(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 4, 24),
+        due_date=date(year, 5, 24),
+        amount_minor=320_000,
+    )
+    policy = policy_with_steps(DUE_DAY_STEPS[1])
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        await advance_to(env, santiago(date(year, 5, 20), time(15, 0)))
+        await run.handle.signal(
+            InvoiceWorkflow.change_due_date,
+            DueDateChanged(
+                date(year, 5, 31), "purchase order arrived late", "executive"
+            ),
+        )
+        next_step = await run.handle.query(InvoiceWorkflow.next_step)
+        paid_at = santiago(date(year, 6, 2), time(12, 0))
+        await advance_to(env, paid_at)
+        await report_payment(
+            env.client,
+            engine,
+            "test",
+            invoice.invoice_number,
+            payment("P", 320_000, paid_at),
+        )
+        await run.handle.result()
+
+    assert next_step is not None and next_step.local_date == date(year, 6, 1)
+    entries = ContactLedger(engine).entries_for("test", invoice.invoice_number)
+    sent_days = [e.planned_at.astimezone(UTC) for e in entries]
+    assert sent_days == [santiago(date(year, 6, 1), time(9, 0)).astimezone(UTC)]

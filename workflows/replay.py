@@ -1,0 +1,64 @@
+"""PortfolioReplayWorkflow: replays a historical portfolio day by day through real cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.replay import ReplayActivities, ReplayDay, ReplayDayResult
+    from receivables.planning import local_instant
+
+# Keeps the driver's own history short: a year of event days is well under Temporal's limits,
+# but a portfolio spanning many years is not.
+DAYS_PER_RUN = 120
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """The event days to walk through, in order, and the local hour each day's events land."""
+
+    tenant: str
+    days: list[date]
+    time_zone: str
+    case_task_queue: str
+    events_at: time = time(8, 0)
+    totals: ReplayDayResult = field(default_factory=ReplayDayResult)
+
+
+@workflow.defn
+class PortfolioReplayWorkflow:
+    """Sleeps until each event day, then opens that day's cases and records its payments."""
+
+    @workflow.run
+    async def run(self, plan: ReplayPlan) -> ReplayDayResult:
+        """Walk the days; continue as new every DAYS_PER_RUN days to keep history short."""
+        totals = plan.totals
+        for index, day in enumerate(plan.days):
+            if index == DAYS_PER_RUN:
+                workflow.continue_as_new(
+                    ReplayPlan(
+                        plan.tenant,
+                        plan.days[index:],
+                        plan.time_zone,
+                        plan.case_task_queue,
+                        plan.events_at,
+                        totals,
+                    )
+                )
+
+            at = local_instant(day, plan.events_at, plan.time_zone)
+            wait = at - workflow.now()
+            if wait > timedelta(0):
+                await workflow.sleep(wait, summary=f"until {day} events")
+
+            result = await workflow.execute_activity_method(
+                ReplayActivities.replay_day,
+                ReplayDay(plan.tenant, day, plan.case_task_queue),
+                start_to_close_timeout=timedelta(minutes=10),
+                summary=f"{day}: open issued cases, record settlements",
+            )
+            totals = totals.plus(result)
+        return totals
