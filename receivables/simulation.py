@@ -53,6 +53,7 @@ class SimulationSummary:
     reminders_by_step: dict[str, int]
     reminders_by_channel: dict[str, int]
     contacts_cancelled_at_send: int
+    contacts_blocked: int
     paid_before_due: int
     paid_after_step: dict[str, int]
     reminders_after_payment: int
@@ -77,6 +78,7 @@ class SimulationSummary:
                 f"  by step                {top(self.reminders_by_step)}",
                 f"  by channel             {top(self.reminders_by_channel)}",
                 f"cancelled at send time   {self.contacts_cancelled_at_send}",
+                f"blocked (no contact)     {self.contacts_blocked}",
                 f"paid on or before due    {self.paid_before_due}",
                 f"paid after step          {top(self.paid_after_step)}",
                 f"reminders after payment  {self.reminders_after_payment}",
@@ -228,6 +230,7 @@ def summarize(
         contacts_cancelled_at_send=sum(
             e.status == ContactStatus.CANCELLED for e in entries
         ),
+        contacts_blocked=sum(e.status == ContactStatus.BLOCKED for e in entries),
         paid_before_due=sum(
             1
             for i in invoices

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import UniqueConstraint, event
+from sqlalchemy import BigInteger, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -80,9 +80,10 @@ class Invoice(SQLModel, table=True):
     issue_date: date
     due_date: date | None = None
     due_date_rule: str | None = None  # how a missing due date was derived, if it was
-    amount_minor: int
+    # 64-bit: a large CLP invoice (no decimals) can pass 2^31 minor units.
+    amount_minor: int = Field(sa_type=BigInteger)
     currency: str
-    balance_minor: int
+    balance_minor: int = Field(sa_type=BigInteger)
     status: str = Field(default=InvoiceStatus.OPEN, index=True)
     segment: str | None = None
     policy_name: str | None = None
@@ -103,7 +104,7 @@ class Payment(SQLModel, table=True):
     invoice_number: str = Field(index=True)
     reference: str
     kind: str = PaymentKind.PAYMENT
-    amount_minor: int
+    amount_minor: int = Field(sa_type=BigInteger)
     currency: str
     received_at: datetime
 

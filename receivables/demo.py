@@ -1,0 +1,168 @@
+"""The main job on one machine: dev server with Web UI, a worker, and a live sample portfolio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlmodel import select
+from temporalio.client import Client
+
+from receivables.cases import case_from_store, connect, start_case
+from receivables.devserver import DevServer, DevServerConfig, start_dev_server
+from receivables.importer import import_portfolio
+from receivables.policy import load_policy_book
+from receivables.sample_portfolio import write_sample_portfolio
+from receivables.schema import migrate
+from receivables.settings import Settings
+from receivables.store import (
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    make_engine,
+    session_scope,
+)
+
+log = logging.getLogger(__name__)
+SAMPLE_MAPPING = "sample"
+
+
+def _dev_server_config(settings: Settings) -> DevServerConfig:
+    host, _, port = settings.temporal.address.rpartition(":")
+    return DevServerConfig(
+        data_dir=settings.data_dir / "temporal",
+        ip=host or "127.0.0.1",
+        port=int(port),
+        ui_port=int(port) + 1000,
+        namespace=settings.temporal.namespace,
+    )
+
+
+def load_sample_portfolio(settings: Settings, size: int) -> str:
+    """Generate today's sample portfolio once and import it; say what happened."""
+    today = datetime.now(UTC).date()
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        already = session.exec(
+            select(Invoice.id).where(Invoice.tenant == settings.tenant).limit(1)
+        ).first()
+    if already is not None:
+        return (
+            f"tenant {settings.tenant!r} already has a portfolio in "
+            f"{settings.resolved_database_url}; delete {settings.data_dir} to start afresh"
+        )
+    path = write_sample_portfolio(
+        settings.data_dir / f"sample-portfolio-{today}.csv", today=today, size=size
+    )
+    report = import_portfolio(
+        path,
+        SAMPLE_MAPPING,
+        database_url=settings.resolved_database_url,
+        tenant=settings.tenant,
+        policies_dir=settings.policies_dir,
+    )
+    return report.summary()
+
+
+async def open_every_case(client: Client, settings: Settings) -> Counter[str]:
+    """Start a case for every open invoice of the tenant; re-running opens none twice."""
+    book = load_policy_book(settings.policies_dir)
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(Invoice, Customer)
+            .join(Customer, Customer.customer_id == Invoice.customer_id)  # type: ignore[arg-type]
+            .where(
+                Invoice.tenant == settings.tenant,
+                Customer.tenant == settings.tenant,
+                Invoice.status == InvoiceStatus.OPEN,
+            )
+        ).all()
+    outcome: Counter[str] = Counter()
+    now = datetime.now(UTC)
+    for invoice, customer in rows:
+        policy = book.policies[invoice.policy_name or ""]
+        case = case_from_store(invoice, customer, policy, invoice.segment or "")
+        result = await start_case(
+            client, case, task_queue=settings.temporal.task_queue, now=now
+        )
+        outcome["opened" if result.started else "already open"] += 1
+    return outcome
+
+
+async def run_demo(settings: Settings, *, exit_after: float | None, size: int) -> int:
+    """Bring everything up, open the cases, print where to look, run until interrupted."""
+    from worker import run_worker
+
+    config = _dev_server_config(settings)
+    server = start_dev_server(config)
+    try:
+        migrate(settings.resolved_database_url)
+        print(load_sample_portfolio(settings, size))
+        worker: asyncio.Task[object] = asyncio.create_task(run_worker(settings))
+        outcome = await open_every_case(await connect(settings.temporal), settings)
+        print(_welcome(config, settings, outcome))
+        await _until_interrupted(exit_after, worker)
+    finally:
+        server.stop()
+    return 0
+
+
+async def serve_forever(settings: Settings) -> int:
+    """Only the dev server and its Web UI, until interrupted."""
+    config = _dev_server_config(settings)
+    server: DevServer = start_dev_server(config)
+    try:
+        print(f"Temporal dev server on {config.address}, Web UI at {config.ui_url}")
+        await _until_interrupted(None, None)
+    finally:
+        server.stop()
+    return 0
+
+
+async def _until_interrupted(
+    exit_after: float | None, worker: asyncio.Task[object] | None
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
+    if worker is not None:
+        waiters.append(worker)  # a worker that crashes ends the demo with its error
+    done, _ = await asyncio.wait(
+        waiters, timeout=exit_after, return_when="FIRST_COMPLETED"
+    )
+    if worker is not None:
+        if worker in done:
+            worker.result()
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+
+def _welcome(config: DevServerConfig, settings: Settings, outcome: Counter[str]) -> str:
+    opened = ", ".join(f"{n} {what}" for what, n in sorted(outcome.items())) or "none"
+    database = settings.resolved_database_url
+    root = Path.cwd()
+    return "\n".join(
+        [
+            "",
+            f"Cases: {opened}.",
+            f"Temporal Web UI:  {config.ui_url}/namespaces/{config.namespace}/workflows",
+            f"Store:            {database}",
+            "",
+            "Try, in another terminal (from " + str(root) + "):",
+            "  .venv/bin/python starter.py outbox list          # messages sent so far",
+            "  .venv/bin/python starter.py outbox show 1",
+            "  .venv/bin/python starter.py case <folio>         # stage, timeline, ledger",
+            "  .venv/bin/python starter.py pay <folio> <amount> --reference TRX-1",
+            "",
+            "Press Ctrl-C to stop the worker and the dev server.",
+        ]
+    )
