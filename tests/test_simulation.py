@@ -1,0 +1,63 @@
+"""Replaying a real portfolio through real cases: counts agree, no reminder after payment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receivables.settings import PROJECT_ROOT, Settings
+from receivables.simulation import SimulationError, simulate
+
+IBM_FILE = Path("data/ar/ibm_accounts_receivable.csv")
+
+
+def first_rows_of(source: Path, target: Path, rows: int) -> Path:
+    """A slice of a CSV: its header and first data rows, byte for byte."""
+    with source.open("rb") as handle:
+        lines = [handle.readline() for _ in range(rows + 1)]
+    target.write_bytes(b"".join(lines))
+    return target
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """The project's own policies and templates."""
+    return Settings(
+        policies_dir=PROJECT_ROOT / "policies",
+        templates_dir=PROJECT_ROOT / "templates" / "messages",
+    )
+
+
+async def test_replay_of_ibm_slice_sends_no_reminder_after_payment(
+    shared_dir: Path, tmp_path: Path, settings: Settings
+) -> None:
+    portfolio = first_rows_of(shared_dir / IBM_FILE, tmp_path / "slice.csv", 150)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    summary = await simulate(portfolio, "ibm-ar", settings=settings, work_dir=work)
+
+    assert summary.invoices == summary.cases_opened == summary.payments_reported == 150
+    assert summary.reminders_after_payment == 0
+    assert summary.reminders_sent == sum(summary.reminders_by_step.values())
+    assert summary.reminders_sent == sum(summary.reminders_by_channel.values())
+    assert sum(summary.paid_after_step.values()) == 150
+    assert summary.reminders_sent > 0
+    assert summary.replay_shift_days % 7 == 0
+
+
+async def test_replay_refuses_a_portfolio_with_rejected_rows(
+    tmp_path: Path, settings: Settings
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "countryCode,customerID,PaperlessDate,invoiceNumber,InvoiceDate,DueDate,"
+        "InvoiceAmount,Disputed,SettledDate,PaperlessBill,DaysToSettle,DaysLate\n"
+        "391,0379-NEVHP,4/6/2013,0000611365,1/2/2013,2/1/2013,-5,No,1/15/2013,Paper,13,0\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+
+    with pytest.raises(SimulationError, match="rejected"):
+        await simulate(bad, "ibm-ar", settings=settings, work_dir=work)
