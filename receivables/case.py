@@ -161,3 +161,119 @@ class SendOutcome:
     reason: str
     message_id: str | None = None
     duplicate: bool = False
+
+
+# -- people in the loop --------------------------------------------------------------------
+
+
+class GovernanceLevel(enum.IntEnum):
+    """Who acts on a case: the assigned executive, their supervisor, the strategic level."""
+
+    EXECUTIVE = 0
+    SUPERVISOR = 1
+    STRATEGIC = 2
+
+
+class DisputeCategory(enum.StrEnum):
+    """Why a debtor says the invoice is not payable yet: the incidents preventive work fixes."""
+
+    PURCHASE_ORDER_PENDING = "purchase_order_pending"
+    GOODS_RECEIPT_NOT_REGISTERED = "goods_receipt_not_registered"
+    ADMINISTRATIVE_DIFFERENCE = "administrative_difference"
+    REINVOICING_NEEDED = "reinvoicing_needed"
+    OTHER = "other"
+
+
+class TaskOutcomeKind(enum.StrEnum):
+    """What a person found when working a task; each steers the case differently."""
+
+    PAYMENT_PROMISE = "payment_promise"
+    DISPUTE = "dispute"
+    CLAIMS_PAID = "claims_paid"
+    WRONG_CONTACT = "wrong_contact"
+    NO_ANSWER = "no_answer"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class PaymentPromise:
+    """The debtor's word: this amount by this local date."""
+
+    amount_minor: int
+    promised_date: date
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class DisputeOpened:
+    """A contested amount, with its category and who raised it."""
+
+    dispute_id: str
+    amount_minor: int
+    category: DisputeCategory
+    opened_by: str
+    note: str = ""
+
+
+class DisputeResolution(enum.StrEnum):
+    """How a dispute ended: upheld (the debtor was right) or rejected."""
+
+    UPHELD = "upheld"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class DisputeResolved:
+    """The end of a dispute; an upheld one may come with a credit note amount."""
+
+    dispute_id: str
+    resolution: DisputeResolution
+    resolved_by: str
+    credit_minor: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """A completed human task's result, typed by kind."""
+
+    task_id: int
+    kind: TaskOutcomeKind
+    completed_by: str
+    note: str = ""
+    promise: PaymentPromise | None = None
+    dispute: DisputeOpened | None = None
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """Ask the task activity to open a human task for a case."""
+
+    tenant: str
+    invoice_number: str
+    workflow_id: str
+    step_id: str
+    kind: str  # call_debtor, resolve_incident, verify_contact, payment_check, data_fix, ...
+    role: GovernanceLevel
+    reason: str
+    script_template: str | None
+    sla_business_days: int
+    opened_at: datetime
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class OpenedTask:
+    """The task as stored: its id, who has it and when its SLA ends."""
+
+    task_id: int
+    assignee_id: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class SupervisorCommand:
+    """Who asks for a change, and why: recorded on every supervisor command."""
+
+    actor: str
+    reason: str
