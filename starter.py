@@ -29,6 +29,7 @@ from receivables.cases import (
     report_payment,
     start_case,
 )
+from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import (
     PortfolioFileError,
     import_portfolio,
@@ -38,6 +39,7 @@ from receivables.ledger import ContactLedger
 from receivables.mapping import MappingError
 from receivables.messages import format_lint_report, lint_templates
 from receivables.money import MoneyError, parse_minor_units
+from receivables.people_cli import add_people_commands
 from receivables.policy import PolicyError, load_policy_book
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
@@ -87,6 +89,11 @@ async def open_cases(settings: Settings, invoice_numbers: list[str]) -> tuple[in
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     """Validate and store a portfolio file, then open a case for each new open invoice."""
     migrate(settings.resolved_database_url)
+    sync_governance(
+        make_engine(settings.resolved_database_url),
+        settings.tenant,
+        settings.policies_dir / GOVERNANCE_FILE,
+    )
     report = import_portfolio(
         Path(args.file),
         args.mapping,
@@ -425,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "lint-templates", help="render every template; fail on problems"
     ).set_defaults(handler=cmd_lint_templates)
+
+    add_people_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmark on a fresh dev server")
     bench.add_argument("--cases", type=int, default=300)

@@ -15,6 +15,7 @@ from temporalio.worker.workflow_sandbox import (
     SandboxRestrictions,
 )
 
+from activities.people import PeopleActivities
 from activities.sending import ReminderSender
 from receivables.cases import connect
 from receivables.channels import MessageChannel, OutboxChannel
@@ -61,12 +62,18 @@ def build_worker(
     sender = ReminderSender(
         engine, channels or default_channels(engine), settings.templates_dir
     )
+    people = PeopleActivities(engine)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=[InvoiceWorkflow, *extra_workflows],
         workflow_runner=WORKFLOW_RUNNER,
-        activities=[sender.send_reminder, *extra_activities],  # type: ignore[list-item]
+        activities=[
+            sender.send_reminder,
+            people.open_task,
+            people.escalate_task,
+            *extra_activities,  # type: ignore[list-item]
+        ],
         activity_executor=ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
     )

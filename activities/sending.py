@@ -159,7 +159,7 @@ class ReminderSender:
         reason: str,
         now: datetime,
     ) -> SendOutcome:
-        self._ledger.record_decision(
+        entry = self._ledger.record_decision(
             key,
             status,
             reason=reason,
@@ -167,6 +167,12 @@ class ReminderSender:
             planned_at=request.planned_at,
             at=now,
         )
+        if entry.status == ContactStatus.SENT:
+            # An earlier attempt delivered it (its result was lost): the debtor has the
+            # message whatever changed since, so the case must record it as sent.
+            return SendOutcome(
+                SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
+            )
         activity.logger.info(
             "did not send %s of %s: %s", key.step_id, key.invoice_number, status
         )
@@ -208,7 +214,7 @@ class ReminderSender:
             issue_date=invoice.issue_date,
             due_date=invoice.due_date,
             amount_minor=invoice.amount_minor,
-            balance_minor=invoice.balance_minor,
+            balance_minor=invoice.balance_minor - request.disputed_minor,
             currency=invoice.currency,
             sent_on=local_date_of(now, customer.time_zone),
             payment_instructions=self._creditor.payment_instructions,

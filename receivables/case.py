@@ -125,6 +125,12 @@ class CaseState:
     currency: str
     steps_done: list[str] = field(default_factory=list)
     next_step: NextStep | None = None
+    waiting_for: str = ""
+    paused: bool = False
+    disputed_minor: int = 0
+    promised: bool = False
+    escalation_level: int = 0
+    open_tasks: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,8 @@ class SendReminderRequest:
     policy_version: int
     planned_at: datetime
     language: str
+    # Under a partial dispute, reminders ask only for the undisputed part of the balance.
+    disputed_minor: int = 0
 
 
 class SendStatus(enum.StrEnum):
@@ -277,3 +285,48 @@ class SupervisorCommand:
 
     actor: str
     reason: str
+
+
+@dataclass(frozen=True)
+class EscalationRequest:
+    """Move a task whose SLA passed to the next governance level, once."""
+
+    task_id: int
+    to_level: GovernanceLevel
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class PauseCommand:
+    """A supervisor's pause: until a local date, or until resumed when ``until`` is None."""
+
+    actor: str
+    reason: str
+    until: date | None = None
+
+
+@dataclass(frozen=True)
+class EscalateCommand:
+    """A supervisor's escalation of the whole case to a governance level."""
+
+    actor: str
+    reason: str
+    level: GovernanceLevel
+
+
+@dataclass(frozen=True)
+class ReassignCommand:
+    """Hand the case to another executive."""
+
+    actor: str
+    reason: str
+    executive_id: str
+
+
+@dataclass(frozen=True)
+class CommandReceipt:
+    """What a supervisor command did, as the case records it."""
+
+    invoice_number: str
+    accepted: str

@@ -55,6 +55,10 @@ def initial_attributes(
         SearchAttributePair(sa.DUNNING_STAGE, stage.value),
         SearchAttributePair(sa.DUNNING_AMOUNT_DUE, case.amount_minor),
         SearchAttributePair(sa.DUNNING_DUE_DATE, due_date_instant(case.due_date)),
+        SearchAttributePair(sa.DUNNING_PAUSED, False),
+        SearchAttributePair(sa.DUNNING_DISPUTED, False),
+        SearchAttributePair(sa.DUNNING_PROMISED, False),
+        SearchAttributePair(sa.DUNNING_ESCALATION_LEVEL, 0),
     ]
     if next_action_at is not None:
         pairs.append(SearchAttributePair(sa.DUNNING_NEXT_ACTION_AT, next_action_at))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, update
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -194,15 +194,24 @@ def commit_money_movement(
                     received_at=at,
                 )
             )
-            invoice.balance_minor -= amount_minor
+            # Subtract in SQL, not from the balance read above: a movement committed since
+            # that read must count, and the write holds the row until this one commits.
+            session.exec(
+                update(Invoice)
+                .where(col(Invoice.id) == invoice.id)
+                .values(
+                    balance_minor=col(Invoice.balance_minor) - amount_minor,
+                    updated_at=at,
+                )
+            )
+            session.refresh(invoice)
             if invoice.balance_minor <= 0 and invoice.status == InvoiceStatus.OPEN:
                 invoice.status = (
                     InvoiceStatus.PAID
                     if kind == PaymentKind.PAYMENT
                     else InvoiceStatus.CLOSED_BY_CREDIT
                 )
-            invoice.updated_at = at
-            session.add(invoice)
+                session.add(invoice)
             return StoredMoveResult(True, invoice.balance_minor, invoice.status)
     except IntegrityError:
         with session_scope(engine) as session:

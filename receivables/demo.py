@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from receivables.cases import case_from_store, connect, start_case
 from receivables.devserver import DevServer, DevServerConfig, start_dev_server
+from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import import_portfolio
 from receivables.policy import load_policy_book
 from receivables.sample_portfolio import write_sample_portfolio
@@ -103,6 +104,11 @@ async def run_demo(settings: Settings, *, exit_after: float | None, size: int) -
     server = start_dev_server(config)
     try:
         migrate(settings.resolved_database_url)
+        sync_governance(
+            make_engine(settings.resolved_database_url),
+            settings.tenant,
+            settings.policies_dir / GOVERNANCE_FILE,
+        )
         print(load_sample_portfolio(settings, size))
         worker: asyncio.Task[object] = asyncio.create_task(run_worker(settings))
         outcome = await open_every_case(await connect(settings.temporal), settings)

@@ -124,11 +124,15 @@ class ContactLedger:
         policy: tuple[str, int],
         planned_at: datetime,
         at: datetime,
-    ) -> None:
-        """Record a contact decided without calling any channel (cancelled or blocked)."""
+    ) -> LedgerSnapshot:
+        """Record a contact decided without calling any channel (cancelled or blocked).
+
+        An entry already sent stays sent; the snapshot returned shows it.
+        """
         snapshot = self.begin_attempt(key, policy=policy, planned_at=planned_at)
         if snapshot.status != ContactStatus.SENT:
             self.finish(snapshot.entry_id, status, reason=reason, at=at)
+        return snapshot
 
     def entries_for(self, tenant: str, invoice_number: str) -> list[ContactLedgerEntry]:
         """Every ledger entry of one invoice, in the order they were planned."""

@@ -479,6 +479,8 @@ def _template_uses(book: PolicyBook) -> dict[tuple[str, str, str], list[str]]:
     for policy in book.policies.values():
         languages = dict.fromkeys((policy.language, *LINT_LANGUAGES))
         for step in policy.steps:
+            if step.channel is None or step.template is None:
+                continue  # a task step: a person acts, no message is rendered
             for channel in (step.channel, *step.fallback_channels):
                 label = f"{policy.name} {step.id}"
                 if channel != step.channel:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 # ISO 4217 minor-unit exponents for the currencies a Chilean creditor meets. CLP has none:
 # 900.000 CLP is 900000 minor units. CLF (Unidad de Fomento) is quoted with four decimals.
 CURRENCY_EXPONENTS: dict[str, int] = {"CLP": 0, "CLF": 4, "USD": 2, "EUR": 2}
+_PLAIN_AMOUNT = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
 
 
 class MoneyError(ValueError):
@@ -28,12 +30,14 @@ def parse_minor_units(text: str, currency: str) -> int:
     cleaned = text.strip().replace("_", "")
     if not cleaned:
         raise MoneyError("amount is empty")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise MoneyError(f"{text!r} is not a number (use a dot for decimals)") from None
-    if not value.is_finite():
-        raise MoneyError(f"{text!r} is not a finite amount")
+    # Plain ASCII digits only: Decimal would also take "1.2E+7", which spreadsheets show
+    # for a rounded amount, as well as NaN and digits of other scripts.
+    if not _PLAIN_AMOUNT.fullmatch(cleaned):
+        raise MoneyError(
+            f"{text!r} is not an amount written in plain digits, like 55.94 "
+            "(a dot for decimals, no exponent)"
+        )
+    value = Decimal(cleaned)
     scaled = value.scaleb(exponent_of(currency))
     if scaled != scaled.to_integral_value():
         raise MoneyError(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from receivables.policy import Anchor, Policy, PolicyStep
+from receivables.policy import Anchor, Policy, PolicyStep, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -14,11 +14,20 @@ class PlannedStep:
     """One occurrence of a policy step, placed on a calendar date and a UTC instant."""
 
     step_id: str  # "R+8", or "R+8#2" for the second occurrence of a repeating step
-    channel: str
-    template: str
+    channel: str  # empty for a task step
+    template: str  # empty for a task step
     fallback_channels: tuple[str, ...]
     local_date: date
     at: datetime  # aware, UTC
+    task: TaskSpec | None = None
+
+    def shifted(self, days: int, time_zone: str) -> PlannedStep:
+        """The same step some calendar days later, at the same local wall time."""
+        if not days:
+            return self
+        clock = self.at.astimezone(ZoneInfo(time_zone)).time()
+        day = self.local_date + timedelta(days=days)
+        return replace(self, local_date=day, at=local_instant(day, clock, time_zone))
 
 
 def local_instant(day: date, clock: time, time_zone: str) -> datetime:
@@ -26,10 +35,15 @@ def local_instant(day: date, clock: time, time_zone: str) -> datetime:
     zone = ZoneInfo(time_zone)
     local = datetime.combine(day, clock, tzinfo=zone)
     instant = local.astimezone(UTC)
-    # A wall time inside a spring-forward gap does not exist; move to the first one that does.
-    while instant.astimezone(zone).replace(tzinfo=None) < local.replace(tzinfo=None):
-        local += timedelta(minutes=30)
-        instant = local.astimezone(UTC)
+    wall = local.replace(tzinfo=None)
+    if instant.astimezone(zone).replace(tzinfo=None) == wall:
+        return instant
+    # A wall time inside a spring-forward gap does not exist; the first one that does is
+    # the moment the clocks jump. Read with the offset after the jump, the wall time falls
+    # before that moment, so walk forward to it; clocks jump on whole minutes.
+    instant = local.replace(fold=1, second=0, microsecond=0).astimezone(UTC)
+    while instant.astimezone(zone).replace(tzinfo=None) < wall:
+        instant += timedelta(minutes=1)
     return instant
 
 
@@ -69,11 +83,12 @@ def plan_case(
             planned.append(
                 PlannedStep(
                     step_id=step_id,
-                    channel=step.channel.value,
-                    template=step.template,
+                    channel=step.channel.value if step.channel else "",
+                    template=step.template or "",
                     fallback_channels=tuple(c.value for c in step.fallback_channels),
                     local_date=day,
                     at=local_instant(day, clock, time_zone),
+                    task=step.task,
                 )
             )
     return tuple(sorted(planned, key=lambda p: (p.at, p.step_id)))

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -22,6 +22,8 @@ from pydantic import (
 from receivables.money import MoneyError, parse_minor_units
 
 SEGMENTS_FILE = "segments.yaml"
+# Files of the policies folder that configure something else than one segment's policy.
+NOT_POLICIES = frozenset({SEGMENTS_FILE, "governance.yaml"})
 StepId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_+\-]*$", max_length=40)]
 
 
@@ -53,24 +55,75 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _clock_not_number(value: object) -> object:
+    # YAML 1.1 reads an unquoted 10:00 as the sexagesimal number 600, which pydantic would
+    # take as seconds after midnight: a reminder at 00:10 at night instead of 10:00.
+    if isinstance(value, int | float):
+        raise ValueError(
+            f'{value!r} is a number, not a time of day; write it in quotes, like "10:00"'
+        )
+    return value
+
+
+Role = Literal["executive", "supervisor", "strategic"]
+
+
+class TaskSpec(_Strict):
+    """A human task a step opens: what to do, for which governance level, within what SLA."""
+
+    kind: str = Field(pattern=r"^[a-z][a-z_]*$")  # call_debtor, resolve_incident, ...
+    role: Role = "executive"
+    sla_business_days: int = Field(default=2, ge=1, le=30)
+    script: str | None = None  # a call script or checklist the person follows
+
+
 class PolicyStep(_Strict):
-    """One planned action: which day relative to an anchor, on which channel, with what text."""
+    """One planned action: which day relative to an anchor, and either a message or a task."""
 
     id: StepId
     anchor: Anchor = Anchor.DUE
     offset_days: int = Field(ge=-365, le=730)
-    channel: Channel
-    template: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    channel: Channel | None = None
+    template: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    task: TaskSpec | None = None
     fallback_channels: tuple[Channel, ...] = ()
     send_time: time | None = None
     repeat_every_days: int | None = Field(default=None, ge=1, le=90)
     repeat_count: int = Field(default=1, ge=1, le=52)
 
+    _send_time_is_clock = field_validator("send_time", mode="before")(_clock_not_number)
+
     @model_validator(mode="after")
     def _repeat_is_coherent(self) -> PolicyStep:
         if self.repeat_count > 1 and self.repeat_every_days is None:
             raise ValueError("repeat_count above 1 needs repeat_every_days")
+        is_message = self.channel is not None and self.template is not None
+        if is_message == (self.task is not None):
+            raise ValueError(
+                "a step sends a message (channel and template) or opens a task"
+            )
         return self
+
+
+class DisputeRules(_Strict):
+    """What a dispute silences, and who owns resolving it within what SLA."""
+
+    pause: Literal["whole_invoice", "disputed_part"] = "whole_invoice"
+    owner_role: Role = "executive"
+    sla_business_days: int = Field(default=5, ge=1, le=60)
+
+
+class PromiseRules(_Strict):
+    """How payment promises silence reminders, and what happens when one is broken."""
+
+    max_per_invoice: int = Field(default=2, ge=0, le=10)
+    grace_days: int = Field(default=1, ge=0, le=30)
+    check_time: time = time(18, 0)
+    broken_task: TaskSpec = TaskSpec(kind="broken_promise", sla_business_days=1)
+
+    _check_time_is_clock = field_validator("check_time", mode="before")(
+        _clock_not_number
+    )
 
 
 class Policy(_Strict):
@@ -86,6 +139,10 @@ class Policy(_Strict):
     # A step found due this long after its time (case opened late, workers down) is skipped.
     catch_up_days: int = Field(default=3, ge=0, le=30)
     steps: tuple[PolicyStep, ...] = Field(min_length=1)
+    disputes: DisputeRules = DisputeRules()
+    promises: PromiseRules = PromiseRules()
+
+    _send_time_is_clock = field_validator("send_time", mode="before")(_clock_not_number)
 
     @field_validator("time_zone")
     @classmethod
@@ -182,10 +239,10 @@ def rule_matches(rule: SegmentRule, facts: SegmentFacts) -> bool:
         late is None or late < rule.min_average_days_late
     ):
         return False
+    # No history matches no days-late bound, the upper one included, as segments.yaml says.
     return not (
         rule.max_average_days_late is not None
-        and late is not None
-        and late > rule.max_average_days_late
+        and (late is None or late > rule.max_average_days_late)
     )
 
 
@@ -248,7 +305,7 @@ def load_policy_book(folder: Path) -> PolicyBook:
     policies = {
         path.stem: load_policy_file(path)
         for path in sorted(folder.glob("*.yaml"))
-        if path.name != SEGMENTS_FILE
+        if path.name not in NOT_POLICIES
     }
     segments_path = folder / SEGMENTS_FILE
     if not segments_path.exists():

@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from activities.replay import ReplayActivities, ReplayDayResult
 from receivables.devserver import start_time_skipping_environment
+from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import import_portfolio
 from receivables.policy import load_policy_book
 from receivables.schema import migrate
@@ -154,6 +155,7 @@ async def simulate(
             f"fix them or import with --accept-valid first:\n{report.summary()}"
         )
     engine = make_engine(url)
+    sync_governance(engine, REPLAY_TENANT, settings.policies_dir / GOVERNANCE_FILE)
     env = await start_time_skipping_environment()
     try:
         today = (await env.get_current_time()).date()

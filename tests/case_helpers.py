@@ -20,7 +20,13 @@ from receivables.cases import case_from_store, case_handle, start_case
 from receivables.channels import MessageChannel
 from receivables.policy import Policy
 from receivables.settings import Settings
-from receivables.store import Customer, Invoice, OutboxMessage, session_scope
+from receivables.store import (
+    Customer,
+    Invoice,
+    OutboxMessage,
+    find_customer,
+    session_scope,
+)
 from worker import build_worker
 
 SANTIAGO = "America/Santiago"
@@ -31,7 +37,9 @@ def santiago(day: date, clock: time) -> datetime:
     return datetime.combine(day, clock, tzinfo=ZoneInfo(SANTIAGO))
 
 
-def policy_with_steps(*steps: dict[str, object], name: str = "test-policy") -> Policy:
+def policy_with_steps(
+    *steps: dict[str, object], name: str = "test-policy", **rules: object
+) -> Policy:
     """A small policy for one scenario, validated like a YAML file would be."""
     return Policy.model_validate(
         {
@@ -41,6 +49,7 @@ def policy_with_steps(*steps: dict[str, object], name: str = "test-policy") -> P
             "send_time": "09:00",
             "time_zone": SANTIAGO,
             "steps": list(steps),
+            **rules,
         }
     )
 
@@ -54,15 +63,17 @@ def add_invoice(
     amount_minor: int,
     currency: str = "CLP",
     customer_name: str = "Comercial O'Higgins & Cía. Ltda.",
+    customer_id: str | None = None,
     tenant: str = "test",
 ) -> tuple[Invoice, Customer]:
-    """Commit one open invoice and its customer, as an import would."""
+    """Commit one open invoice and its customer (created unless it exists), as an import would."""
+    customer_id = customer_id or f"C-{invoice_number}"
     with session_scope(engine) as session:
-        customer = Customer(
+        customer = find_customer(session, tenant, customer_id) or Customer(
             tenant=tenant,
-            customer_id=f"C-{invoice_number}",
+            customer_id=customer_id,
             name=customer_name,
-            email=f"pagos-{invoice_number}@customers.invalid",
+            email=f"pagos-{customer_id.lower()}@customers.invalid",
             phone="+56911112222",
             time_zone=SANTIAGO,
         )

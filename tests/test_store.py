@@ -35,6 +35,14 @@ from receivables.store import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def database_url(fresh_database_url: str) -> str:
+    """These tests change the schema itself, so each gets a database of its own."""
+    return fresh_database_url
+
+
 SANTIAGO = ZoneInfo("America/Santiago")
 PLANNED = datetime(2026, 4, 6, 8, 0, tzinfo=SANTIAGO)
 
@@ -257,12 +265,14 @@ def test_a_generated_revision_is_numbered_uses_plain_types_and_applies(
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE outboxmessage"))
 
+    following = f"{int(head_revision()) + 1:04d}"
+
     path = new_revision(database_url, "restore the outbox")
     migrate(database_url)
 
-    assert path.name == "0002_restore_the_outbox.py"
+    assert path.name == f"{following}_restore_the_outbox.py"
     source = path.read_text()
     assert "sa.DateTime(timezone=True)" in source
     assert "sqlmodel" not in source
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == following
     assert schema_drift(database_url) == []

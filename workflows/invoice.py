@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import contextlib
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -10,20 +12,35 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.people import PeopleActivities
     from activities.sending import ReminderSender
     from receivables import search_attributes as sa
     from receivables.case import (
         CaseClosed,
         CaseState,
+        CommandReceipt,
         CreditApplied,
+        DisputeOpened,
+        DisputeResolution,
+        DisputeResolved,
         DueDateChanged,
+        EscalateCommand,
+        EscalationRequest,
+        GovernanceLevel,
         InvoiceCase,
         NextStep,
+        PauseCommand,
+        PaymentPromise,
         PaymentReceived,
+        ReassignCommand,
         SendOutcome,
         SendReminderRequest,
         SendStatus,
         Stage,
+        SupervisorCommand,
+        TaskOutcome,
+        TaskOutcomeKind,
+        TaskRequest,
         TimelineEntry,
     )
     from receivables.case_attributes import case_updates
@@ -33,9 +50,19 @@ with workflow.unsafe.imports_passed_through():
         SkippedStep,
         days_past_due,
         format_local,
+        local_date_of,
+        local_instant,
         next_due_step,
         plan_case,
         upcoming_step,
+    )
+    from receivables.policy import TaskSpec
+    from workflows.case_holds import (
+        ActivePromise,
+        OpenDispute,
+        Pause,
+        TaskInFlight,
+        silence_reason,
     )
 
 SEND_RETRY = RetryPolicy(
@@ -43,6 +70,18 @@ SEND_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
 )
+ROLE_LEVELS = {
+    "executive": GovernanceLevel.EXECUTIVE,
+    "supervisor": GovernanceLevel.SUPERVISOR,
+    "strategic": GovernanceLevel.STRATEGIC,
+}
+
+
+@dataclass(frozen=True)
+class _TaskToOpen:
+    step_id: str
+    spec: TaskSpec
+    reason: str
 
 
 @workflow.defn
@@ -61,8 +100,20 @@ class InvoiceWorkflow:
         self._timeline: list[TimelineEntry] = []
         self._facts_version = 0
         self._published: tuple[object, ...] | None = None
-        self._waiting_for: PlannedStep | None = None
-        self._plan = self._make_plan()
+        self._waiting_for = "the first step"
+        # People in the loop: what holds reminders back, and the tasks the case waits on.
+        self._pause: Pause | None = None
+        self._disputes: dict[str, OpenDispute] = {}
+        self._promise: ActivePromise | None = None
+        self._promises_made = 0
+        self._contact_under_repair = False
+        self._tasks: dict[int, TaskInFlight] = {}
+        self._tasks_to_open: list[_TaskToOpen] = []
+        self._escalation = GovernanceLevel.EXECUTIVE
+        self._assignee: str | None = None
+        self._silenced_since: datetime | None = None
+        self._shift_days = 0
+        self._base_plan = self._make_plan()
 
     @workflow.run
     async def run(self, case: InvoiceCase) -> CaseState:
@@ -72,25 +123,15 @@ class InvoiceWorkflow:
         while not self._stage().is_terminal:
             self._publish()
 
-            step, skipped = next_due_step(
-                self._plan,
-                self._done,
-                workflow.now(),
-                due_date=self._due_date,
-                time_zone=self._case.time_zone,
-                catch_up=timedelta(days=self._case.policy.catch_up_days),
-            )
-            self._skip(skipped)
-            if step is not None:
-                await self._act(step)
+            if await self._act_on_what_is_due():
                 continue
 
-            await self._wait_for_next_step()
+            await self._wait_for_next_event()
 
         self._publish()
         return self.state()
 
-    # -- messages ------------------------------------------------------------------------
+    # -- money and facts (signals) -------------------------------------------------------
 
     @workflow.signal
     def record_payment(self, payment: PaymentReceived) -> None:
@@ -106,6 +147,7 @@ class InvoiceWorkflow:
             "payment",
             f"{payment.reference}: {self._money(payment.amount_minor)} received",
         )
+        self._check_promise_kept()
 
     @workflow.signal
     def apply_credit(self, credit: CreditApplied) -> None:
@@ -128,7 +170,7 @@ class InvoiceWorkflow:
         if self._stage().is_terminal or change.new_due_date == self._due_date:
             return
         old, self._due_date = self._due_date, change.new_due_date
-        self._plan = self._make_plan()
+        self._base_plan = self._make_plan()
         self._facts_changed(
             "due_date_changed",
             f"{old} -> {change.new_due_date} by {change.changed_by}: {change.reason}",
@@ -143,6 +185,198 @@ class InvoiceWorkflow:
     def write_off(self, closing: CaseClosed) -> None:
         """Write the balance off: no further contact."""
         self._close(Stage.WRITTEN_OFF, closing)
+
+    # -- supervisor commands (updates with validators) ------------------------------------
+
+    @workflow.update
+    def pause(self, command: PauseCommand) -> CommandReceipt:
+        """Hold every reminder until a date or until resumed."""
+        until = None
+        if command.until is not None:
+            until = local_instant(command.until, time(0, 0), self._case.time_zone)
+        self._pause = Pause(workflow.now(), until, command.actor, command.reason)
+        return self._command_done(
+            "paused", command, f"until {command.until or 'resumed'}"
+        )
+
+    @pause.validator
+    def _validate_pause(self, command: PauseCommand) -> None:
+        self._refuse_if_closed("pause")
+        self._refuse_without_reason(command)
+        if self._pause is not None:
+            raise ValueError(f"invoice {self._case.invoice_number} is already paused")
+        if command.until is not None and command.until <= self._local_today():
+            raise ValueError(
+                f"pause until {command.until}: the date must be after today"
+            )
+
+    @workflow.update
+    def resume(self, command: SupervisorCommand) -> CommandReceipt:
+        """End a pause; the plan continues at its next step, shifted by the pause."""
+        self._pause = None
+        return self._command_done("resumed", command, "")
+
+    @resume.validator
+    def _validate_resume(self, command: SupervisorCommand) -> None:
+        self._refuse_if_closed("resume")
+        self._refuse_without_reason(command)
+        if self._pause is None:
+            raise ValueError(f"invoice {self._case.invoice_number} is not paused")
+
+    @workflow.update
+    def escalate(self, command: EscalateCommand) -> CommandReceipt:
+        """Raise the case to a governance level, with a review task for that level."""
+        self._escalation = command.level
+        spec = TaskSpec(
+            kind="review_case", role=_role_of(command.level), sla_business_days=2
+        )
+        self._tasks_to_open.append(
+            _TaskToOpen(f"ESC-{command.level.name}", spec, command.reason)
+        )
+        return self._command_done(
+            "escalated", command, f"to {command.level.name.lower()}"
+        )
+
+    @escalate.validator
+    def _validate_escalate(self, command: EscalateCommand) -> None:
+        self._refuse_if_closed("escalate")
+        self._refuse_without_reason(command)
+        if command.level <= self._escalation:
+            raise ValueError(
+                f"invoice {self._case.invoice_number} is already at "
+                f"{self._escalation.name.lower()}; escalate to a higher level"
+            )
+
+    @workflow.update
+    def reassign(self, command: ReassignCommand) -> CommandReceipt:
+        """Hand the case to another executive."""
+        self._assignee = command.executive_id
+        return self._command_done("reassigned", command, f"to {command.executive_id}")
+
+    @reassign.validator
+    def _validate_reassign(self, command: ReassignCommand) -> None:
+        self._refuse_if_closed("reassign")
+        self._refuse_without_reason(command)
+        if command.executive_id == self._assignee:
+            raise ValueError(f"invoice {self._case.invoice_number} is already theirs")
+
+    @workflow.update
+    def add_note(self, command: SupervisorCommand) -> CommandReceipt:
+        """Add a note to the case file."""
+        return self._command_done("note", command, "")
+
+    @add_note.validator
+    def _validate_note(self, command: SupervisorCommand) -> None:
+        self._refuse_without_reason(command)
+
+    # -- disputes, promises, task outcomes (updates) ---------------------------------------
+
+    @workflow.update
+    def open_dispute(self, dispute: DisputeOpened) -> CommandReceipt:
+        """Contest an amount: reminders stop for it (or for all, as the policy says)."""
+        self._open_dispute(dispute)
+        return CommandReceipt(
+            self._case.invoice_number, f"dispute {dispute.dispute_id} open"
+        )
+
+    @open_dispute.validator
+    def _validate_open_dispute(self, dispute: DisputeOpened) -> None:
+        self._refuse_if_closed("open a dispute on")
+        if dispute.dispute_id in self._disputes:
+            raise ValueError(f"dispute {dispute.dispute_id} is already open")
+        contested = sum(d.amount_minor for d in self._disputes.values())
+        if not 0 < dispute.amount_minor <= self._balance() - contested:
+            raise ValueError(
+                f"disputed amount {self._money(dispute.amount_minor)} must be positive and "
+                f"at most the undisputed balance {self._money(self._balance() - contested)}"
+            )
+
+    @workflow.update
+    def resolve_dispute(self, resolution: DisputeResolved) -> CommandReceipt:
+        """End a dispute: upheld credits the debtor, rejected resumes the plan shifted."""
+        dispute = self._disputes.pop(resolution.dispute_id)
+        self._finish_task_of_step(dispute.task_step_id)
+        if (
+            resolution.resolution is DisputeResolution.UPHELD
+            and resolution.credit_minor
+        ):
+            self.apply_credit(
+                CreditApplied(
+                    f"dispute-{resolution.dispute_id}",
+                    resolution.credit_minor,
+                    self._case.currency,
+                    workflow.now(),
+                )
+            )
+        self._facts_changed(
+            "dispute_resolved",
+            f"{resolution.dispute_id} {resolution.resolution} by {resolution.resolved_by}"
+            + (f": {resolution.note}" if resolution.note else ""),
+        )
+        return CommandReceipt(
+            self._case.invoice_number, f"dispute {resolution.resolution}"
+        )
+
+    @resolve_dispute.validator
+    def _validate_resolve_dispute(self, resolution: DisputeResolved) -> None:
+        if resolution.dispute_id not in self._disputes:
+            open_ids = ", ".join(sorted(self._disputes)) or "none"
+            raise ValueError(
+                f"no open dispute {resolution.dispute_id} (open: {open_ids})"
+            )
+
+    @workflow.update
+    def record_promise(self, promise: PaymentPromise) -> CommandReceipt:
+        """Record a payment promise: reminders wait until its date plus the policy's grace."""
+        self._start_promise(promise)
+        return CommandReceipt(
+            self._case.invoice_number, f"promise to {promise.promised_date}"
+        )
+
+    @record_promise.validator
+    def _validate_promise(self, promise: PaymentPromise) -> None:
+        self._refuse_if_closed("record a promise on")
+        rules = self._case.policy.promises
+        if self._promises_made >= rules.max_per_invoice:
+            raise ValueError(
+                f"invoice {self._case.invoice_number} already had {self._promises_made} "
+                f"promises, the policy's limit; escalate instead"
+            )
+        if promise.promised_date < self._local_today():
+            raise ValueError(f"promised date {promise.promised_date} is in the past")
+        if promise.amount_minor <= 0:
+            raise ValueError("a promise needs a positive amount")
+
+    @workflow.update
+    def complete_task(self, outcome: TaskOutcome) -> CommandReceipt:
+        """Apply a person's task outcome: it steers what the case does next."""
+        task = self._tasks.pop(outcome.task_id)
+        self._record(
+            "task_done",
+            f"task {outcome.task_id} ({task.kind}) by {outcome.completed_by}: {outcome.kind}"
+            + (f" — {outcome.note}" if outcome.note else ""),
+        )
+        self._apply_outcome(task, outcome)
+        self._facts_version += 1
+        self._track_silence()
+        return CommandReceipt(self._case.invoice_number, f"task {outcome.task_id} done")
+
+    @complete_task.validator
+    def _validate_complete_task(self, outcome: TaskOutcome) -> None:
+        if outcome.task_id not in self._tasks:
+            raise ValueError(
+                f"task {outcome.task_id} is not open on invoice {self._case.invoice_number}"
+            )
+        if outcome.kind is TaskOutcomeKind.PAYMENT_PROMISE:
+            if outcome.promise is None:
+                raise ValueError("a payment_promise outcome needs the promise")
+            self._validate_promise(outcome.promise)
+        if outcome.kind is TaskOutcomeKind.DISPUTE:
+            if outcome.dispute is None:
+                raise ValueError("a dispute outcome needs the dispute")
+            self._validate_open_dispute(outcome.dispute)
+
+    # -- queries -------------------------------------------------------------------------
 
     @workflow.query
     def state(self) -> CaseState:
@@ -160,6 +394,12 @@ class InvoiceWorkflow:
             currency=self._case.currency,
             steps_done=sorted(self._done),
             next_step=self.next_step(),
+            waiting_for=self._waiting_for,
+            paused=self._pause is not None,
+            disputed_minor=self._disputed(),
+            promised=self._promise is not None,
+            escalation_level=int(self._escalation),
+            open_tasks=sorted(self._tasks),
         )
 
     @workflow.query
@@ -172,32 +412,110 @@ class InvoiceWorkflow:
         """The next planned step, or None when nothing more is planned."""
         if self._stage().is_terminal:
             return None
-        upcoming = upcoming_step(self._plan, self._done, workflow.now())
+        upcoming = upcoming_step(self._plan(), self._done, workflow.now())
         if upcoming is None:
             return None
-        return NextStep(
-            upcoming.step_id, upcoming.channel, upcoming.at, upcoming.local_date
+        channel = (
+            upcoming.channel or f"task:{upcoming.task.kind if upcoming.task else ''}"
         )
+        return NextStep(upcoming.step_id, channel, upcoming.at, upcoming.local_date)
 
     @workflow.query
     def timeline(self) -> list[TimelineEntry]:
         """Every event of the case file, oldest first."""
         return list(self._timeline)
 
-    # -- steps ---------------------------------------------------------------------------
+    # -- the loop's two halves: act on what is due, wait for what is next ----------------
 
-    def _skip(self, skipped: list[SkippedStep]) -> None:
-        for item in skipped:
-            self._done.add(item.step.step_id)
-            self._record("step_skipped", f"{item.step.step_id}: {item.reason}")
-            workflow.logger.info(
-                "case %s skipped %s: %s",
-                self._case.invoice_number,
-                item.step.step_id,
-                item.reason,
+    async def _act_on_what_is_due(self) -> bool:
+        """Do the one thing that is due now, if any; True when something was done."""
+        now = workflow.now()
+        if self._tasks_to_open:
+            await self._open_task(self._tasks_to_open.pop(0))
+            return True
+        if self._pause and self._pause.until and self._pause.until <= now:
+            self._pause = None
+            self._facts_changed("resumed", "pause ended on its date")
+            return True
+        if self._promise and self._promise.deadline <= now:
+            self._promise_broken()
+            return True
+        late_task = next(
+            (t for t in self._tasks.values() if not t.escalated and t.due_at <= now),
+            None,
+        )
+        if late_task is not None:
+            await self._escalate_late_task(late_task)
+            return True
+        return await self._run_due_step(now)
+
+    async def _run_due_step(self, now: datetime) -> bool:
+        if self._silence() is not None:
+            return False
+        step, skipped = next_due_step(
+            self._plan(),
+            self._done,
+            now,
+            due_date=self._due_date,
+            time_zone=self._case.time_zone,
+            catch_up=timedelta(days=self._case.policy.catch_up_days),
+        )
+        self._skip(skipped)
+        if step is None:
+            return bool(skipped)
+        if step.task is not None:
+            self._done.add(step.step_id)
+            await self._open_task(
+                _TaskToOpen(step.step_id, step.task, f"policy step {step.step_id}")
+            )
+        else:
+            await self._send(step)
+        return True
+
+    async def _wait_for_next_event(self) -> None:
+        version = self._facts_version
+        when, label = self._next_event()
+        self._waiting_for = label
+        self._publish()
+        if when is None:
+            # Nothing is planned: the case stays open, with no timer, until a fact arrives.
+            await workflow.wait_condition(lambda: self._facts_version != version)
+            return
+        # A timeout is the normal end of a wait: the next event is due.
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._facts_version != version,
+                timeout=max(when - workflow.now(), timedelta(seconds=1)),
+                timeout_summary=f"until {label}",
             )
 
-    async def _act(self, step: PlannedStep) -> None:
+    def _next_event(self) -> tuple[datetime | None, str]:
+        """The earliest thing the case will do by itself, and how to say it."""
+        candidates: list[tuple[datetime, str]] = []
+        if self._pause is not None and self._pause.until is not None:
+            candidates.append((self._pause.until, "the pause ends"))
+        if self._promise is not None:
+            candidates.append((self._promise.deadline, "the promise's deadline"))
+        for task in self._tasks.values():
+            if not task.escalated:
+                candidates.append((task.due_at, f"task {task.task_id} SLA"))
+        silence = self._silence()
+        upcoming = upcoming_step(self._plan(), self._done, workflow.now())
+        if silence is None and upcoming is not None:
+            what = (
+                upcoming.channel
+                or f"task {upcoming.task.kind if upcoming.task else ''}"
+            )
+            local = format_local(upcoming.at, self._case.time_zone)
+            candidates.append((upcoming.at, f"{upcoming.step_id} {what} at {local}"))
+        if not candidates:
+            return None, silence or "a payment or a person: no step left in the policy"
+        when, label = min(candidates)
+        return when, label if silence is None else f"{label} ({silence})"
+
+    # -- acting --------------------------------------------------------------------------
+
+    async def _send(self, step: PlannedStep) -> None:
         request = SendReminderRequest(
             tenant=self._case.tenant,
             invoice_number=self._case.invoice_number,
@@ -209,7 +527,9 @@ class InvoiceWorkflow:
             policy_version=self._case.policy.version,
             planned_at=step.at,
             language=self._case.policy.language,
+            disputed_minor=self._disputed(),
         )
+        asked = self._money(self._balance() - self._disputed())
         try:
             outcome = await workflow.execute_activity_method(
                 ReminderSender.send_reminder,
@@ -217,7 +537,7 @@ class InvoiceWorkflow:
                 start_to_close_timeout=timedelta(minutes=2),
                 schedule_to_close_timeout=timedelta(days=1),
                 retry_policy=SEND_RETRY,
-                summary=f"{step.step_id} {step.channel}: {self._money(self._balance())} due",
+                summary=f"{step.step_id} {step.channel}: {asked} due",
             )
         except ActivityError as error:
             outcome = SendOutcome(
@@ -229,26 +549,143 @@ class InvoiceWorkflow:
             f"reminder_{outcome.status}", self._describe_outcome(step, outcome)
         )
 
-    async def _wait_for_next_step(self) -> None:
-        version = self._facts_version
-        upcoming = upcoming_step(self._plan, self._done, workflow.now())
-        self._waiting_for = upcoming
-        self._publish()
-        if upcoming is None:
-            # Nothing more is planned: the case stays open, with no timer, until a fact arrives.
-            await workflow.wait_condition(lambda: self._facts_version != version)
+    async def _open_task(self, task: _TaskToOpen) -> None:
+        request = TaskRequest(
+            tenant=self._case.tenant,
+            invoice_number=self._case.invoice_number,
+            workflow_id=workflow.info().workflow_id,
+            step_id=task.step_id,
+            kind=task.spec.kind,
+            role=ROLE_LEVELS[task.spec.role],
+            reason=task.reason,
+            script_template=task.spec.script,
+            sla_business_days=task.spec.sla_business_days,
+            opened_at=workflow.now(),
+            time_zone=self._case.time_zone,
+        )
+        opened = await workflow.execute_activity_method(
+            PeopleActivities.open_task,
+            request,
+            start_to_close_timeout=timedelta(minutes=1),
+            summary=f"task {task.spec.kind} for {task.spec.role}: {task.reason}",
+        )
+        self._tasks[opened.task_id] = TaskInFlight(
+            opened.task_id, task.spec.kind, opened.due_at, task.step_id
+        )
+        self._assignee = self._assignee or opened.assignee_id
+        self._record(
+            "task_opened",
+            f"task {opened.task_id} {task.spec.kind} for {opened.assignee_id}, SLA "
+            f"{format_local(opened.due_at, self._case.time_zone)}: {task.reason}",
+        )
+
+    async def _escalate_late_task(self, task: TaskInFlight) -> None:
+        level = GovernanceLevel(
+            min(int(self._escalation) + 1, GovernanceLevel.STRATEGIC)
+        )
+        request = EscalationRequest(task.task_id, level, workflow.now(), "SLA missed")
+        escalatee = await workflow.execute_activity_method(
+            PeopleActivities.escalate_task,
+            request,
+            start_to_close_timeout=timedelta(minutes=1),
+            summary=f"task {task.task_id} SLA missed: escalate to {level.name.lower()}",
+        )
+        task.escalated = True
+        self._escalation = max(self._escalation, level)
+        self._record(
+            "task_escalated",
+            f"task {task.task_id} ({task.kind}) missed its SLA; escalated once to "
+            f"{level.name.lower()} {escalatee}",
+        )
+
+    # -- people in the loop: state changes -----------------------------------------------
+
+    def _open_dispute(self, dispute: DisputeOpened) -> None:
+        rules = self._case.policy.disputes
+        step_id = f"DSP-{dispute.dispute_id}"
+        self._disputes[dispute.dispute_id] = OpenDispute(
+            dispute.amount_minor, dispute.category.value, workflow.now(), step_id
+        )
+        spec = TaskSpec(
+            kind="resolve_dispute",
+            role=rules.owner_role,
+            sla_business_days=rules.sla_business_days,
+        )
+        self._tasks_to_open.append(
+            _TaskToOpen(step_id, spec, f"dispute {dispute.category}")
+        )
+        self._facts_changed(
+            "dispute_opened",
+            f"{dispute.dispute_id}: {self._money(dispute.amount_minor)} "
+            f"{dispute.category} by {dispute.opened_by} ({rules.pause.replace('_', ' ')})",
+        )
+
+    def _start_promise(self, promise: PaymentPromise) -> None:
+        rules = self._case.policy.promises
+        check_day = promise.promised_date + timedelta(days=rules.grace_days)
+        deadline = local_instant(check_day, rules.check_time, self._case.time_zone)
+        self._promise = ActivePromise(
+            promise.amount_minor, deadline, sum(self._payments.values()), workflow.now()
+        )
+        self._promises_made += 1
+        self._facts_changed(
+            "promise",
+            f"{self._money(promise.amount_minor)} by {promise.promised_date} "
+            f"(recorded by {promise.recorded_by}); checked "
+            f"{format_local(deadline, self._case.time_zone)}",
+        )
+
+    def _check_promise_kept(self) -> None:
+        promise = self._promise
+        if promise is None:
             return
-        try:
-            await workflow.wait_condition(
-                lambda: self._facts_version != version,
-                timeout=max(upcoming.at - workflow.now(), timedelta(seconds=1)),
-                timeout_summary=f"until {upcoming.step_id} {upcoming.channel} "
-                f"at {self._local(upcoming.at)}",
+        paid_since = sum(self._payments.values()) - promise.paid_before
+        if paid_since >= promise.amount_minor or self._balance() <= 0:
+            self._promise = None
+            self._facts_changed("promise_kept", f"{self._money(paid_since)} paid since")
+
+    def _promise_broken(self) -> None:
+        promise = self._promise
+        assert promise is not None
+        self._promise = None
+        paid_since = sum(self._payments.values()) - promise.paid_before
+        spec = self._case.policy.promises.broken_task
+        self._tasks_to_open.append(
+            _TaskToOpen("PROMISE-BROKEN", spec, "promise broken")
+        )
+        self._facts_changed(
+            "promise_broken",
+            f"{self._money(paid_since)} of {self._money(promise.amount_minor)} paid by "
+            "the deadline",
+        )
+
+    def _apply_outcome(self, task: TaskInFlight, outcome: TaskOutcome) -> None:
+        kind = outcome.kind
+        if kind is TaskOutcomeKind.PAYMENT_PROMISE and outcome.promise is not None:
+            self._start_promise(outcome.promise)
+        elif kind is TaskOutcomeKind.DISPUTE and outcome.dispute is not None:
+            self._open_dispute(outcome.dispute)
+        elif kind is TaskOutcomeKind.CLAIMS_PAID:
+            check = TaskSpec(
+                kind="payment_check", role="executive", sla_business_days=2
             )
-        except TimeoutError:
-            pass
-        finally:
-            self._waiting_for = None
+            reason = "debtor says it already paid: find the payment before any reminder"
+            self._tasks_to_open.append(
+                _TaskToOpen(f"CHECK-{task.task_id}", check, reason)
+            )
+            self._contact_under_repair = True
+        elif kind is TaskOutcomeKind.WRONG_CONTACT:
+            fix = TaskSpec(kind="data_fix", role="executive", sla_business_days=2)
+            reason = "wrong or unreachable contact: fix the data"
+            self._tasks_to_open.append(_TaskToOpen(f"FIX-{task.task_id}", fix, reason))
+            self._contact_under_repair = True
+        elif task.kind in ("data_fix", "payment_check"):
+            self._contact_under_repair = False
+
+    def _finish_task_of_step(self, step_id: str) -> None:
+        for task_id, task in list(self._tasks.items()):
+            if task.step_id == step_id:
+                del self._tasks[task_id]
 
     # -- facts and stage -----------------------------------------------------------------
 
@@ -259,6 +696,35 @@ class InvoiceWorkflow:
             due_date=self._due_date,
             time_zone=self._case.time_zone,
         )
+
+    def _plan(self) -> tuple[PlannedStep, ...]:
+        """The plan shifted by every hold so far: no step skipped, none repeated."""
+        zone = self._case.time_zone
+        return tuple(step.shifted(self._shift_days, zone) for step in self._base_plan)
+
+    def _silence(self) -> str | None:
+        return silence_reason(
+            pause=self._pause,
+            disputes=self._disputes,
+            whole_invoice_disputes=self._case.policy.disputes.pause == "whole_invoice",
+            promise=self._promise,
+            contact_under_repair=self._contact_under_repair,
+        )
+
+    def _track_silence(self) -> None:
+        """Start timing a hold when reminders go quiet; shift the plan when they may resume."""
+        silent = self._silence() is not None
+        if silent and self._silenced_since is None:
+            self._silenced_since = workflow.now()
+        elif not silent and self._silenced_since is not None:
+            # Whole local days, so a shifted reminder keeps its local send time across DST.
+            zone = self._case.time_zone
+            held = local_date_of(workflow.now(), zone) - local_date_of(
+                self._silenced_since, zone
+            )
+            self._shift_days += held.days
+            self._silenced_since = None
+            self._record("plan_shifted", f"remaining steps moved by {held.days} days")
 
     def _accepts_money(self, reference: str, currency: str, amount_minor: int) -> bool:
         if self._stage().is_terminal:
@@ -281,7 +747,28 @@ class InvoiceWorkflow:
     def _facts_changed(self, kind: str, detail: str) -> None:
         self._facts_version += 1
         self._record(kind, f"{detail}; balance {self._money(self._balance())}")
+        self._track_silence()
         workflow.logger.info("case %s: %s", self._case.invoice_number, kind)
+
+    def _command_done(
+        self, action: str, command: SupervisorCommand | Any, detail: str
+    ) -> CommandReceipt:
+        text = f"by {command.actor}" + (f" {detail}" if detail else "")
+        self._facts_changed(action, f"{text}: {command.reason}")
+        return CommandReceipt(self._case.invoice_number, action)
+
+    def _refuse_if_closed(self, action: str) -> None:
+        if self._stage().is_terminal:
+            raise ValueError(
+                f"cannot {action} invoice {self._case.invoice_number}: it is {self._stage()}"
+            )
+
+    @staticmethod
+    def _refuse_without_reason(command: Any) -> None:
+        if not command.actor.strip() or not command.reason.strip():
+            raise ValueError(
+                "every supervisor command needs who (actor) and why (reason)"
+            )
 
     def _close(self, stage: Stage, closing: CaseClosed) -> None:
         if self._stage().is_terminal:
@@ -296,6 +783,12 @@ class InvoiceWorkflow:
         paid = sum(self._payments.values())
         return self._case.amount_minor - paid - sum(self._credits.values())
 
+    def _disputed(self) -> int:
+        return sum(d.amount_minor for d in self._disputes.values())
+
+    def _local_today(self) -> date:
+        return local_date_of(workflow.now(), self._case.time_zone)
+
     def _stage(self) -> Stage:
         if self._closed_as is not None:
             return self._closed_as
@@ -305,18 +798,40 @@ class InvoiceWorkflow:
             return Stage.OVERDUE
         return Stage.NOT_DUE
 
+    def _skip(self, skipped: list[SkippedStep]) -> None:
+        for item in skipped:
+            self._done.add(item.step.step_id)
+            self._record("step_skipped", f"{item.step.step_id}: {item.reason}")
+            workflow.logger.info(
+                "case %s skipped %s: %s",
+                self._case.invoice_number,
+                item.step.step_id,
+                item.reason,
+            )
+
     # -- what the Temporal UI shows --------------------------------------------------------
 
     def _publish(self) -> None:
-        """Upsert search attributes when stage or facts changed; always refresh the story."""
+        """Upsert search attributes when what they show changed; always refresh the story."""
         stage = self._stage()
-        upcoming = None if stage.is_terminal else self._waiting_for
-        facts = (stage, self._balance(), self._due_date)
+        facts = self._visible_facts(stage)
         if facts != self._published:
             if self._published is not None or not self._started_with(stage):
                 workflow.upsert_search_attributes(self._search_attribute_updates(stage))
             self._published = facts
-        workflow.set_current_details(self._story(stage, upcoming))
+        workflow.set_current_details(self._story(stage))
+
+    def _visible_facts(self, stage: Stage) -> tuple[object, ...]:
+        return (
+            stage,
+            self._balance(),
+            self._due_date,
+            self._pause is not None,
+            bool(self._disputes),
+            self._promise is not None,
+            self._escalation,
+            self._assignee,
+        )
 
     def _started_with(self, stage: Stage) -> bool:
         started = workflow.info().typed_search_attributes
@@ -328,16 +843,25 @@ class InvoiceWorkflow:
         self, stage: Stage
     ) -> list[SearchAttributeUpdate[Any]]:
         upcoming = None
-        if not stage.is_terminal:
-            upcoming = upcoming_step(self._plan, self._done, workflow.now())
-        return case_updates(
+        if not stage.is_terminal and self._silence() is None:
+            upcoming = upcoming_step(self._plan(), self._done, workflow.now())
+        updates = case_updates(
             stage=stage,
             amount_due_minor=max(self._balance(), 0),
             due_date=self._due_date,
             next_action_at=upcoming.at if upcoming else None,
         )
+        updates += [
+            sa.DUNNING_PAUSED.value_set(self._pause is not None),
+            sa.DUNNING_DISPUTED.value_set(bool(self._disputes)),
+            sa.DUNNING_PROMISED.value_set(self._promise is not None),
+            sa.DUNNING_ESCALATION_LEVEL.value_set(int(self._escalation)),
+        ]
+        if self._assignee:
+            updates.append(sa.DUNNING_ASSIGNEE.value_set(self._assignee))
+        return updates
 
-    def _story(self, stage: Stage, upcoming: PlannedStep | None) -> str:
+    def _story(self, stage: Stage) -> str:
         late = days_past_due(self._due_date, workflow.now(), self._case.time_zone)
         lines = [
             f"**Stage:** {stage}" + (f" ({late} days past due)" if late else ""),
@@ -345,15 +869,19 @@ class InvoiceWorkflow:
             f"{self._money(self._case.amount_minor)}, due {self._due_date}",
             f"**Policy:** {self._policy_label} · steps done: {len(self._done)}",
         ]
-        if upcoming is not None:
+        if self._disputes:
+            lines.append(f"**Disputed:** {self._money(self._disputed())}")
+        if self._tasks:
             lines.append(
-                f"**Next:** {upcoming.step_id} by {upcoming.channel} at "
-                f"{self._local(upcoming.at)} · waiting for that date or a payment"
+                f"**Open tasks:** {', '.join(str(t) for t in sorted(self._tasks))}"
             )
-        elif not stage.is_terminal:
+        if self._escalation > GovernanceLevel.EXECUTIVE or self._assignee:
             lines.append(
-                "**Next:** no step left in the policy · waiting for payment or a person"
+                f"**Owner:** {self._assignee or 'unassigned'} · level "
+                f"{self._escalation.name.lower()}"
             )
+        if not stage.is_terminal:
+            lines.append(f"**Waiting for:** {self._waiting_for}")
         return "\n".join(lines)
 
     # -- small helpers -------------------------------------------------------------------
@@ -365,12 +893,13 @@ class InvoiceWorkflow:
     def _money(self, minor_units: int) -> str:
         return f"{format_money(minor_units, self._case.currency)} {self._case.currency}"
 
-    def _local(self, instant: datetime) -> str:
-        return format_local(instant, self._case.time_zone)
-
     def _record(self, kind: str, detail: str) -> None:
         self._timeline.append(TimelineEntry(workflow.now(), kind, detail))
 
     def _describe_outcome(self, step: PlannedStep, outcome: SendOutcome) -> str:
         text = f"{step.step_id} by {outcome.channel}: {outcome.reason}"
         return text + (" (already sent before a retry)" if outcome.duplicate else "")
+
+
+def _role_of(level: GovernanceLevel) -> Any:
+    return {v: k for k, v in ROLE_LEVELS.items()}[level]

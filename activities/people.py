@@ -1,0 +1,35 @@
+"""People activities: open a human task for a case, and escalate one whose SLA passed."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+
+from receivables import tasks
+from receivables.case import EscalationRequest, OpenedTask, TaskRequest
+
+
+class PeopleActivities:
+    """Writes tasks to the store, where executives and supervisors work them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @activity.defn(name="open_task")
+    def open_task(self, request: TaskRequest) -> OpenedTask:
+        """Open the task once per (case, step): a retried activity returns the same task."""
+        opened = tasks.open_task(self._engine, request)
+        activity.logger.info(
+            "opened task %s (%s) on %s",
+            opened.task_id,
+            request.kind,
+            request.invoice_number,
+        )
+        return opened
+
+    @activity.defn(name="escalate_task")
+    def escalate_task(self, request: EscalationRequest) -> str:
+        """Hand a late task to the next level, once; returns who has it now."""
+        return tasks.escalate_task(
+            self._engine, request.task_id, to_level=request.to_level, at=request.at
+        )

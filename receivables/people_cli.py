@@ -1,0 +1,344 @@
+"""Command-line work for people: the executive inbox, tasks, disputes, promises, supervision."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from receivables.case import (
+    CommandReceipt,
+    DisputeCategory,
+    DisputeOpened,
+    DisputeResolution,
+    DisputeResolved,
+    EscalateCommand,
+    GovernanceLevel,
+    PauseCommand,
+    PaymentPromise,
+    ReassignCommand,
+    SupervisorCommand,
+    TaskOutcome,
+    TaskOutcomeKind,
+)
+from receivables.cases import case_handle, commit_money_movement, connect
+from receivables.governance import (
+    GOVERNANCE_FILE,
+    reassign_customer,
+    sync_governance,
+)
+from receivables.money import format_money, parse_minor_units
+from receivables.settings import Settings
+from receivables.store import PaymentKind, find_invoice, make_engine, session_scope
+from receivables.supervision import Command, command_cases, invoices_for_query
+from receivables.tasks import case_view, claim_task, complete_task, inbox
+from workflows.invoice import InvoiceWorkflow
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+# -- the executive's inbox ---------------------------------------------------------------
+
+
+def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
+    """My open tasks by due time; with --team, my executives' too (breached ones marked)."""
+    engine = make_engine(settings.resolved_database_url)
+    items = inbox(engine, settings.tenant, args.person, team=args.team)
+    if not items:
+        print(f"no open tasks for {args.person}")
+    for item in items:
+        flag = "BREACHED " if item.overdue else ""
+        holder = item.escalated_to or item.assignee_id
+        print(
+            f"{flag}#{item.task_id:<5} due {item.due_at:%Y-%m-%d %H:%M}Z  {item.kind:<16} "
+            f"{item.invoice_number:<12} {format_money(item.balance_minor, item.currency)} "
+            f"{item.currency}  [{holder}] {item.reason}"
+        )
+    return 0
+
+
+def cmd_case_file(args: argparse.Namespace, settings: Settings) -> int:
+    """The store's view of a case: invoice, balance, tasks, commands and contacts in order."""
+    engine = make_engine(settings.resolved_database_url)
+    view = case_view(engine, settings.tenant, args.invoice)
+    invoice = view.invoice
+    print(
+        f"invoice {invoice.invoice_number} · customer {invoice.customer_id} · "
+        f"{view.status} · balance {format_money(view.balance_minor, invoice.currency)} "
+        f"{invoice.currency} · due {invoice.due_date}"
+    )
+    for entry in view.timeline():
+        print(f"  {entry.at:%Y-%m-%d %H:%M}Z  {entry.kind:<10} {entry.detail}")
+    return 0
+
+
+def cmd_claim(args: argparse.Namespace, settings: Settings) -> int:
+    """Take a task to work it."""
+    engine = make_engine(settings.resolved_database_url)
+    task = claim_task(engine, args.task_id, args.person, datetime.now(UTC))
+    print(f"task {task.id} claimed by {args.person}")
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
+    """Complete a task with its outcome; the case is told first and may refuse it."""
+    engine = make_engine(settings.resolved_database_url)
+    now = datetime.now(UTC)
+    # Claiming checks that this person may act on the task before the case hears of it.
+    task = claim_task(engine, args.task_id, args.person, now)
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, settings.tenant, task.invoice_number)
+    assert invoice is not None
+    outcome = _outcome(args, args.task_id, invoice.currency)
+
+    async def tell_case() -> None:
+        client = await connect(settings.temporal)
+        handle = case_handle(client, settings.tenant, task.invoice_number)
+        await handle.execute_update(InvoiceWorkflow.complete_task, outcome)
+
+    asyncio.run(tell_case())
+    complete_task(engine, args.task_id, args.person, outcome, now)
+    print(f"task {args.task_id} done: {outcome.kind}")
+    return 0
+
+
+def _outcome(args: argparse.Namespace, task_id: int, currency: str) -> TaskOutcome:
+    kind = TaskOutcomeKind(args.outcome)
+    promise = dispute = None
+    if kind is TaskOutcomeKind.PAYMENT_PROMISE:
+        if not (args.amount and args.date):
+            raise ValueError("a payment_promise outcome needs --amount and --date")
+        amount = parse_minor_units(args.amount, currency)
+        promise = PaymentPromise(amount, date.fromisoformat(args.date), args.person)
+    if kind is TaskOutcomeKind.DISPUTE:
+        if not (args.amount and args.category):
+            raise ValueError("a dispute outcome needs --amount and --category")
+        amount = parse_minor_units(args.amount, currency)
+        dispute = DisputeOpened(
+            uuid.uuid4().hex[:8], amount, DisputeCategory(args.category), args.person
+        )
+    return TaskOutcome(task_id, kind, args.person, args.note or "", promise, dispute)
+
+
+# -- disputes and promises on a case -----------------------------------------------------
+
+
+def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
+    """Open or resolve a dispute on an invoice."""
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, settings.tenant, args.invoice)
+    if invoice is None:
+        raise ValueError(f"no invoice {args.invoice!r} for tenant {settings.tenant}")
+    if args.dispute_command == "open":
+        amount = parse_minor_units(args.amount, invoice.currency)
+        dispute_id = args.id or uuid.uuid4().hex[:8]
+        update: object = DisputeOpened(
+            dispute_id, amount, DisputeCategory(args.category), args.by, args.note or ""
+        )
+        method: object = InvoiceWorkflow.open_dispute
+    else:
+        credit = parse_minor_units(args.credit, invoice.currency) if args.credit else 0
+        if credit:
+            commit_money_movement(
+                engine,
+                settings.tenant,
+                args.invoice,
+                kind=PaymentKind.CREDIT_NOTE,
+                reference=f"dispute-{args.id}",
+                amount_minor=credit,
+                currency=invoice.currency,
+                at=datetime.now(UTC),
+            )
+        resolution = DisputeResolution(args.resolution)
+        update = DisputeResolved(args.id, resolution, args.by, credit, args.note or "")
+        method = InvoiceWorkflow.resolve_dispute
+    receipt = asyncio.run(_update(settings, args.invoice, method, update))
+    print(f"{args.invoice}: {receipt.accepted}")
+    return 0
+
+
+def cmd_promise(args: argparse.Namespace, settings: Settings) -> int:
+    """Record a payment promise on an invoice."""
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, settings.tenant, args.invoice)
+    if invoice is None:
+        raise ValueError(f"no invoice {args.invoice!r} for tenant {settings.tenant}")
+    promise = PaymentPromise(
+        parse_minor_units(args.amount, invoice.currency),
+        date.fromisoformat(args.date),
+        args.by,
+    )
+    receipt = asyncio.run(
+        _update(settings, args.invoice, InvoiceWorkflow.record_promise, promise)
+    )
+    print(f"{args.invoice}: {receipt.accepted}")
+    return 0
+
+
+async def _update(
+    settings: Settings, invoice: str, method: object, argument: object
+) -> CommandReceipt:
+    client = await connect(settings.temporal)
+    handle = case_handle(client, settings.tenant, invoice)
+    receipt = await handle.execute_update(method, argument)  # type: ignore[call-overload]
+    assert isinstance(receipt, CommandReceipt)
+    return receipt
+
+
+# -- supervision -------------------------------------------------------------------------
+
+
+def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
+    """Pause, resume, escalate, reassign or annotate one case or all a query selects."""
+    command = _supervisor_command(args)
+    engine = make_engine(settings.resolved_database_url)
+
+    async def run() -> int:
+        client = await connect(settings.temporal)
+        folios = (
+            [args.invoice]
+            if args.invoice
+            else await invoices_for_query(client, settings.tenant, args.query)
+        )
+        if not folios:
+            print("no running case matches")
+            return 1
+        results = await command_cases(
+            client, engine, settings.tenant, folios, args.action, command
+        )
+        for result in results:
+            mark = "ok     " if result.accepted else "refused"
+            print(f"{mark} {result.invoice_number}: {result.message}")
+        return 0 if all(r.accepted for r in results) else 1
+
+    if args.action == "reassign" and args.customer:
+        reassign_customer(
+            engine,
+            settings.tenant,
+            args.customer,
+            args.to,
+            actor=args.actor,
+            reason=args.reason,
+        )
+    return asyncio.run(run())
+
+
+def _supervisor_command(args: argparse.Namespace) -> Command:
+    if bool(args.invoice) == bool(args.query):
+        raise ValueError(
+            "give exactly one of --invoice FOLIO or --query 'VISIBILITY QUERY'"
+        )
+    if args.action == "pause":
+        until = date.fromisoformat(args.until) if args.until else None
+        return PauseCommand(args.actor, args.reason, until)
+    if args.action == "escalate":
+        return EscalateCommand(
+            args.actor, args.reason, GovernanceLevel[args.level.upper()]
+        )
+    if args.action == "reassign":
+        if not args.to:
+            raise ValueError("reassign needs --to EXECUTIVE_ID")
+        return ReassignCommand(args.actor, args.reason, args.to)
+    return SupervisorCommand(args.actor, args.reason)
+
+
+def cmd_sync_people(args: argparse.Namespace, settings: Settings) -> int:
+    """Load people and assignments from policies/governance.yaml into the store."""
+    engine = make_engine(settings.resolved_database_url)
+    report = sync_governance(
+        engine, settings.tenant, settings.policies_dir / GOVERNANCE_FILE
+    )
+    print(report)
+    return 0
+
+
+def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    """Register the people commands on the starter's parser."""
+    box = commands.add_parser("inbox", help="a person's open tasks by due time")
+    box.add_argument("person", help="staff id, e.g. exec-01")
+    box.add_argument("--team", action="store_true", help="also my executives' tasks")
+    box.set_defaults(handler=cmd_inbox)
+
+    view = commands.add_parser("case-file", help="the store's view of a case, in order")
+    view.add_argument("invoice")
+    view.set_defaults(handler=cmd_case_file)
+
+    task = commands.add_parser("task", help="claim or complete a task")
+    task_commands = task.add_subparsers(dest="task_command", required=True)
+    claim = task_commands.add_parser("claim")
+    claim.add_argument("task_id", type=int)
+    claim.add_argument("--as", dest="person", required=True)
+    claim.set_defaults(handler=cmd_claim)
+    done = task_commands.add_parser("complete")
+    done.add_argument("task_id", type=int)
+    done.add_argument("--as", dest="person", required=True)
+    done.add_argument(
+        "--outcome", required=True, choices=[k.value for k in TaskOutcomeKind]
+    )
+    done.add_argument("--amount", help="for a promise or a dispute, in major units")
+    done.add_argument("--date", help="for a promise: YYYY-MM-DD")
+    done.add_argument("--category", choices=[c.value for c in DisputeCategory])
+    done.add_argument("--note")
+    done.set_defaults(handler=cmd_complete)
+
+    dispute = commands.add_parser("dispute", help="open or resolve a dispute")
+    dispute_commands = dispute.add_subparsers(dest="dispute_command", required=True)
+    opening = dispute_commands.add_parser("open")
+    opening.add_argument("invoice")
+    opening.add_argument("--amount", required=True)
+    opening.add_argument(
+        "--category", required=True, choices=[c.value for c in DisputeCategory]
+    )
+    opening.add_argument("--id", help="dispute id; generated if absent")
+    opening.add_argument("--by", required=True)
+    opening.add_argument("--note")
+    resolving = dispute_commands.add_parser("resolve")
+    resolving.add_argument("invoice")
+    resolving.add_argument("id")
+    resolving.add_argument("resolution", choices=[r.value for r in DisputeResolution])
+    resolving.add_argument(
+        "--credit", help="upheld: credit note amount, in major units"
+    )
+    resolving.add_argument("--by", required=True)
+    resolving.add_argument("--note")
+    for sub in (opening, resolving):
+        sub.set_defaults(handler=cmd_dispute)
+
+    promise = commands.add_parser("promise", help="record a payment promise")
+    promise.add_argument("invoice")
+    promise.add_argument("--amount", required=True)
+    promise.add_argument("--date", required=True, help="promised date, YYYY-MM-DD")
+    promise.add_argument("--by", required=True)
+    promise.set_defaults(handler=cmd_promise)
+
+    supervise = commands.add_parser(
+        "supervise", help="pause, resume, escalate, reassign, note"
+    )
+    supervise.add_argument(
+        "action", choices=["pause", "resume", "escalate", "reassign", "note"]
+    )
+    supervise.add_argument("--invoice", help="one folio")
+    supervise.add_argument(
+        "--query", help='a visibility query, e.g. DunningCustomer = "CLI-0001"'
+    )
+    supervise.add_argument("--actor", required=True, help="who gives the command")
+    supervise.add_argument("--reason", required=True, help="why")
+    supervise.add_argument(
+        "--until", help="pause: until YYYY-MM-DD (default: until resumed)"
+    )
+    supervise.add_argument(
+        "--level", default="supervisor", choices=["supervisor", "strategic"]
+    )
+    supervise.add_argument("--to", help="reassign: the executive id")
+    supervise.add_argument(
+        "--customer", help="reassign: also give this customer to --to"
+    )
+    supervise.set_defaults(handler=cmd_supervise)
+
+    people = commands.add_parser("sync-people", help="load policies/governance.yaml")
+    people.set_defaults(handler=cmd_sync_people)

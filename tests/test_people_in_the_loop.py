@@ -1,0 +1,216 @@
+"""Disputes, promises and task SLAs on the time-skipping server."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+from temporalio.testing import WorkflowEnvironment
+
+from receivables.case import (
+    CaseState,
+    DisputeCategory,
+    DisputeOpened,
+    DisputeResolution,
+    DisputeResolved,
+    PaymentPromise,
+    PaymentReceived,
+    Stage,
+)
+from receivables.cases import report_payment
+from receivables.governance import sync_governance
+from receivables.ledger import ContactLedger
+from receivables.settings import PROJECT_ROOT
+from receivables.store import make_engine
+from receivables.tasks import HumanTask
+from tests.case_helpers import (
+    CaseRun,
+    add_invoice,
+    open_case,
+    policy_with_steps,
+    running_worker,
+    santiago,
+    unique_number,
+)
+from workflows.invoice import InvoiceWorkflow
+
+POST_DUE_STEPS = (
+    {"id": "R+1", "offset_days": 1, "channel": "email", "template": "overdue-first"},
+    {"id": "R+7", "offset_days": 7, "channel": "email", "template": "overdue-second"},
+    {"id": "R+15", "offset_days": 15, "channel": "email", "template": "overdue-second"},
+)
+
+
+@pytest.fixture
+async def year(time_skipping_env: WorkflowEnvironment) -> int:
+    """The issue's spring scenarios, replayed in the next spring still ahead."""
+    return (await time_skipping_env.get_current_time()).year + 1
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Engine:
+    """A migrated store whose governance knows the shipped executives and supervisors."""
+    engine = make_engine(sqlite_url)
+    sync_governance(engine, "test", PROJECT_ROOT / "policies" / "governance.yaml")
+    return engine
+
+
+async def advance_to(env: WorkflowEnvironment, instant: datetime) -> None:
+    """Skip the server clock forward to an instant, firing every timer on the way."""
+    delta = instant - await env.get_current_time()
+    assert delta > timedelta(0), f"{instant} is already past"
+    await env.sleep(delta)
+
+
+async def pay_in_full(
+    env: WorkflowEnvironment, run: CaseRun, at: datetime
+) -> CaseState:
+    """At an instant, pay the whole balance; then wait for the case to end."""
+    await advance_to(env, at)
+    balance = await run.handle.query(InvoiceWorkflow.balance)
+    payment = PaymentReceived(f"PAY-{at:%m%d}", balance, "CLP", at.astimezone(UTC))
+    await report_payment(
+        env.client, run.engine, "test", run.case.invoice_number, payment
+    )
+    return await run.handle.result()
+
+
+def tasks_of(engine: Engine, invoice_number: str) -> list[HumanTask]:
+    """Every human task opened for an invoice, oldest first."""
+    from receivables.store import session_scope
+
+    with session_scope(engine) as session:
+        statement = (
+            select(HumanTask)
+            .where(HumanTask.invoice_number == invoice_number)
+            .order_by(HumanTask.id)  # type: ignore[arg-type]
+        )
+        return list(session.exec(statement).all())
+
+
+async def dispute_scenario(
+    env: WorkflowEnvironment, engine: Engine, year: int, pause_mode: str
+) -> tuple[CaseRun, CaseState]:
+    """900.000 CLP due 04-01, reminded 04-02, 300.000 disputed 04-03, rejected 04-20."""
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 3, 2),
+        due_date=date(year, 4, 1),
+        amount_minor=900_000,
+    )
+    disputes = {"pause": pause_mode, "sla_business_days": 30}
+    policy = policy_with_steps(*POST_DUE_STEPS, disputes=disputes)
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        await advance_to(env, santiago(date(year, 4, 3), time(10, 0)))
+        dispute = DisputeOpened(
+            "D1", 300_000, DisputeCategory.GOODS_RECEIPT_NOT_REGISTERED, "ejecutiva"
+        )
+        await run.handle.execute_update(InvoiceWorkflow.open_dispute, dispute)
+        await advance_to(env, santiago(date(year, 4, 20), time(10, 0)))
+        rejected = DisputeResolved("D1", DisputeResolution.REJECTED, "supervisora")
+        await run.handle.execute_update(InvoiceWorkflow.resolve_dispute, rejected)
+        final = await pay_in_full(env, run, santiago(date(year, 4, 26), time(12, 0)))
+    return run, final
+
+
+async def test_whole_invoice_dispute_silences_then_resumes_at_the_next_step_shifted(
+    time_skipping_env: WorkflowEnvironment, engine: Engine, year: int
+) -> None:
+    run, final = await dispute_scenario(
+        time_skipping_env, engine, year, "whole_invoice"
+    )
+
+    entries = ContactLedger(engine).entries_for("test", run.case.invoice_number)
+    sent = [(e.step_id, e.planned_at.astimezone(UTC)) for e in entries]
+    assert sent == [
+        ("R+1", santiago(date(year, 4, 2), time(9, 0)).astimezone(UTC)),
+        # R+7 was due 04-08; the dispute held the plan from 04-03 10:00 to 04-20 10:00.
+        ("R+7", santiago(date(year, 4, 25), time(9, 0)).astimezone(UTC)),
+    ]
+    assert final.stage is Stage.PAID
+
+
+async def test_partial_dispute_keeps_the_cadence_for_the_undisputed_amount(
+    time_skipping_env: WorkflowEnvironment, engine: Engine, year: int
+) -> None:
+    run, _ = await dispute_scenario(time_skipping_env, engine, year, "disputed_part")
+
+    messages = {m.step_id: m for m in run.outbox()}
+    assert list(messages) == ["R+1", "R+7", "R+15"]
+    assert "$900.000" in messages["R+1"].body
+    assert "$600.000" in messages["R+7"].body
+    assert "$600.000" in messages["R+15"].body
+
+
+async def test_broken_promise_runs_its_step_once_and_a_kept_one_sends_nothing(
+    time_skipping_env: WorkflowEnvironment, engine: Engine, year: int
+) -> None:
+    env = time_skipping_env
+    broken, kept = (
+        add_invoice(
+            engine,
+            invoice_number=unique_number(),
+            issue_date=date(year, 3, 2),
+            due_date=date(year, 4, 1),
+            amount_minor=450_000,
+        )
+        for _ in range(2)
+    )
+    policy = policy_with_steps(*POST_DUE_STEPS)
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        runs = [
+            await open_case(env.client, engine, invoice, customer, policy, queue, now)
+            for invoice, customer in (broken, kept)
+        ]
+        await advance_to(env, santiago(date(year, 4, 3), time(11, 0)))
+        promise = PaymentPromise(450_000, date(year, 4, 30), "ejecutiva")
+        for run in runs:
+            await run.handle.execute_update(InvoiceWorkflow.record_promise, promise)
+        kept_final = await pay_in_full(
+            env, runs[1], santiago(date(year, 4, 29), time(12, 0))
+        )
+        await advance_to(env, santiago(date(year, 5, 1), time(17, 59)))
+        before_deadline = tasks_of(engine, runs[0].case.invoice_number)
+        await advance_to(env, santiago(date(year, 5, 5), time(12, 0)))
+        after_deadline = tasks_of(engine, runs[0].case.invoice_number)
+        timeline = await runs[0].handle.query(InvoiceWorkflow.timeline)
+        await pay_in_full(env, runs[0], santiago(date(year, 5, 6), time(12, 0)))
+
+    assert before_deadline == []
+    assert [t.kind for t in after_deadline] == ["broken_promise"]
+    assert sum(e.kind == "promise_broken" for e in timeline) == 1
+    assert kept_final.stage is Stage.PAID
+    assert [m.step_id for m in runs[1].outbox()] == ["R+1"]
+
+
+async def test_a_missed_task_sla_escalates_to_the_supervisor_once(
+    time_skipping_env: WorkflowEnvironment, engine: Engine, year: int
+) -> None:
+    env = time_skipping_env
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 3, 2),
+        due_date=date(year, 4, 1),
+        amount_minor=700_000,
+    )
+    call = {"kind": "call_debtor", "role": "executive", "sla_business_days": 2}
+    policy = policy_with_steps({"id": "CALL+2", "offset_days": 2, "task": call})
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        await advance_to(env, santiago(date(year, 4, 20), time(12, 0)))
+        state = await run.handle.query(InvoiceWorkflow.state)
+        timeline = await run.handle.query(InvoiceWorkflow.timeline)
+        await pay_in_full(env, run, santiago(date(year, 4, 21), time(12, 0)))
+
+    [task] = tasks_of(engine, invoice.invoice_number)
+    assert task.kind == "call_debtor" and task.escalation_level == 1
+    assert sum(e.kind == "task_escalated" for e in timeline) == 1
+    assert state.escalation_level == 1
