@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
+from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlmodel import select
+from sqlmodel import col, select
+from temporalio.service import RPCError, RPCStatusCode
 
 from receivables.case import (
     CaseClosed,
@@ -21,19 +24,19 @@ from receivables.case import (
     Stage,
 )
 from receivables.cases import (
-    case_from_store,
     case_handle,
+    change_due_date,
     close_case,
     connect,
+    open_cases_without_one,
     report_credit,
     report_payment,
-    start_case,
 )
+from receivables.devserver import DevServerError
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import (
     PortfolioFileError,
     import_portfolio,
-    open_invoices_to_start,
 )
 from receivables.ledger import ContactLedger
 from receivables.mapping import MappingError
@@ -46,7 +49,6 @@ from receivables.settings import Settings, load_settings
 from receivables.store import (
     Invoice,
     OutboxMessage,
-    find_customer,
     find_invoice,
     make_engine,
     session_scope,
@@ -63,27 +65,37 @@ class OperatorError(Exception):
 # -- importing and opening cases ---------------------------------------------------------
 
 
-async def open_cases(settings: Settings, invoice_numbers: list[str]) -> tuple[int, int]:
-    """Start the case of every open invoice among these; return (opened, already open)."""
-    book = load_policy_book(settings.policies_dir)
-    engine = make_engine(settings.resolved_database_url)
-    client = await connect(settings.temporal)
-    opened = existing = 0
-    now = datetime.now(UTC)
-    for row in open_invoices_to_start(
-        settings.resolved_database_url, settings.tenant, invoice_numbers
-    ):
-        with session_scope(engine) as session:
-            invoice = find_invoice(session, row.tenant, row.invoice_number)
-            customer = find_customer(session, row.tenant, row.customer_id)
-        assert invoice is not None
-        policy = book.policies[row.policy_name or ""]
-        case = case_from_store(invoice, customer, policy, row.segment or "")
-        result = await start_case(
-            client, case, task_queue=settings.temporal.task_queue, now=now
+def open_missing_cases(settings: Settings) -> str:
+    """Open a case for every open invoice of the tenant that has none; say what happened."""
+
+    async def run() -> Counter[str]:
+        client = await connect(settings.temporal)
+        return await open_cases_without_one(
+            client,
+            make_engine(settings.resolved_database_url),
+            load_policy_book(settings.policies_dir),
+            settings.tenant,
+            task_queue=settings.temporal.task_queue,
         )
-        opened, existing = opened + result.started, existing + (not result.started)
-    return opened, existing
+
+    try:
+        outcome = asyncio.run(run())
+    except RuntimeError as error:
+        if "connect" not in str(error).lower():
+            raise
+        raise OperatorError(
+            f"Temporal does not answer at {settings.temporal.address} ({error}). The "
+            "invoices are stored: start Temporal (starter.py server) and run "
+            "'starter.py open-cases'"
+        ) from None
+    return f"cases opened: {outcome['opened']}; already open: {outcome['already open']}"
+
+
+def cmd_open_cases(args: argparse.Namespace, settings: Settings) -> int:
+    """Open the missing cases of stored open invoices (after an import without Temporal)."""
+    migrate(settings.resolved_database_url)
+    print(open_missing_cases(settings))
+    return 0
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -109,10 +121,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"row-by-row report written to {args.report}")
     if report.rejected_rows and not args.accept_valid:
         return 2
-    if args.no_start or not report.accepted:
+    if args.no_start:
         return 0
-    opened, existing = asyncio.run(open_cases(settings, report.accepted))
-    print(f"cases opened: {opened}; already open: {existing}")
+    # Every open invoice without a case gets one, not only this file's: an earlier import
+    # may have stored invoices while Temporal was down.
+    print(open_missing_cases(settings))
     return 0
 
 
@@ -175,27 +188,33 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
-    """Move an invoice's due date; its case re-plans every step still ahead."""
-    invoice = _invoice(settings, args.invoice)
-    new_due = date.fromisoformat(args.new_due_date)
-    if new_due < invoice.issue_date:
-        raise OperatorError(f"{new_due} is before the issue date {invoice.issue_date}")
-    engine = make_engine(settings.resolved_database_url)
-    with session_scope(engine) as session:
-        stored = find_invoice(session, settings.tenant, args.invoice)
-        assert stored is not None
-        stored.due_date = new_due
-        session.add(stored)
+    """Move an invoice's due date (its case re-plans), or set a missing one (its case opens)."""
+    new_due = _date(args.new_due_date, "new_due_date")
+    change = DueDateChanged(new_due, args.reason, args.by)
 
-    async def send() -> None:
+    async def send() -> str:
         client = await connect(settings.temporal)
-        handle = case_handle(client, settings.tenant, args.invoice)
-        change = DueDateChanged(new_due, args.reason, args.by)
-        await handle.signal(InvoiceWorkflow.change_due_date, change)
+        return await change_due_date(
+            client,
+            make_engine(settings.resolved_database_url),
+            load_policy_book(settings.policies_dir),
+            settings.tenant,
+            args.invoice,
+            change,
+            task_queue=settings.temporal.task_queue,
+        )
 
-    asyncio.run(send())
-    print(f"{args.invoice}: due date {invoice.due_date} -> {new_due}")
+    print(f"{args.invoice}: {asyncio.run(send())}")
     return 0
+
+
+def _date(text: str, name: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise OperatorError(
+            f"{name} {text!r} is not a calendar date; write it as YYYY-MM-DD, e.g. 2026-12-31"
+        ) from None
 
 
 def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
@@ -251,26 +270,42 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
-    """List the outbox, or show one message in full."""
+    """List the tenant's outbox, newest first, or show one message in full."""
     engine = make_engine(settings.resolved_database_url)
     with session_scope(engine) as session:
         if args.outbox_command == "show":
             message = session.get(OutboxMessage, args.id)
-            if message is None:
+            if message is None or message.tenant != settings.tenant:
                 raise OperatorError(
-                    f"no outbox message {args.id}; list them with 'outbox list'"
+                    f"no outbox message {args.id} for tenant {settings.tenant}; "
+                    "list them with 'outbox list'"
                 )
             print(_full_message(message))
             return 0
-        statement = select(OutboxMessage).order_by(OutboxMessage.id.desc())  # type: ignore[union-attr]
+        statement = (
+            select(OutboxMessage)
+            .where(OutboxMessage.tenant == settings.tenant)
+            .order_by(col(OutboxMessage.id).desc())
+        )
         if args.invoice:
             statement = statement.where(OutboxMessage.invoice_number == args.invoice)
-        for message in session.exec(statement.limit(args.limit)).all():
-            print(
-                f"{message.id:>5}  {message.created_at:%Y-%m-%d %H:%M}  {message.channel:<8} "
-                f"{message.invoice_number:<12} {message.step_id:<6} {message.recipient}"
-            )
+        messages = session.exec(statement.limit(args.limit)).all()
+    if not messages:
+        print(f"no messages for tenant {settings.tenant}" + _folio_hint(args.invoice))
+        return 0
+    print(
+        f"{'id':>5}  {'stored (UTC)':<16}  {'channel':<8} {'folio':<12} {'step':<6} recipient"
+    )
+    for message in messages:
+        print(
+            f"{message.id:>5}  {message.created_at:%Y-%m-%d %H:%M}  {message.channel:<8} "
+            f"{message.invoice_number:<12} {message.step_id:<6} {message.recipient}"
+        )
     return 0
+
+
+def _folio_hint(folio: str | None) -> str:
+    return f" and folio {folio!r} (leading zeros count)" if folio else ""
 
 
 def _full_message(message: OutboxMessage) -> str:
@@ -365,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-after", type=float, default=None, help="stop after N seconds"
     )
     run.set_defaults(handler=cmd_run)
+    commands.add_parser(
+        "open-cases", help="open the missing cases of stored open invoices"
+    ).set_defaults(handler=cmd_open_cases)
     commands.add_parser("server", help="only the dev server").set_defaults(
         handler=cmd_server
     )
@@ -450,6 +488,8 @@ USER_ERRORS = (
     MappingError,
     MoneyError,
     ValueError,
+    LookupError,
+    DevServerError,
 )
 
 
@@ -464,7 +504,24 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RPCError as error:
+        print(f"error: Temporal refused: {_explain(error)}", file=sys.stderr)
+        return 2
+
+
+def _explain(error: RPCError) -> str:
+    if error.status == RPCStatusCode.NOT_FOUND:
+        return (
+            f"{error.message}. No case exists for that invoice: check the folio, or open "
+            "the missing cases with 'starter.py open-cases'"
+        )
+    return error.message
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without interpreter finalisation: the Temporal client's native threads can
+    # abort a finalising interpreter (sdk-python issue 300), turning success into exit 134.
+    os._exit(code)

@@ -86,6 +86,9 @@ class ReminderSender:
 
         route = self._choose_route(request, customer)
         key = self._key(request, route)
+        delivered = self._delivered_before(key, now)
+        if delivered is not None:
+            return delivered
         refusal = _why_not_payable(invoice)
         if refusal is not None:
             return self._decide(request, key, ContactStatus.CANCELLED, refusal, now)
@@ -150,6 +153,29 @@ class ReminderSender:
             "sent %s of %s by %s", key.step_id, key.invoice_number, key.channel
         )
         return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id)
+
+    def _delivered_before(self, key: ContactKey, now: datetime) -> SendOutcome | None:
+        """An attempt that died after the channel accepted it counts as sent, paid or not."""
+        entry = self._ledger.find(key)
+        if (
+            entry is None
+            or entry.status != ContactStatus.PENDING
+            or key.channel not in self._channels
+        ):
+            return None
+        message_id = self._channels[key.channel].find_sent(
+            idempotency_key(*key.__dict__.values())
+        )
+        if message_id is None:
+            return None
+        self._ledger.finish(
+            entry.entry_id,
+            ContactStatus.SENT,
+            reason="accepted by the channel on an earlier attempt",
+            at=now,
+            provider_message_id=message_id,
+        )
+        return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id, True)
 
     def _decide(
         self,

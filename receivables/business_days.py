@@ -32,6 +32,8 @@ def public_holidays(
             f"{subdivision!r}: {error}; use an ISO 3166 code the holidays package knows"
         ) from None
     # A frozen copy: the package's calendars fill in lazily and are not safe to share.
+    # Limit: public holidays only; a bank holiday (31 December in Chile) or a company
+    # closure is passed as ``extra_holidays`` by the caller.
     return frozenset(calendar.keys())
 
 

@@ -50,6 +50,7 @@ class InvoiceCase:
     time_zone: str
     segment: str
     policy: Policy  # pinned for the life of the case
+    disputed: bool = False  # marked disputed at import: the case opens in dispute
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import and_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, update
+from sqlmodel import Session, col, select, update
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -20,6 +22,7 @@ from receivables.case import (
     CaseClosed,
     CaseState,
     CreditApplied,
+    DueDateChanged,
     InvoiceCase,
     PaymentReceived,
     Stage,
@@ -28,7 +31,7 @@ from receivables.case import (
 from receivables.case_attributes import initial_attributes
 from receivables.money import format_money
 from receivables.planning import days_past_due, plan_case, upcoming_step
-from receivables.policy import Policy
+from receivables.policy import Policy, PolicyBook
 from receivables.settings import TemporalSettings
 from receivables.store import (
     Customer,
@@ -36,6 +39,7 @@ from receivables.store import (
     InvoiceStatus,
     Payment,
     PaymentKind,
+    find_customer,
     find_invoice,
     session_scope,
 )
@@ -89,6 +93,7 @@ def case_from_store(
         time_zone=time_zone,
         segment=segment,
         policy=policy,
+        disputed=invoice.disputed,
     )
 
 
@@ -159,13 +164,22 @@ def case_handle(
     )
 
 
+class CaseCommandRefused(ValueError):
+    """A command the store's facts forbid; nothing was changed. The message says why."""
+
+
 @dataclass(frozen=True)
 class StoredMoveResult:
     """What committing a payment or credit did to the store."""
 
-    applied: bool  # False for a reference already recorded
+    applied: bool  # False for a reference already recorded on this invoice
     balance_minor: int
     status: str
+
+    @property
+    def overpaid_minor(self) -> int:
+        """How much more than the balance was received: a refund or a credit to decide."""
+        return max(0, -self.balance_minor)
 
 
 def commit_money_movement(
@@ -180,9 +194,15 @@ def commit_money_movement(
     at: datetime,
 ) -> StoredMoveResult:
     """Commit a payment or credit to the store first, so a racing send sees it."""
+    if amount_minor <= 0 and kind != PaymentKind.ADJUSTMENT:
+        raise CaseCommandRefused(
+            f"{reference}: an amount must be above zero (got {amount_minor}); "
+            "a reversal is an adjustment, not a negative payment"
+        )
     try:
         with session_scope(engine) as session:
             invoice = _payable_invoice(session, tenant, invoice_number, currency)
+            _refuse_unless_open(invoice, f"record {reference} on")
             session.add(
                 Payment(
                     tenant=tenant,
@@ -194,6 +214,7 @@ def commit_money_movement(
                     received_at=at,
                 )
             )
+            session.flush()
             # Subtract in SQL, not from the balance read above: a movement committed since
             # that read must count, and the write holds the row until this one commits.
             session.exec(
@@ -214,9 +235,38 @@ def commit_money_movement(
                 session.add(invoice)
             return StoredMoveResult(True, invoice.balance_minor, invoice.status)
     except IntegrityError:
-        with session_scope(engine) as session:
-            invoice = _payable_invoice(session, tenant, invoice_number, currency)
-            return StoredMoveResult(False, invoice.balance_minor, invoice.status)
+        return _already_recorded(engine, tenant, invoice_number, reference)
+
+
+def _already_recorded(
+    engine: Engine, tenant: str, invoice_number: str, reference: str
+) -> StoredMoveResult:
+    with session_scope(engine) as session:
+        holder = session.exec(
+            select(Payment).where(
+                Payment.tenant == tenant, Payment.reference == reference
+            )
+        ).first()
+        invoice = find_invoice(session, tenant, invoice_number)
+    assert holder is not None and invoice is not None
+    if holder.invoice_number != invoice_number:
+        raise CaseCommandRefused(
+            f"reference {reference} is already recorded on invoice {holder.invoice_number}; "
+            "give this movement its own bank or document reference"
+        )
+    return StoredMoveResult(False, invoice.balance_minor, invoice.status)
+
+
+def _refuse_unless_open(invoice: Invoice, action: str) -> None:
+    if invoice.status != InvoiceStatus.OPEN:
+        raise CaseCommandRefused(
+            f"cannot {action} invoice {invoice.invoice_number}: it is {invoice.status}"
+            + (
+                "; set its due date with move-due first"
+                if invoice.status == InvoiceStatus.NEEDS_DUE_DATE
+                else "; nothing was changed"
+            )
+        )
 
 
 def _payable_invoice(
@@ -225,10 +275,11 @@ def _payable_invoice(
     invoice = find_invoice(session, tenant, invoice_number)
     if invoice is None:
         raise LookupError(
-            f"no invoice {invoice_number} for tenant {tenant}; import it first"
+            f"no invoice {invoice_number!r} for tenant {tenant}; check the folio "
+            "(leading zeros count) or import it first"
         )
     if invoice.currency != currency:
-        raise ValueError(
+        raise CaseCommandRefused(
             f"invoice {invoice_number} is in {invoice.currency}, not {currency}; "
             "convert the amount before recording it"
         )
@@ -242,7 +293,7 @@ async def report_payment(
     invoice_number: str,
     payment: PaymentReceived,
 ) -> StoredMoveResult:
-    """Record a payment in the store, then tell the invoice's case."""
+    """Record a payment in the store, then tell the invoice's case (again, for a repeat)."""
     result = commit_money_movement(
         engine,
         tenant,
@@ -253,6 +304,8 @@ async def report_payment(
         currency=payment.currency,
         at=payment.received_at,
     )
+    # A repeat is signalled too: if the first signal was lost, this one delivers it, and the
+    # case ignores a reference it already applied.
     await case_handle(client, tenant, invoice_number).signal(
         InvoiceWorkflow.record_payment, payment
     )
@@ -292,7 +345,7 @@ async def close_case(
     stage: Stage,
     closing: CaseClosed,
 ) -> None:
-    """Cancel or write off an invoice: the store first, then its case."""
+    """Cancel or write off an open invoice: the store first, then its case."""
     status = {
         Stage.CANCELLED: InvoiceStatus.CANCELLED,
         Stage.WRITTEN_OFF: InvoiceStatus.WRITTEN_OFF,
@@ -300,12 +353,80 @@ async def close_case(
     with session_scope(engine) as session:
         invoice = find_invoice(session, tenant, invoice_number)
         if invoice is None:
-            raise LookupError(f"no invoice {invoice_number} for tenant {tenant}")
+            raise LookupError(f"no invoice {invoice_number!r} for tenant {tenant}")
+        had_case = invoice.status == InvoiceStatus.OPEN
+        if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.NEEDS_DUE_DATE):
+            _refuse_unless_open(invoice, str(stage).replace("_", " "))
         invoice.status = status[stage]
         session.add(invoice)
-    signal = (
-        InvoiceWorkflow.cancel
-        if stage == Stage.CANCELLED
-        else InvoiceWorkflow.write_off
+    if had_case:
+        signal = (
+            InvoiceWorkflow.cancel
+            if stage == Stage.CANCELLED
+            else InvoiceWorkflow.write_off
+        )
+        await case_handle(client, tenant, invoice_number).signal(signal, closing)
+
+
+async def change_due_date(
+    client: Client,
+    engine: Engine,
+    book: PolicyBook,
+    tenant: str,
+    invoice_number: str,
+    change: DueDateChanged,
+    *,
+    task_queue: str,
+) -> str:
+    """Move an open invoice's due date, or set a missing one and open the case."""
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, tenant, invoice_number)
+        if invoice is None:
+            raise LookupError(f"no invoice {invoice_number!r} for tenant {tenant}")
+        if change.new_due_date < invoice.issue_date:
+            raise CaseCommandRefused(
+                f"{change.new_due_date} is before the issue date {invoice.issue_date}"
+            )
+        waiting = invoice.status == InvoiceStatus.NEEDS_DUE_DATE
+        if not waiting:
+            _refuse_unless_open(invoice, "move the due date of")
+        invoice.due_date = change.new_due_date
+        invoice.due_date_rule = f"set by {change.changed_by}: {change.reason}"
+        invoice.status = InvoiceStatus.OPEN
+        session.add(invoice)
+        customer = find_customer(session, tenant, invoice.customer_id)
+    if waiting:
+        policy = book.policies[invoice.policy_name or ""]
+        case = case_from_store(invoice, customer, policy, invoice.segment or "")
+        await start_case(client, case, task_queue=task_queue, now=datetime.now(UTC))
+        return "due date set; case opened"
+    await case_handle(client, tenant, invoice_number).signal(
+        InvoiceWorkflow.change_due_date, change
     )
-    await case_handle(client, tenant, invoice_number).signal(signal, closing)
+    return "due date moved; the case re-planned its steps"
+
+
+async def open_cases_without_one(
+    client: Client, engine: Engine, book: PolicyBook, tenant: str, *, task_queue: str
+) -> Counter[str]:
+    """Start a case for every open invoice of a tenant; one that has a case is left alone."""
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(Invoice, Customer)
+            .join(
+                Customer,
+                and_(
+                    col(Customer.tenant) == col(Invoice.tenant),
+                    col(Customer.customer_id) == col(Invoice.customer_id),
+                ),
+            )
+            .where(Invoice.tenant == tenant, Invoice.status == InvoiceStatus.OPEN)
+        ).all()
+    outcome: Counter[str] = Counter()
+    now = datetime.now(UTC)
+    for invoice, customer in rows:
+        policy = book.policies[invoice.policy_name or ""]
+        case = case_from_store(invoice, customer, policy, invoice.segment or "")
+        result = await start_case(client, case, task_queue=task_queue, now=now)
+        outcome["opened" if result.started else "already open"] += 1
+    return outcome

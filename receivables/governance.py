@@ -91,6 +91,9 @@ class Person(SQLModel, table=True):
 class PortfolioAssignment(SQLModel, table=True):
     """Who works a customer, a segment, or (with neither set) the rest of a tenant."""
 
+    # Limit: NULLs never collide in a unique constraint, so two writers at one moment
+    # can leave two rows for one scope. Readers take the newest, the next sync removes
+    # older segment rows; a partial unique index per scope would lift this.
     __table_args__ = (
         CheckConstraint(
             "customer_id IS NULL OR segment IS NULL",
@@ -485,6 +488,8 @@ def reassign_customer(
     at: datetime | None = None,
 ) -> SupervisorAction | None:
     """Give one customer to an executive and audit it; None if they already had it."""
+    # Limit: the customer's open tasks keep their assignee; only tasks opened from now
+    # on go to the new executive. A command to reassign one task would lift this.
     at = at or utc_now()
     command = SupervisorCommand(actor=actor, reason=reason)
     with session_scope(engine) as session:

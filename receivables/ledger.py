@@ -134,6 +134,19 @@ class ContactLedger:
             self.finish(snapshot.entry_id, status, reason=reason, at=at)
         return snapshot
 
+    def find(self, key: ContactKey) -> LedgerSnapshot | None:
+        """The committed entry of a contact, if one was ever begun."""
+        with session_scope(self._engine) as session:
+            entry = session.exec(_by_key(key)).first()
+            if entry is None or entry.id is None:
+                return None
+            return LedgerSnapshot(
+                entry.id,
+                ContactStatus(entry.status),
+                entry.attempts,
+                entry.provider_message_id,
+            )
+
     def entries_for(self, tenant: str, invoice_number: str) -> list[ContactLedgerEntry]:
         """Every ledger entry of one invoice, in the order they were planned."""
         with session_scope(self._engine) as session:

@@ -81,3 +81,135 @@ def format_money(minor_units: int, currency: str, language: str = "es-CL") -> st
     if currency == "CLP":
         return f"${text}"
     return f"{currency} {text}"
+
+
+def format_amount(minor_units: int, currency: str) -> str:
+    """An amount for operators and the Temporal UI: ``900.000 CLP``, never a ``$`` sign.
+
+    The Web UI renders details as Markdown, where a pair of dollar signs opens a formula.
+    """
+    number = format_money(minor_units, currency, "es-CL").removeprefix("$")
+    return f"{number.removeprefix(currency + ' ')} {currency}"
+
+
+# The store keeps minor units in a signed 64-bit column (up to about 9.2 * 10^18). Far
+# below that, 10^15 minor units (a thousand billion pesos) is already no real invoice or
+# payment; refusing above it catches extra digits before they reach the store.
+MAX_MINOR_UNITS = 10**15
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def check_storable(minor_units: int, currency: str) -> int:
+    """Return the amount, or raise when it is above the largest amount accepted."""
+    if minor_units > MAX_MINOR_UNITS:
+        amount = Money(minor_units, currency).to_decimal()
+        raise _too_large(f"{amount:,f} {currency}", currency)
+    return minor_units
+
+
+def _too_large(shown: str, currency: str) -> MoneyError:
+    largest = Money(MAX_MINOR_UNITS, currency).to_decimal()
+    return MoneyError(
+        f"{shown} is above the largest amount accepted ({largest:,f} {currency}); "
+        "look for extra digits or a misplaced separator"
+    )
+
+
+def parse_operator_amount(text: str, currency: str) -> int:
+    """Read an amount typed by an operator, like ``340.320`` CLP or ``1,234.56`` USD."""
+    exponent = exponent_of(currency)
+    body = text.strip()
+    _check_operator_characters(body)
+    if exponent == 0:
+        whole, fraction = _whole_units_only(body, currency), ""
+    else:
+        whole, fraction = _units_and_decimals(body, currency, exponent)
+    if len(whole.lstrip("0")) > len(str(MAX_MINOR_UNITS)):
+        # Checked before int(), which refuses strings of thousands of digits.
+        raise _too_large(f"an amount of {len(whole)} digits", currency)
+    minor_units = int(whole) * 10**exponent + int(fraction.ljust(exponent, "0") or "0")
+    if minor_units == 0:
+        raise MoneyError(f"{body!r}: an amount must be above zero")
+    return check_storable(minor_units, currency)
+
+
+def _check_operator_characters(body: str) -> None:
+    if not body:
+        raise MoneyError("the amount is empty; type it like 340320")
+    if body.startswith("-"):
+        raise MoneyError(f"{body!r}: an amount must be above zero")
+    if any(char.isdigit() and char not in _ASCII_DIGITS for char in body):
+        raise MoneyError(
+            f"{body!r} has digits other than 0-9 (full-width or of another script); "
+            "type the amount with the digits 0-9"
+        )
+    if not re.fullmatch(r"[0-9]+(?:[., ][0-9]+)*", body):
+        raise MoneyError(
+            f"{body!r} is not an amount: type digits only, with dots, commas or "
+            "spaces between thousands, and no currency sign"
+        )
+
+
+def _grouped(body: str, separators: str) -> str | None:
+    """The digits of ``body`` if grouped by thousands with one of ``separators``."""
+    used = set(re.sub("[0-9]", "", body))
+    if not used:
+        return body
+    separator = used.pop()
+    if used or separator not in separators:
+        return None
+    grouping = rf"[1-9][0-9]{{0,2}}(?:{re.escape(separator)}[0-9]{{3}})+"
+    return body.replace(separator, "") if re.fullmatch(grouping, body) else None
+
+
+def _whole_units_only(body: str, currency: str) -> str:
+    # Without a minor unit every dot, comma or space can only separate thousands, as
+    # Chilean operators write pesos: 340.320, 340,320 and 340 320 are all 340320.
+    digits = _grouped(body, "., ")
+    if digits is not None:
+        return digits
+    if re.fullmatch(r"[0-9]+[.,][0-9]{1,2}", body):
+        raise MoneyError(
+            f"{body!r}: {currency} has no decimals; type whole units, like 340320"
+        )
+    raise MoneyError(
+        f"{body!r} is not grouped by thousands; type digits only, like 340320, or "
+        "group them in threes, like 340.320"
+    )
+
+
+def _units_and_decimals(body: str, currency: str, exponent: int) -> tuple[str, str]:
+    # One convention only: the dot marks decimals, commas or spaces group thousands.
+    # Also taking 1.234,56 would give 1,234 two readings (1234 or 1.234), so a comma
+    # used for decimals is refused rather than guessed.
+    example = "1,234.56" if exponent <= 2 else f"1234.{'5678'[:exponent]}"
+    if re.search(r"\.[0-9]*,|^[0-9]+,[0-9]{1,2}$", body):
+        raise MoneyError(
+            f"{body!r} uses a comma for decimals; {currency} amounts take a dot for "
+            f"decimals, like {example}"
+        )
+    whole, _, fraction = body.partition(".")
+    # Above two decimals (CLF) a comma or a dot before three digits is as often a
+    # Chilean decimal as a thousands mark, so only plain digits are taken before a dot.
+    digits = _grouped(whole, ", ") if exponent <= 2 else _grouped(whole, "")
+    if digits is None or "." in fraction:
+        raise MoneyError(
+            f"{body!r} is not written like {example}: a dot for decimals"
+            + (", commas or spaces between thousands" if exponent <= 2 else "")
+        )
+    if len(fraction) > exponent:
+        thousands = _grouped(body, ".")
+        raise MoneyError(
+            f"{body!r}: {currency} has {exponent} decimals"
+            + (
+                f"; if the dot separates thousands, type {thousands}"
+                if thousands
+                else ""
+            )
+        )
+    if exponent > 2 and len(fraction) == 3 and _grouped(body, ".") is not None:
+        raise MoneyError(
+            f"{body!r} could be {whole}{fraction} or {whole}.{fraction} {currency}; "
+            f"type {whole}{fraction} or {whole}.{fraction}0"
+        )
+    return digits, fraction

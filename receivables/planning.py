@@ -57,6 +57,16 @@ def format_local(instant: datetime, time_zone: str) -> str:
     return f"{instant.astimezone(ZoneInfo(time_zone)):%Y-%m-%d %H:%M} {time_zone}"
 
 
+def within_usual_contact_hours(instant: datetime, time_zone: str) -> bool:
+    """Monday to Saturday, 08:00 to 20:00 where the debtor is.
+
+    Limit: a floor for late steps only; the jurisdiction's contact rules (windows, holidays,
+    caps) decide every contact once they are wired into the send activity.
+    """
+    local = instant.astimezone(ZoneInfo(time_zone))
+    return local.weekday() < 6 and time(8, 0) <= local.time() < time(20, 0)
+
+
 def days_past_due(due_date: date, instant: datetime, time_zone: str) -> int:
     """Whole calendar days past the due date at an instant, in the debtor's time zone."""
     return max(0, (local_date_of(instant, time_zone) - due_date).days)
@@ -110,22 +120,27 @@ def next_due_step(
     due_date: date,
     time_zone: str,
     catch_up: timedelta,
+    opened_at: datetime | None = None,
 ) -> tuple[PlannedStep | None, list[SkippedStep]]:
     """Pick the step to act on now, and the due steps that will not be sent.
 
     When several steps are due at once (a case opened late, a worker that was down), only the
     latest is sent: a debtor gets one reminder reflecting today, not a burst of stale ones. A
     step missed by more than ``catch_up``, or a before-due step once the due date has passed,
-    is skipped: its wording would no longer be true.
+    is skipped: its wording would no longer be true. A case opened after some of its steps
+    were due still gets the latest of them once: ``catch_up`` is for steps a running case
+    missed.
     """
     due_now = [p for p in plan if p.step_id not in done and p.at <= now]
     if not due_now:
         return None, []
-    skipped = [
-        SkippedStep(p, f"superseded by {due_now[-1].step_id}") for p in due_now[:-1]
-    ]
     latest = due_now[-1]
-    if now - latest.at > catch_up:
+    skipped = [
+        SkippedStep(p, f"not sent: {latest.step_id}, a later step, was due too")
+        for p in due_now[:-1]
+    ]
+    missed_before_opening = opened_at is not None and latest.at < opened_at
+    if now - latest.at > catch_up and not missed_before_opening:
         skipped.append(SkippedStep(latest, f"missed by more than {catch_up.days} days"))
         return None, skipped
     if latest.local_date < due_date < local_date_of(now, time_zone):

@@ -147,6 +147,8 @@ def open_task(
     subdivision: str | None = None,
 ) -> OpenedTask:
     """Open the task a case step asks for, or return the one it already opened."""
+    # Limit: a TaskRequest names a time zone but no country, so the holiday calendar
+    # is Chile's unless the caller says otherwise; a country on the request lifts this.
     try:
         return _open(engine, request, country, subdivision)
     except IntegrityError:

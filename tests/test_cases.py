@@ -127,7 +127,7 @@ def test_a_movement_in_another_currency_is_refused_and_nothing_stored(
 
 
 def test_a_movement_for_an_unknown_invoice_names_the_folio(engine: Engine) -> None:
-    with pytest.raises(LookupError, match="no invoice 000999 for tenant test"):
+    with pytest.raises(LookupError, match="no invoice '000999' for tenant test"):
         move(engine, "TRX-1", 1_000, invoice_number="000999")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -14,7 +15,7 @@ from receivables.case import (
     PaymentReceived,
     Stage,
 )
-from receivables.cases import report_credit, report_payment
+from receivables.cases import CaseCommandRefused, report_credit, report_payment
 from receivables.channels import OutboxChannel, OutgoingMessage
 from receivables.ledger import ContactLedger
 from receivables.store import ContactStatus, make_engine
@@ -154,9 +155,16 @@ async def test_instalments_update_the_amount_asked_and_close_the_case(
         )
         zero = santiago(date(year, 4, 2), time(10, 0))
         await advance_to(env, zero)
-        await report_payment(
-            env.client, engine, "test", invoice.invoice_number, payment("T0", 0, zero)
-        )
+        with pytest.raises(CaseCommandRefused, match="above zero"):
+            await report_payment(
+                env.client,
+                engine,
+                "test",
+                invoice.invoice_number,
+                payment("T0", 0, zero),
+            )
+        # Straight to the case (a bank feed, say), a zero payment is recorded and ignored.
+        await run.handle.signal(InvoiceWorkflow.record_payment, payment("T0", 0, zero))
         assert await run.handle.query(InvoiceWorkflow.balance) == 60_000
         second = santiago(date(year, 4, 5), time(10, 0))
         await advance_to(env, second)
@@ -228,8 +236,9 @@ async def test_retry_after_the_channel_accepted_sends_exactly_one_message(
 
     assert len(run.outbox()) == 1
     entries = ContactLedger(engine).entries_for("test", invoice.invoice_number)
+    # One attempt reached the channel; the retry only asked the channel and recorded it.
     assert [(e.step_id, e.status, e.attempts) for e in entries] == [
-        ("R0", ContactStatus.SENT, 2)
+        ("R0", ContactStatus.SENT, 1)
     ]
 
 
@@ -271,3 +280,35 @@ async def test_moving_the_due_date_moves_the_post_due_reminder(
     entries = ContactLedger(engine).entries_for("test", invoice.invoice_number)
     sent_days = [e.planned_at.astimezone(UTC) for e in entries]
     assert sent_days == [santiago(date(year, 6, 1), time(9, 0)).astimezone(UTC)]
+
+
+async def test_a_case_opened_long_overdue_gets_its_latest_step_once_at_a_decent_hour(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    now = await env.get_current_time()
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=(now - timedelta(days=120)).date(),
+        due_date=(now - timedelta(days=90)).date(),
+        amount_minor=640_000,
+    )
+    policy = policy_with_steps(*DUE_DAY_STEPS)
+    async with running_worker(env.client, engine) as (_, queue):
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        await advance_to(env, now + timedelta(days=2))
+        await report_payment(
+            env.client,
+            engine,
+            "test",
+            invoice.invoice_number,
+            payment("LATE", 640_000, now + timedelta(days=2)),
+        )
+        await run.handle.result()
+        timeline = await run.handle.query(InvoiceWorkflow.timeline)
+
+    assert [m.step_id for m in run.outbox()] == ["R+10"]
+    sent_at = next(e.at for e in timeline if e.kind == "reminder_sent")
+    local = sent_at.astimezone(ZoneInfo("America/Santiago"))
+    assert local.weekday() < 6 and 8 <= local.hour < 20

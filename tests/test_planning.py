@@ -273,8 +273,8 @@ def test_of_several_due_steps_only_the_latest_is_sent() -> None:
 
     assert chosen == by_id(plan, "R+8")
     assert [(s.step.step_id, s.reason) for s in skipped] == [
-        ("R-3", "superseded by R+8"),
-        ("R+1", "superseded by R+8"),
+        ("R-3", "not sent: R+8, a later step, was due too"),
+        ("R+1", "not sent: R+8, a later step, was due too"),
     ]
 
 

@@ -397,7 +397,8 @@ def test_a_message_the_channel_took_before_the_worker_died_is_not_sent_again(
     assert channel.calls == 0
     assert len(outbox(engine)) == 1
     [entry] = ledger(engine)
-    assert (entry.status, entry.attempts) == (ContactStatus.SENT, 2)
+    # The retry only asked the channel, which had the message: no new attempt to send.
+    assert (entry.status, entry.attempts) == (ContactStatus.SENT, 1)
 
 
 @pytest.mark.usefixtures("invoice")
@@ -432,3 +433,39 @@ def test_the_ledger_key_is_the_route_actually_used(engine: Engine) -> None:
         entry.channel,
         entry.recipient,
     ) == ContactKey("test", FOLIO, "R+1", "email", customer_email(engine))
+
+
+class DiesAfterAccepting:
+    """Hands the message to the outbox, then dies before the activity can record it."""
+
+    def __init__(self, outbox: OutboxChannel) -> None:
+        self._outbox = outbox
+
+    def send(self, message: OutgoingMessage) -> str:
+        """Accept the message, then lose the worker."""
+        self._outbox.send(message)
+        raise RuntimeError("worker lost after the channel accepted the message")
+
+    def find_sent(self, idempotency_key: str) -> str | None:
+        """Ask the outbox."""
+        return self._outbox.find_sent(idempotency_key)
+
+
+def test_a_message_accepted_before_a_crash_stays_sent_when_the_invoice_is_paid_meanwhile(
+    engine: Engine, invoice: str
+) -> None:
+    dying = DiesAfterAccepting(OutboxChannel(engine))
+    with pytest.raises(RuntimeError, match="worker lost"):
+        send(engine, request(), {"email": dying})
+    with session_scope(engine) as session:
+        stored = find_invoice(session, "test", invoice)
+        assert stored is not None
+        stored.status, stored.balance_minor = InvoiceStatus.PAID, 0
+        session.add(stored)
+
+    outcome = send(engine, request())
+
+    assert outcome.status is SendStatus.SENT and outcome.duplicate
+    [entry] = ContactLedger(engine).entries_for("test", invoice)
+    assert entry.status == ContactStatus.SENT
+    assert entry.provider_message_id == outcome.message_id

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -20,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         CaseState,
         CommandReceipt,
         CreditApplied,
+        DisputeCategory,
         DisputeOpened,
         DisputeResolution,
         DisputeResolved,
@@ -44,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
     )
     from receivables.case_attributes import case_updates
-    from receivables.money import format_money
+    from receivables.money import format_amount
     from receivables.planning import (
         PlannedStep,
         SkippedStep,
@@ -55,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         next_due_step,
         plan_case,
         upcoming_step,
+        within_usual_contact_hours,
     )
     from receivables.policy import TaskSpec
     from workflows.case_holds import (
@@ -65,6 +68,9 @@ with workflow.unsafe.imports_passed_through():
         silence_reason,
     )
 
+# A step noticed this long after its time, outside usual contact hours, waits for its
+# next local send time.
+LATE_TOLERANCE = timedelta(minutes=30)
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
@@ -112,6 +118,12 @@ class InvoiceWorkflow:
         self._escalation = GovernanceLevel.EXECUTIVE
         self._assignee: str | None = None
         self._silenced_since: datetime | None = None
+        # Steps found late are moved to the next local send time instead of going out at
+        # whatever hour the case noticed them.
+        self._moved: dict[str, datetime] = {}
+        self._sent = 0
+        self._skipped = 0
+        self._opened_at = workflow.now()
         self._shift_days = 0
         self._base_plan = self._make_plan()
 
@@ -119,6 +131,16 @@ class InvoiceWorkflow:
     async def run(self, case: InvoiceCase) -> CaseState:
         """Walk the dunning timeline: plan, wait, act, record, until the case ends."""
         self._record("opened", f"policy {self._policy_label}, segment {case.segment}")
+        if case.disputed:
+            self._open_dispute(
+                DisputeOpened(
+                    "import",
+                    case.amount_minor,
+                    DisputeCategory.OTHER,
+                    "import",
+                    "marked disputed in the imported portfolio",
+                )
+            )
 
         while not self._stage().is_terminal:
             self._publish()
@@ -459,10 +481,16 @@ class InvoiceWorkflow:
             due_date=self._due_date,
             time_zone=self._case.time_zone,
             catch_up=timedelta(days=self._case.policy.catch_up_days),
+            opened_at=self._opened_at,
         )
         self._skip(skipped)
         if step is None:
             return bool(skipped)
+        if now - step.at > LATE_TOLERANCE and not within_usual_contact_hours(
+            now, self._case.time_zone
+        ):
+            self._move_to_next_send_time(step, now)
+            return True
         if step.task is not None:
             self._done.add(step.step_id)
             await self._open_task(
@@ -698,9 +726,27 @@ class InvoiceWorkflow:
         )
 
     def _plan(self) -> tuple[PlannedStep, ...]:
-        """The plan shifted by every hold so far: no step skipped, none repeated."""
+        """The plan shifted by every hold so far (no step skipped, none repeated), with moves."""
         zone = self._case.time_zone
-        return tuple(step.shifted(self._shift_days, zone) for step in self._base_plan)
+        plan = [step.shifted(self._shift_days, zone) for step in self._base_plan]
+        if self._moved:
+            # Only the instant moves: the step keeps its calendar date, which says whether
+            # its wording (before or after the due date) is still true.
+            plan = [replace(p, at=self._moved.get(p.step_id, p.at)) for p in plan]
+        return tuple(sorted(plan, key=lambda p: (p.at, p.step_id)))
+
+    def _move_to_next_send_time(self, step: PlannedStep, now: datetime) -> None:
+        zone = self._case.time_zone
+        clock = step.at.astimezone(ZoneInfo(zone)).time()
+        today = local_date_of(now, zone)
+        slot = local_instant(today, clock, zone)
+        if slot <= now:
+            slot = local_instant(today + timedelta(days=1), clock, zone)
+        self._moved[step.step_id] = slot
+        self._record(
+            "step_moved",
+            f"{step.step_id} found late; moved to its send time {format_local(slot, zone)}",
+        )
 
     def _silence(self) -> str | None:
         return silence_reason(
@@ -801,6 +847,7 @@ class InvoiceWorkflow:
     def _skip(self, skipped: list[SkippedStep]) -> None:
         for item in skipped:
             self._done.add(item.step.step_id)
+            self._skipped += 1
             self._record("step_skipped", f"{item.step.step_id}: {item.reason}")
             workflow.logger.info(
                 "case %s skipped %s: %s",
@@ -867,7 +914,8 @@ class InvoiceWorkflow:
             f"**Stage:** {stage}" + (f" ({late} days past due)" if late else ""),
             f"**Balance:** {self._money(self._balance())} of "
             f"{self._money(self._case.amount_minor)}, due {self._due_date}",
-            f"**Policy:** {self._policy_label} · steps done: {len(self._done)}",
+            f"**Policy:** {self._policy_label} · reminders sent: {self._sent}"
+            + (f" · steps skipped: {self._skipped}" if self._skipped else ""),
         ]
         if self._disputes:
             lines.append(f"**Disputed:** {self._money(self._disputed())}")
@@ -891,7 +939,7 @@ class InvoiceWorkflow:
         return f"{self._case.policy.name}@{self._case.policy.version}"
 
     def _money(self, minor_units: int) -> str:
-        return f"{format_money(minor_units, self._case.currency)} {self._case.currency}"
+        return format_amount(minor_units, self._case.currency)
 
     def _record(self, kind: str, detail: str) -> None:
         self._timeline.append(TimelineEntry(workflow.now(), kind, detail))
