@@ -32,6 +32,7 @@ ACTIVITY_THREADS = 16
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
         "zoneinfo",
+        "workflows",
         "receivables",
         "activities",
         "pydantic",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
@@ -20,6 +22,8 @@ from sqlmodel import Session, col, select
 
 from receivables.mapping import (
     CUSTOMER_TYPES,
+    LATEST_YEAR,
+    CellError,
     ImportMapping,
     check_time_zone,
     load_mapping,
@@ -40,6 +44,19 @@ logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 500
 QUERY_CHUNK = 500  # keeps IN (...) lists well under every driver's parameter limit
 MAX_TERMS_DAYS = 365
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Text-direction controls make a value show differently from what it holds, the way
+# "Trojan Source" hides code; no field of an invoice needs them.
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f"  # the Arabic letter mark, the left and right marks
+    "\u202a\u202b\u202c\u202d\u202e"  # embeddings, overrides and their pop
+    "\u2066\u2067\u2068\u2069"  # isolates and their pop
+)
+_CONTROL_NAMES = {"\t": "a tab", "\n": "a line break", "\r": "a carriage return"}
+ASCII_DIGITS = frozenset("0123456789")
+FOLIO_INNER = frozenset("-_/. ")
+PHONE_CHARACTERS = ASCII_DIGITS | frozenset(" +-()")
 ProgressCallback = Callable[[int, int], None]
 T = TypeVar("T")
 
@@ -53,7 +70,7 @@ class PortfolioFileError(ValueError):
         self.file, self.row, self.field = file, row, field
         self.reason, self.hint = reason, hint
         where = f"{file} row {row}" if row is not None else file
-        super().__init__(f"{where}, {field}: {reason}. {hint}")
+        super().__init__(f"{where}, {field}: {reason}. {sentence(hint)}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,7 @@ class RowError:
         """One line a person can act on: file, row, field, value, reason, remedy."""
         return (
             f"{file_name} row {self.row}, {self.field} {self.value!r}: {self.reason}. "
-            f"{self.hint}"
+            f"{sentence(self.hint)}"
         )
 
 
@@ -166,7 +183,7 @@ class ImportReport:
                 + f"already imported as batch {self.repeat_of_batch}; nothing to do."
             )
         lines = [
-            head + f"{self.total_rows} rows",
+            head + counted(self.total_rows, "row"),
             f"  accepted and written: {len(self.accepted)}"
             + (f" (batch {self.batch_id})" if self.batch_id is not None else ""),
             f"  already imported: {len(self.already_imported)}",
@@ -175,8 +192,10 @@ class ImportReport:
         ]
         if self.held_back:
             lines.append(
-                f"  held back: {len(self.held_back)} valid rows NOT written because "
-                "other rows have errors; fix those, or import again accepting the valid"
+                f"  held back: {counted(len(self.held_back), 'valid row')} NOT written "
+                "because other rows have errors. Fix those rows and import the file "
+                "again, or import it again with --accept-valid to write only the "
+                "valid rows"
             )
         lines += [f"  {error.describe(name)}" for error in self.rejected[:max_errors]]
         if len(self.rejected) > max_errors:
@@ -201,20 +220,23 @@ class ImportReport:
                 "invoice_number": error.invoice_number or "",
                 "outcome": "rejected",
                 "detail": f"{error.field} {error.value!r}: {error.reason}. "
-                + error.hint,
+                + sentence(error.hint),
             }
             for error in self.rejected
         ]
         return sorted(lines, key=lambda line: int(line["row"]))
 
     def write_csv(self, path: Path) -> Path:
-        """Write one line per row outcome as UTF-8 CSV."""
+        """Write one line per row outcome as UTF-8 CSV, safe to open in spreadsheets."""
         with path.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(
                 handle, fieldnames=["row", "invoice_number", "outcome", "detail"]
             )
             writer.writeheader()
-            writer.writerows(self.outcome_lines())
+            writer.writerows(
+                {name: inert_cell(cell) for name, cell in line.items()}
+                for line in self.outcome_lines()
+            )
         return path
 
     def to_dict(self) -> dict[str, object]:
@@ -230,6 +252,21 @@ class ImportReport:
             encoding="utf-8",
         )
         return path
+
+
+def inert_cell(text: str) -> str:
+    """The text as a spreadsheet shows it and never runs it: a formula gets a ``'``."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def sentence(text: str) -> str:
+    """The text with its first letter capitalised, to follow a full stop."""
+    return text[:1].upper() + text[1:]
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 row`` or ``2 rows``: a count with its noun in the right number."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _line(row: int, number: str, outcome: str, waiting: set[str]) -> dict[str, str]:
@@ -249,21 +286,12 @@ def read_records(
     content: bytes, mapping: ImportMapping, file_name: str
 ) -> list[tuple[int, list[str], list[str]]]:
     """Split the file into (row number, header, cells); mapped headers must exist."""
+    _refuse_utf8_under_single_byte(content, mapping, file_name)
     # surrogateescape keeps undecodable bytes in their cell, so errors can name the row.
     text = content.decode(mapping.encoding, errors="surrogateescape").removeprefix(
         "\ufeff"
     )
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter)
-    try:
-        rows = list(reader)
-    except csv.Error as error:
-        raise PortfolioFileError(
-            file_name,
-            reader.line_num,
-            "(file)",
-            f"not readable as CSV: {error}",
-            f"check the quoting and the mapping's delimiter {mapping.delimiter!r}",
-        ) from None
+    rows = _split_rows(text, mapping, file_name)
     if not rows:
         raise PortfolioFileError(
             file_name,
@@ -281,6 +309,99 @@ def read_records(
     ]
 
 
+def _split_rows(text: str, mapping: ImportMapping, file_name: str) -> list[list[str]]:
+    # strict: a quote that never closes, or text after a closing quote, is an error
+    # instead of a value that silently swallows the rest of the line or of the file.
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=mapping.delimiter, strict=True
+    )
+    rows: list[list[str]] = []
+    first_line = 1  # of the record being read; a quoted value may span lines
+    try:
+        for cells in reader:
+            rows.append(cells)
+            _refuse_swallowed_lines(
+                rows, (first_line, reader.line_num), mapping, file_name
+            )
+            first_line = reader.line_num + 1
+    except csv.Error as error:
+        raise PortfolioFileError(
+            file_name,
+            len(rows) + 1,
+            "(file)",
+            f"the quoting of the row starting on line {first_line} is broken "
+            f"({error}); a quote opened there is not closed where its value ends",
+            "close each quoted value with a quote right before the next "
+            f"{mapping.delimiter!r} or the line end, and write a quote inside a "
+            'value twice ("")',
+        ) from None
+    return rows
+
+
+def _refuse_swallowed_lines(
+    rows: list[list[str]],
+    lines: tuple[int, int],
+    mapping: ImportMapping,
+    file_name: str,
+) -> None:
+    """Raise when the last row read has a value that took in whole lines of the file."""
+    # No mapped field holds several lines, so a value spanning lines that also holds
+    # the delimiter is rows taken in by a quote that opened too early.
+    names = [name.strip() for name in rows[0]] if len(rows) > 1 else []
+    for column, cell in enumerate(rows[-1], start=1):
+        if ("\n" in cell or "\r" in cell) and mapping.delimiter in cell:
+            name = names[column - 1] if column <= len(names) else f"column {column}"
+            raise PortfolioFileError(
+                file_name,
+                len(rows),
+                name if names else "(header)",
+                f"a quote opened on line {lines[0]} runs to line {lines[1]}, taking "
+                "in what look like rows of their own",
+                "close the quote where the value ends or delete it, and write a "
+                'quote inside a value twice ("")',
+            )
+
+
+def _refuse_utf8_under_single_byte(
+    content: bytes, mapping: ImportMapping, file_name: str
+) -> None:
+    if codecs.lookup(mapping.encoding).name.startswith("utf"):
+        return
+    evidence = _utf8_evidence(content, mapping)
+    if evidence is None:
+        return
+    line, shown = evidence
+    raise PortfolioFileError(
+        file_name,
+        line,
+        "(header)" if line == 1 else "(file)",
+        f"the file looks UTF-8 while mapping {mapping.name} declares "
+        f"{mapping.encoding}: {shown}",
+        "declare encoding: utf-8 in a mapping for this export (a copy of "
+        f"policies/mappings/{mapping.name}.yaml under another name), or save the file "
+        f"again as {mapping.encoding} (in Excel: CSV, not CSV UTF-8)",
+    )
+
+
+def _utf8_evidence(content: bytes, mapping: ImportMapping) -> tuple[int, str] | None:
+    """The line and words showing that a file is UTF-8; None when it is not."""
+    if content.startswith(codecs.BOM_UTF8):
+        return 1, "it starts with the UTF-8 byte order mark, read as 'ï»¿'"
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # Latin-1 text with accents is practically never valid UTF-8
+    for number, line in enumerate(content.splitlines(), start=1):
+        if line.isascii():
+            continue
+        right = line.decode("utf-8").split(mapping.delimiter)
+        wrong = line.decode(mapping.encoding, errors="replace").split(mapping.delimiter)
+        pairs = zip(wrong, right, strict=True)
+        seen, meant = next(((w, r) for w, r in pairs if w != r), (wrong[0], right[0]))
+        return number, f"line {number} reads {seen.strip()!r} for {meant.strip()!r}"
+    return None
+
+
 def _check_header(header: list[str], mapping: ImportMapping, file_name: str) -> None:
     if any(_undecodable(cell) for cell in header):
         raise PortfolioFileError(
@@ -290,6 +411,7 @@ def _check_header(header: list[str], mapping: ImportMapping, file_name: str) -> 
             f"not readable as {mapping.encoding}",
             _encoding_hint(mapping),
         )
+    _refuse_repeated_columns(header, mapping, file_name)
     missing = [name for name in mapping.required_headers() if name not in header]
     if missing:
         raise PortfolioFileError(
@@ -300,6 +422,37 @@ def _check_header(header: list[str], mapping: ImportMapping, file_name: str) -> 
             f"the header has {', '.join(map(repr, header))}; fix the columns of "
             f"mapping {mapping.name} or the file (delimiter: {mapping.delimiter!r})",
         )
+
+
+def _refuse_repeated_columns(
+    header: list[str], mapping: ImportMapping, file_name: str
+) -> None:
+    # Only mapped columns matter: an unread column may repeat, as empty names often do.
+    read = set(mapping.required_headers())
+    positions: dict[str, list[int]] = {}
+    for position, name in enumerate(header, start=1):
+        if name in read:
+            positions.setdefault(name, []).append(position)
+    for name, found in positions.items():
+        if len(found) > 1:
+            where = " and ".join(f"{n} ({_column_letters(n)})" for n in found)
+            raise PortfolioFileError(
+                file_name,
+                1,
+                "(header)",
+                f"column {name!r} appears more than once, as columns {where}",
+                f"keep the one mapping {mapping.name} should read and rename or "
+                "delete the others",
+            )
+
+
+def _column_letters(position: int) -> str:
+    """The spreadsheet name of a 1-based column: 1 is A, 27 is AA."""
+    letters = ""
+    while position:
+        position, rest = divmod(position - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
 
 
 def _undecodable(text: str) -> bool:
@@ -317,6 +470,61 @@ def _encoding_hint(mapping: ImportMapping) -> str:
         f"declare the file's real encoding in mapping {mapping.name} (encoding: "
         f"latin-1 for most Excel exports from Chile), or save it as {mapping.encoding}"
     )
+
+
+# --- checking one cell ---
+
+
+def hidden_character(text: str) -> str | None:
+    """The first control or text-direction character in the text, described; or None."""
+    for char in text:
+        if unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS:
+            name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "a control code")
+            return f"U+{ord(char):04X}, {name}"
+    return None
+
+
+def check_folio(text: str) -> str:
+    """Return a folio of letters, digits 0-9, and ``- _ / .`` or spaces inside."""
+    for position, char in enumerate(text):
+        inner = 0 < position < len(text) - 1
+        if char in ASCII_DIGITS or char.isalpha() or (inner and char in FOLIO_INNER):
+            continue
+        if char.isdigit():
+            raise ValueError(f"has the digit {char!r}, which is not one of 0-9")
+        where = "starts with" if position == 0 else "ends with" if not inner else "has"
+        raise ValueError(f"{where} {char!r}, which a folio cannot have there")
+    return text
+
+
+def check_email(text: str) -> str:
+    """Return an e-mail address with one ``@`` and a dot in its domain, or raise."""
+    local, _, domain = text.partition("@")
+    if "@" not in text:
+        raise ValueError("has no '@'")
+    if text.count("@") > 1:
+        raise ValueError("has more than one '@'; write one address per cell")
+    if any(char.isspace() for char in text):
+        raise ValueError("has a space, which an address cannot have")
+    if not local:
+        raise ValueError("has nothing before the '@'")
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(labels):
+        raise ValueError(f"{domain!r} after the '@' is not a domain like empresa.cl")
+    return text
+
+
+def check_phone(text: str) -> str:
+    """Return a phone number: 8 to 15 digits 0-9, with spaces and ``+ - ( )``."""
+    odd = next((char for char in text if char not in PHONE_CHARACTERS), None)
+    if odd is not None:
+        raise ValueError(f"has {odd!r}; a phone number has digits 0-9, spaces, + - ( )")
+    if "+" in text[1:]:
+        raise ValueError("has a '+' after the start")
+    digits = sum(char in ASCII_DIGITS for char in text)
+    if not 8 <= digits <= 15:
+        raise ValueError(f"has {digits} digits; a phone number has 8 to 15")
+    return text
 
 
 # --- checking one row ---
@@ -345,9 +553,11 @@ class _RowReader:
         value = self.text(name)
         try:
             return convert(value)
+        except CellError as error:
+            self.fail(name, value, str(error), error.hint)
         except ValueError as error:
             self.fail(name, value, str(error), hint)
-            return None
+        return None
 
     def optional(self, name: str, convert: Callable[[str], T], hint: str) -> T | None:
         """Like ``read``, but an empty cell is simply None."""
@@ -371,7 +581,7 @@ def _date_hint(mapping: ImportMapping, *, may_be_empty: bool = False) -> str:
 
 
 def _read_terms(text: str) -> int:
-    if not text.isdigit() or int(text) > MAX_TERMS_DAYS:
+    if not re.fullmatch("[0-9]+", text) or int(text) > MAX_TERMS_DAYS:
         raise ValueError(
             f"{text!r} is not a whole number of days from 0 to {MAX_TERMS_DAYS}"
         )
@@ -459,12 +669,18 @@ def _read_customer(reader: _RowReader) -> CustomerFacts:
         check_time_zone,
         "use an IANA name like America/Santiago, or leave it empty",
     )
+    phone_hint = "write it like +56 9 1234 5678, or leave it empty"
     return CustomerFacts(
         name=reader.text("customer_name"),
         customer_type=kind or reader.mapping.defaults.customer_type,
-        email=reader.text("email"),
-        phone=reader.text("phone"),
-        whatsapp=reader.text("whatsapp"),
+        email=reader.optional(
+            "email",
+            check_email,
+            "write one address like cobranza@empresa.cl, or leave it empty",
+        )
+        or "",
+        phone=reader.optional("phone", check_phone, phone_hint) or "",
+        whatsapp=reader.optional("whatsapp", check_phone, phone_hint) or "",
         time_zone=zone or reader.mapping.defaults.time_zone,
         region=reader.text("region"),
     )
@@ -475,9 +691,7 @@ def parse_row(
 ) -> tuple[InvoiceRow | None, list[RowError]]:
     """Read one data row under the mapping: the invoice, or every error it has."""
     reader = _RowReader(row, cells, mapping)
-    number = reader.required(
-        "invoice_number", "fill in the invoice number, or delete the row"
-    )
+    number = _read_folio(reader)
     customer_id = reader.required("customer_id", "fill in the customer's id")
     issue, due, settled = _read_dates(reader)
     currency = _read_currency(reader)
@@ -492,6 +706,8 @@ def parse_row(
         "payment_terms_days", _read_terms, "write whole days like 30, or leave it empty"
     )
     customer = _read_customer(reader)
+    if issue is not None and due is None and terms is not None:
+        _check_derived_due(reader, issue, terms)
     if reader.errors or issue is None or amount is None or currency is None:
         return None, [_with_number(error, number) for error in reader.errors]
     return InvoiceRow(
@@ -507,6 +723,37 @@ def parse_row(
         terms_days=terms,
         customer=customer,
     ), []
+
+
+def _read_folio(reader: _RowReader) -> str:
+    number = reader.required(
+        "invoice_number", "fill in the invoice number, or delete the row"
+    )
+    if number:
+        reader.read(
+            "invoice_number",
+            check_folio,
+            "a folio is an identifier: letters, digits 0-9, and - _ / . or spaces "
+            "between them; correct it in the source (a leading = + - @ would run as a "
+            "formula in a spreadsheet)",
+        )
+    return number
+
+
+def _check_derived_due(reader: _RowReader, issue: date, terms: int) -> None:
+    hint = "check the issue date and the payment terms"
+    try:
+        due = derive_due_date(issue, terms, None)[0]
+    except ValueError as error:
+        reader.fail("payment_terms_days", str(terms), str(error), hint)
+        return
+    if due is not None and due.year > LATEST_YEAR:
+        reader.fail(
+            "payment_terms_days",
+            str(terms),
+            f"gives the due date {due}: implausible year",
+            hint,
+        )
 
 
 def _with_number(error: RowError, number: str) -> RowError:
@@ -531,17 +778,47 @@ def _shape_errors(
         ]
     mapped = {header: name for name, header in mapping.columns.declared().items()}
     read = set(mapping.required_headers())
-    return [
-        RowError(
+    found = (
+        _cell_error(row, mapped.get(name, name), cell, mapping)
+        for name, cell in zip(header, cells, strict=True)
+        if name in read
+    )
+    return [error for error in found if error is not None]
+
+
+def _cell_error(
+    row: int, field: str, cell: str, mapping: ImportMapping
+) -> RowError | None:
+    if _undecodable(cell):
+        return RowError(
             row,
-            mapped.get(name, name),
+            field,
             _visible(cell),
             f"not readable as {mapping.encoding}",
             _encoding_hint(mapping),
         )
-        for name, cell in zip(header, cells, strict=True)
-        if name in read and _undecodable(cell)
-    ]
+    hidden = hidden_character(cell.strip())
+    if hidden is None:
+        return None
+    hint = (
+        "delete it in the source: control and text-direction characters make a "
+        "value show differently from what it holds"
+    )
+    if _windows_text_as_latin1(cell, mapping):
+        hint = (
+            "the file is likely Windows-1252 (curly quotes, the euro sign): declare "
+            f"encoding: cp1252 in mapping {mapping.name}"
+        )
+    return RowError(
+        row, field, cell.strip(), f"has an invisible character ({hidden})", hint
+    )
+
+
+def _windows_text_as_latin1(cell: str, mapping: ImportMapping) -> bool:
+    # Latin-1 reads the bytes 0x80-0x9F that Windows-1252 uses for curly quotes, dashes
+    # and the euro sign as invisible control codes.
+    is_latin1 = codecs.lookup(mapping.encoding).name == "iso8859-1"
+    return is_latin1 and any("\x80" <= char <= "\x9f" for char in cell)
 
 
 def check_rows(
@@ -616,14 +893,23 @@ def derive_due_date(
 ) -> tuple[date | None, str | None]:
     """A due date from payment terms and the rule used; (None, None) with no terms."""
     if terms_in_file is not None:
-        return issue_date + timedelta(days=terms_in_file), (
+        return _days_after(issue_date, terms_in_file), (
             f"issue + {terms_in_file} days (payment terms in file)"
         )
     if customer_terms is not None:
-        return issue_date + timedelta(days=customer_terms), (
+        return _days_after(issue_date, customer_terms), (
             f"issue + {customer_terms} days (customer terms)"
         )
     return None, None
+
+
+def _days_after(day: date, days: int) -> date:
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        raise ValueError(
+            f"{day} + {days} days is past the last date the calendar holds"
+        ) from None
 
 
 # --- the store ---

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import codecs
 import re
 from datetime import date, datetime
@@ -19,7 +20,12 @@ from pydantic import (
     model_validator,
 )
 
-from receivables.money import MoneyError, exponent_of, parse_minor_units
+from receivables.money import (
+    MoneyError,
+    check_storable,
+    exponent_of,
+    parse_minor_units,
+)
 
 MAPPINGS_FOLDER = "mappings"
 CUSTOMER_TYPES = ("company", "consumer", "health", "education")
@@ -27,6 +33,14 @@ MAPPING_NAME = re.compile(r"^[a-z0-9][a-z0-9\-_]*$")
 # Strptime directives shown to users as the pattern they have to type.
 _DIRECTIVE_NAMES = {"%d": "DD", "%m": "MM", "%Y": "YYYY", "%y": "YY", "%b": "Mon"}
 _EXAMPLE_DAY = date(2026, 1, 24)
+# Invoice dates outside these years are typing slips (0026 for 2026, 9999 for "never").
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+_DATE_PARTS = {
+    "%d": r"(?P<day>[0-9]{1,2})",
+    "%m": r"(?P<month>[0-9]{1,2})",
+    "%Y": r"(?P<year>[0-9]{4})",
+}
+_ASCII_DIGITS = frozenset("0123456789")
 
 
 class MappingError(ValueError):
@@ -35,6 +49,14 @@ class MappingError(ValueError):
     def __init__(self, file: Path | str, field: str, reason: str) -> None:
         self.file, self.field, self.reason = str(file), field, reason
         super().__init__(f"{file}: {field}: {reason}")
+
+
+class CellError(ValueError):
+    """A cell that cannot be read, with its own advice on what to do."""
+
+    def __init__(self, reason: str, hint: str) -> None:
+        self.hint = hint
+        super().__init__(reason)
 
 
 class _Strict(BaseModel):
@@ -107,11 +129,19 @@ class AmountFormat(_Strict):
         body = text.strip()
         if not body:
             raise MoneyError("is empty")
+        if any(char.isdigit() and char not in _ASCII_DIGITS for char in body):
+            raise MoneyError(
+                f"{text!r} has digits other than 0-9 (full-width or of another script)"
+            )
         decimal, thousands = map(
             re.escape, (self.decimal_separator, self.thousands_separator or "")
         )
-        whole = rf"(?:\d{{1,3}}(?:{thousands}\d{{3}})+|\d+)" if thousands else r"\d+"
-        if not re.fullmatch(rf"-?{whole}(?:{decimal}\d+)?", body):
+        whole = (
+            rf"(?:[0-9]{{1,3}}(?:{thousands}[0-9]{{3}})+|[0-9]+)"
+            if thousands
+            else "[0-9]+"
+        )
+        if not re.fullmatch(rf"-?{whole}(?:{decimal}[0-9]+)?", body):
             raise MoneyError(
                 f"{text!r} is not an amount written like {self.example(decimals)}"
             )
@@ -204,12 +234,39 @@ class ImportMapping(_Strict):
 
     def parse_date(self, text: str) -> date:
         """Read a date in the declared format; never guesses another order."""
+        value = text.strip()
         try:
-            return datetime.strptime(text.strip(), self.date_format).date()
+            day = datetime.strptime(value, self.date_format).date()
         except ValueError:
-            raise ValueError(
-                f"{text!r} is not a date in the declared format {self.date_pattern()}"
-            ) from None
+            raise self._not_a_date(text) from None
+        if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
+            raise CellError(
+                f"{value} is in the year {day.year}: implausible year; check the date",
+                f"correct the date in the source; years {EARLIEST_YEAR} to "
+                f"{LATEST_YEAR} are accepted",
+            )
+        return day
+
+    def _not_a_date(self, text: str) -> ValueError:
+        wrong_shape = ValueError(
+            f"{text!r} is not a date in the declared format {self.date_pattern()}"
+        )
+        parts = _date_parts(text.strip(), self.date_format)
+        if parts is None:
+            return wrong_shape
+        year, month, day = parts
+        days = calendar.monthrange(year, month)[1]
+        if day <= days:  # strptime refused it for a reason other than the day
+            return wrong_shape
+        month_name = calendar.month_name[month]
+        why = f"{month_name} {year} has {days} days"
+        if (month, day) == (2, 29):
+            why = f"{year} is not a leap year, so February has 28 days"
+        return CellError(
+            f"{text.strip()} has the format {self.date_pattern()} but is not a real "
+            f"date ({why})",
+            f"correct the day in the source: {month_name} {year} ends on the {days}th",
+        )
 
     def parse_amount(self, text: str, currency: str) -> int:
         """Read an amount exactly into minor units of the currency."""
@@ -225,7 +282,7 @@ class ImportMapping(_Strict):
                 "separates thousands in this file, declare thousands_separator in the "
                 "mapping's amount_format"
             )
-        return parse_minor_units(plain, currency)
+        return check_storable(parse_minor_units(plain, currency), currency)
 
     def parse_customer_type(self, text: str) -> str:
         """Read a customer type, in the source's words if the mapping declares them."""
@@ -244,6 +301,22 @@ class ImportMapping(_Strict):
             return True
         allowed = ", ".join((*self.disputed_yes_values, *self.disputed_no_values))
         raise ValueError(f"{text!r} is neither a yes nor a no value ({allowed})")
+
+
+def _date_parts(text: str, date_format: str) -> tuple[int, int, int] | None:
+    """Year, month and day of a text shaped like the format, even if no such day."""
+    pieces = re.split(r"(%.)", date_format)
+    directives = sorted(piece for piece in pieces if piece.startswith("%"))
+    if directives != ["%Y", "%d", "%m"]:
+        return None  # other directives (%y, %b) keep the plain format message
+    pattern = "".join(_DATE_PARTS.get(piece, re.escape(piece)) for piece in pieces)
+    match = re.fullmatch(pattern, text)
+    if match is None:
+        return None
+    year, month, day = (int(match[name]) for name in ("year", "month", "day"))
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    return year, month, day
 
 
 def check_customer_type(value: str) -> str:
@@ -290,10 +363,15 @@ def _read_yaml(path: Path) -> Any:
 
 def load_mapping(policies_dir: Path, name: str) -> ImportMapping:
     """Load ``policies/mappings/NAME.yaml``; errors name the file, field and reason."""
+    # People often pass the file name they see in the folder: sample.yaml for sample.
+    name = name.removesuffix(".yaml")
     path = mapping_path(policies_dir, name)
     if not MAPPING_NAME.match(name):
         raise MappingError(
-            path, "(name)", "a mapping name is lower-case letters, digits, - or _"
+            path,
+            "(name)",
+            "a mapping name is lower-case letters, digits, - or _; give only the "
+            "name, like sample for policies/mappings/sample.yaml",
         )
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml")) or ["none"]

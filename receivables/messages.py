@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -236,7 +237,10 @@ def _refuse_blank(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=16)
 def _environment(templates_dir: Path) -> jinja2.Environment:
+    # One environment per folder keeps compiled templates between sends; Jinja still
+    # notices an edited file by its modification time.
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir),
         undefined=jinja2.StrictUndefined,

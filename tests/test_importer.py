@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -777,3 +779,483 @@ def test_open_invoices_to_start_gives_the_case_inputs(
         "b2b-large",
         "preventive-b2b",
     )
+
+
+# --- hostile and damaged files ---
+
+
+FORMULAS = ['=HYPERLINK("http://127.0.0.1/x","pay")', "+1", "-2", "@SUM(A1)"]
+
+
+def test_report_csv_neutralises_cells_a_spreadsheet_would_run(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [invoice_row(folio) for folio in FORMULAS] + [invoice_row("0001")]
+    report = run_import(
+        write_rows(policies.parent / "p.csv", rows),
+        sqlite_url,
+        policies,
+        accept_valid=True,
+    )
+
+    written = report.write_csv(policies.parent / "report.csv")
+
+    with written.open(encoding="utf-8", newline="") as handle:
+        lines = list(csv.reader(handle))
+    cells = [cell for line in lines for cell in line]
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@"))]
+    assert [line[1] for line in lines[1:5]] == ["'" + folio for folio in FORMULAS]
+    assert report.accepted == ["0001"]
+
+
+@pytest.mark.parametrize(
+    ("folio", "reason"),
+    [
+        ("=1+1", "starts with '='"),
+        ("+56", "starts with '+'"),
+        ("-001", "starts with '-'"),
+        ("@A1", "starts with '@'"),
+        ("F-001-", "ends with '-'"),
+        ("F#1", "has '#'"),
+        ("０００１", "not one of 0-9"),
+    ],
+)
+def test_folio_must_be_an_identifier(
+    sqlite_url: str, policies: Path, folio: str, reason: str
+) -> None:
+    source = write_rows(policies.parent / "p.csv", [invoice_row(folio)])
+
+    report = run_import(source, sqlite_url, policies)
+
+    [error] = report.rejected
+    assert (error.row, error.field, error.value) == (2, "invoice_number", folio)
+    assert reason in error.reason and "letters, digits 0-9" in error.hint
+
+
+def test_folios_with_inner_punctuation_and_spaces_are_kept(
+    sqlite_url: str, policies: Path
+) -> None:
+    folios = ["F-001/2026", "AB 12.3", "n_7", "Ñ1"]
+    source = write_rows(policies.parent / "p.csv", [invoice_row(f) for f in folios])
+
+    report = run_import(source, sqlite_url, policies)
+
+    assert report.rejected == [] and report.accepted == folios
+
+
+@pytest.mark.parametrize(
+    ("column", "field", "value", "shown"),
+    [
+        (
+            "name",
+            "customer_name",
+            "Cliente \u202eadtL",
+            "U+202E, RIGHT-TO-LEFT OVERRIDE",
+        ),
+        ("name", "customer_name", "Cliente\nUno", "U+000A, a line break"),
+        ("customer", "customer_id", "C\u20661", "U+2066, LEFT-TO-RIGHT ISOLATE"),
+        ("folio", "invoice_number", "00\t02", "U+0009, a tab"),
+        ("amount", "amount", "100\x07000", "U+0007, a control code"),
+    ],
+)
+def test_control_and_text_direction_characters_are_row_errors(
+    sqlite_url: str, policies: Path, column: str, field: str, value: str, shown: str
+) -> None:
+    changed = invoice_row("0002")
+    changed[HEADER.index(column)] = value
+    source = write_rows(policies.parent / "p.csv", [invoice_row("0001"), changed])
+
+    report = run_import(source, sqlite_url, policies)
+
+    [error] = report.rejected
+    assert (error.row, error.field, error.value) == (3, field, value)
+    assert f"invisible character ({shown})" in error.reason
+
+
+def test_windows_quotes_under_a_latin1_mapping_ask_for_cp1252(
+    sqlite_url: str, policies: Path
+) -> None:
+    add_mapping(policies, plain_mapping(name="latin", encoding="latin-1"))
+    name = "Cliente \u201cUno\u201d"  # curly quotes, 0x93 and 0x94 in Windows-1252
+    source = write_rows(
+        policies.parent / "p.csv", [invoice_row("0001", name=name)], encoding="cp1252"
+    )
+
+    report = run_import(source, sqlite_url, policies, "latin")
+
+    [error] = report.rejected
+    assert (error.field, error.value) == ("customer_name", "Cliente \x93Uno\x94")
+    assert "encoding: cp1252" in error.hint
+
+
+@pytest.mark.parametrize(
+    "amount", ["1000000000000001", "9223372036854775808", "9" * 40, "9" * 5000]
+)
+def test_amount_above_what_the_store_holds_is_a_row_error_not_a_crash(
+    sqlite_url: str, policies: Path, amount: str
+) -> None:
+    source = write_rows(policies.parent / "p.csv", [invoice_row("0001", amount=amount)])
+
+    report = run_import(source, sqlite_url, policies)
+
+    [error] = report.rejected
+    assert (error.row, error.field, error.value) == (2, "amount", amount)
+    assert "above the largest amount accepted" in error.reason
+
+
+def test_the_largest_amount_accepted_is_stored_exactly(
+    database_url: str, policies: Path
+) -> None:
+    largest = "1000000000000000"
+    source = write_rows(
+        policies.parent / "p.csv", [invoice_row("0001", amount=largest)]
+    )
+
+    run_import(source, database_url, policies)
+
+    assert stored_invoice(database_url, "0001").amount_minor == int(largest)
+
+
+@pytest.mark.parametrize(
+    ("column", "field", "value"),
+    [
+        ("issued", "issue_date", "01/01/0001"),
+        ("issued", "issue_date", "01/01/0026"),
+        ("issued", "issue_date", "31/12/1899"),
+        ("due", "due_date", "31/12/9999"),
+        ("due", "due_date", "01/01/2201"),
+        ("settled", "settled_date", "31/12/9999"),
+    ],
+)
+def test_implausible_years_are_row_errors(
+    sqlite_url: str, policies: Path, column: str, field: str, value: str
+) -> None:
+    source = write_rows(
+        policies.parent / "p.csv", [invoice_row("0001", **{column: value})]
+    )
+
+    report = run_import(source, sqlite_url, policies)
+
+    errors = [(e.field, e.value) for e in report.rejected]
+    assert (field, value) in errors
+    [error] = [e for e in report.rejected if e.field == field]
+    assert "implausible year; check the date" in error.reason
+
+
+def test_first_and_last_plausible_years_are_accepted(
+    sqlite_url: str, policies: Path
+) -> None:
+    row = invoice_row("0001", issued="01/01/1900", due="31/12/2200")
+
+    run_import(write_rows(policies.parent / "p.csv", [row]), sqlite_url, policies)
+
+    invoice = stored_invoice(sqlite_url, "0001")
+    assert (invoice.issue_date, invoice.due_date) == (
+        date(1900, 1, 1),
+        date(2200, 12, 31),
+    )
+
+
+def test_due_date_derived_past_the_plausible_years_is_a_row_error(
+    sqlite_url: str, policies: Path
+) -> None:
+    row = invoice_row("0001", issued="01/12/2200", due="", terms="60")
+
+    report = run_import(
+        write_rows(policies.parent / "p.csv", [row]), sqlite_url, policies
+    )
+
+    [error] = report.rejected
+    assert (error.field, error.value) == ("payment_terms_days", "60")
+    assert "2201-01-30: implausible year" in error.reason
+
+
+def test_derive_due_date_refuses_to_overflow_the_calendar() -> None:
+    with pytest.raises(ValueError, match="past the last date the calendar holds"):
+        derive_due_date(date(9999, 12, 1), 60, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("29/02/2025", "2025 is not a leap year, so February has 28 days"),
+        ("31/02/2026", "February 2026 has 28 days"),
+        ("31/04/2026", "April 2026 has 30 days"),
+    ],
+)
+def test_a_day_that_does_not_exist_is_told_apart_from_a_wrong_format(
+    sqlite_url: str, policies: Path, value: str, why: str
+) -> None:
+    rows = [invoice_row("0001", issued=value, due=""), invoice_row("0002", due=value)]
+    source = write_rows(policies.parent / "p.csv", rows)
+
+    report = run_import(source, sqlite_url, policies)
+
+    assert [(e.field, e.value) for e in report.rejected] == [
+        ("issue_date", value),
+        ("due_date", value),
+    ]
+    for error in report.rejected:
+        assert (
+            f"{value} has the format DD/MM/YYYY but is not a real date" in error.reason
+        )
+        assert f"({why})" in error.reason and "ends on the" in error.hint
+
+
+def test_a_date_of_the_wrong_shape_keeps_the_format_message(
+    sqlite_url: str, policies: Path
+) -> None:
+    source = write_rows(
+        policies.parent / "p.csv", [invoice_row("0001", due="2026-02-29")]
+    )
+
+    report = run_import(source, sqlite_url, policies)
+
+    [error] = report.rejected
+    assert (
+        error.reason == "'2026-02-29' is not a date in the declared format DD/MM/YYYY"
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "field", "value"),
+    [
+        ("amount", "amount", "１００００"),
+        ("terms", "payment_terms_days", "３０"),
+        ("issued", "issue_date", "０５/01/2026"),
+    ],
+)
+def test_digits_other_than_0_to_9_are_refused(
+    sqlite_url: str, policies: Path, column: str, field: str, value: str
+) -> None:
+    row = invoice_row("0001", due="", **{column: value})
+
+    report = run_import(
+        write_rows(policies.parent / "p.csv", [row]), sqlite_url, policies
+    )
+
+    assert [(e.field, e.value) for e in report.rejected] == [(field, value)]
+
+
+def test_repeated_mapped_column_is_a_file_error_naming_both_positions(
+    sqlite_url: str, policies: Path
+) -> None:
+    header = [*HEADER, "amount"]
+    source = write_rows(
+        policies.parent / "p.csv", [[*invoice_row("0001"), "5"]], header=header
+    )
+
+    with pytest.raises(PortfolioFileError) as caught:
+        run_import(source, sqlite_url, policies)
+
+    assert caught.value.row == 1
+    assert "'amount' appears more than once, as columns 7 (G) and 10 (J)" in str(
+        caught.value
+    )
+
+
+def test_repeated_unread_column_is_harmless(sqlite_url: str, policies: Path) -> None:
+    header = [*HEADER, "notes", "notes"]
+    source = write_rows(
+        policies.parent / "p.csv", [[*invoice_row("0001"), "a", "b"]], header=header
+    )
+
+    report = run_import(source, sqlite_url, policies)
+
+    assert report.accepted == ["0001"]
+
+
+def _lines(*rows: list[str]) -> str:
+    return "".join(",".join(cells) + "\r\n" for cells in [HEADER, *rows])
+
+
+@pytest.mark.parametrize(
+    ("broken", "after"),
+    [
+        # The quote never closes: everything after it would be one name.
+        ('"Cliente Uno', []),
+        # A stray quote further down closes it, taking in the rows between.
+        ('"Cliente Uno', [invoice_row("0004", name='Cliente" Tres')]),
+        # Text after a closing quote.
+        ('"Cliente" Uno', []),
+    ],
+)
+def test_broken_quote_is_a_file_error_naming_the_row_it_opened_in(
+    sqlite_url: str, policies: Path, broken: str, after: list[list[str]]
+) -> None:
+    rows = [invoice_row("0001"), invoice_row("0002", name=broken), invoice_row("0003")]
+    source = policies.parent / "p.csv"
+    source.write_text(_lines(*rows, *after), encoding="utf-8")
+
+    with pytest.raises(PortfolioFileError) as caught:
+        run_import(source, sqlite_url, policies)
+
+    assert caught.value.row == 3
+    assert "line 3" in caught.value.reason and "quote" in caught.value.hint
+    assert stored(sqlite_url, Invoice) == []
+
+
+def test_value_on_several_lines_in_an_unread_column_keeps_every_row(
+    sqlite_url: str, policies: Path
+) -> None:
+    header = [*HEADER, "notes"]
+    rows = [
+        [*invoice_row("0001"), "first line\nsecond line"],
+        [*invoice_row("0002"), ""],
+    ]
+    source = write_rows(policies.parent / "p.csv", rows, header=header)
+
+    report = run_import(source, sqlite_url, policies)
+
+    assert report.accepted == ["0001", "0002"] and report.row_of["0002"] == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "row", "shown"),
+    [
+        (codecs.BOM_UTF8 + _lines(invoice_row("0001")).encode(), 1, "byte order mark"),
+        (
+            _lines(invoice_row("0001")).replace("name", "razón").encode("utf-8"),
+            1,
+            "line 1 reads 'razÃ³n' for 'razón'",
+        ),
+        (
+            _lines(invoice_row("0001", name="José Pérez")).encode("utf-8"),
+            2,
+            "line 2 reads 'JosÃ© PÃ©rez' for 'José Pérez'",
+        ),
+    ],
+)
+def test_utf8_file_under_a_latin1_mapping_says_so_and_what_to_do(
+    sqlite_url: str, policies: Path, content: bytes, row: int, shown: str
+) -> None:
+    columns = {**plain_mapping()["columns"], "customer_name": "razón"}
+    add_mapping(
+        policies, plain_mapping(name="latin", encoding="latin-1", columns=columns)
+    )
+    source = policies.parent / "p.csv"
+    source.write_bytes(content)
+
+    with pytest.raises(PortfolioFileError) as caught:
+        run_import(source, sqlite_url, policies, "latin")
+
+    error = caught.value
+    assert error.row == row and shown in error.reason
+    assert "looks UTF-8 while mapping latin declares latin-1" in error.reason
+    assert "encoding: utf-8" in error.hint and "as latin-1" in error.hint
+
+
+# --- contacts ---
+
+CONTACT_HEADER = [*HEADER, "email", "phone", "whatsapp"]
+
+
+def contact_row(folio: str, **contacts: str) -> list[str]:
+    """A valid row under CONTACT_HEADER with the contacts given, others empty."""
+    return [*invoice_row(folio), *(contacts.get(c, "") for c in CONTACT_HEADER[-3:])]
+
+
+@pytest.fixture
+def contacts(policies: Path) -> Path:
+    """The policies with a mapping ``contacts`` that reads e-mail, phone, WhatsApp."""
+    columns = {
+        **plain_mapping()["columns"],
+        **{field: field for field in ("email", "phone", "whatsapp")},
+    }
+    add_mapping(policies, plain_mapping(name="contacts", columns=columns))
+    return policies
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("email", "pago.empresa.cl", "has no '@'"),
+        ("email", "pago@empresa.cl; otro@empresa.cl", "more than one '@'"),
+        ("email", "pago @empresa.cl", "space"),
+        ("email", "@empresa.cl", "nothing before the '@'"),
+        ("email", "pago@empresa", "not a domain"),
+        ("email", "pago@empresa..cl", "not a domain"),
+        ("phone", "+56 9 CALL ME", "has 'C'"),
+        ("phone", "1234567", "has 7 digits"),
+        ("phone", "+56 9 1234 5678 9999 1", "has 16 digits"),
+        ("whatsapp", "56+912345678", "'+' after the start"),
+        ("whatsapp", "+56 ９ 1234 5678", "has '９'"),
+    ],
+)
+def test_malformed_email_or_phone_is_a_row_error_naming_the_field(
+    sqlite_url: str, contacts: Path, field: str, value: str, reason: str
+) -> None:
+    row = contact_row("0001", **{field: value})
+    source = write_rows(contacts.parent / "p.csv", [row], header=CONTACT_HEADER)
+
+    report = run_import(source, sqlite_url, contacts, "contacts")
+
+    [error] = report.rejected
+    assert (error.field, error.value) == (field, value) and reason in error.reason
+
+
+def test_well_formed_contacts_are_stored(sqlite_url: str, contacts: Path) -> None:
+    row = contact_row(
+        "0001",
+        email="cobranza@empresa.cl",
+        phone="+56 (9) 1234-5678",
+        whatsapp="+56912345678",
+    )
+    source = write_rows(contacts.parent / "p.csv", [row], header=CONTACT_HEADER)
+
+    run_import(source, sqlite_url, contacts, "contacts")
+
+    [customer] = stored(sqlite_url, Customer)
+    assert (customer.email, customer.phone, customer.whatsapp) == (
+        "cobranza@empresa.cl",
+        "+56 (9) 1234-5678",
+        "+56912345678",
+    )
+
+
+# --- what people read ---
+
+
+def test_summary_counts_in_the_right_number_and_names_accept_valid(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [invoice_row("0001"), invoice_row("0002", amount="0")]
+    held = run_import(write_rows(policies.parent / "a.csv", rows), sqlite_url, policies)
+    single = run_import(
+        write_rows(policies.parent / "b.csv", [invoice_row("0003")]),
+        sqlite_url,
+        policies,
+    )
+
+    assert "): 2 rows\n" in held.summary() and "): 1 row\n" in single.summary()
+    assert "held back: 1 valid row NOT written" in held.summary()
+    assert "--accept-valid to write only the valid rows" in held.summary()
+
+
+def test_messages_start_each_sentence_with_a_capital_letter(
+    sqlite_url: str, policies: Path
+) -> None:
+    rows = [invoice_row("0001", amount="0"), invoice_row("0002", due="2026")]
+    report = run_import(
+        write_rows(policies.parent / "a.csv", rows), sqlite_url, policies
+    )
+    empty = policies.parent / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(PortfolioFileError) as caught:
+        run_import(empty, sqlite_url, policies)
+
+    details = [line["detail"] for line in report.outcome_lines()]
+    for text in [report.summary(), str(caught.value), *details]:
+        assert not re.search(r"\. [a-z]", text), text
+
+
+def test_mapping_named_with_its_file_extension_is_found(
+    sqlite_url: str, policies: Path
+) -> None:
+    source = write_rows(policies.parent / "p.csv", [invoice_row("0001")])
+
+    report = run_import(source, sqlite_url, policies, "plain.yaml")
+
+    assert report.mapping == "plain" and report.accepted == ["0001"]
+    with pytest.raises(MappingError, match="like sample for policies/mappings"):
+        load_mapping(policies, "mappings/sample.yaml")
