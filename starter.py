@@ -41,7 +41,7 @@ from receivables.importer import (
 from receivables.ledger import ContactLedger
 from receivables.mapping import MappingError
 from receivables.messages import format_lint_report, lint_templates
-from receivables.money import MoneyError, parse_minor_units
+from receivables.money import MoneyError, parse_operator_amount
 from receivables.people_cli import add_people_commands
 from receivables.policy import PolicyError, load_policy_book
 from receivables.schema import migrate
@@ -162,7 +162,7 @@ def _instant(text: str | None) -> datetime:
 def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     """Record a payment (or, with --credit, a credit note) and tell the invoice's case."""
     invoice = _invoice(settings, args.invoice)
-    amount = parse_minor_units(args.amount, invoice.currency)
+    amount = parse_operator_amount(args.amount, invoice.currency)
     at = _instant(args.at)
 
     async def send() -> None:
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = commands.add_parser(
         "import", help="import a portfolio CSV and open its cases"
     )
-    imp.add_argument("file")
+    imp.add_argument("file", help="the portfolio CSV")
     imp.add_argument("--mapping", required=True, help="a name in policies/mappings/")
     imp.add_argument(
         "--accept-valid",
@@ -423,16 +423,20 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(handler=cmd_import)
 
     sim = commands.add_parser("simulate", help="replay a historical portfolio")
-    sim.add_argument("file")
-    sim.add_argument("--mapping", required=True)
+    sim.add_argument("file", help="a historical portfolio CSV, with settled dates")
+    sim.add_argument("--mapping", required=True, help="a name in policies/mappings/")
     sim.add_argument("--json", help="write the summary as JSON here")
     sim.set_defaults(handler=cmd_simulate)
 
     pay = commands.add_parser(
         "pay", help="record a payment (or --credit note) for an invoice"
     )
-    pay.add_argument("invoice")
-    pay.add_argument("amount", help="in major units, e.g. 60000 (CLP) or 55.94 (USD)")
+    pay.add_argument(
+        "invoice", metavar="FOLIO", help="the invoice number, leading zeros included"
+    )
+    pay.add_argument(
+        "amount", help="in the invoice's currency: 340320 or 340.320 (CLP), 55.94 (USD)"
+    )
     pay.add_argument("--reference", required=True, help="bank or document reference")
     pay.add_argument("--at", help="when, ISO 8601 with offset; default now")
     pay.add_argument(
@@ -441,21 +445,23 @@ def build_parser() -> argparse.ArgumentParser:
     pay.set_defaults(handler=cmd_pay)
 
     move = commands.add_parser("move-due", help="change an invoice's due date")
-    move.add_argument("invoice")
-    move.add_argument("new_due_date", help="YYYY-MM-DD")
-    move.add_argument("--reason", required=True)
-    move.add_argument("--by", default="operator")
+    move.add_argument("invoice", metavar="FOLIO", help="the invoice number")
+    move.add_argument("new_due_date", help="the new due date, YYYY-MM-DD")
+    move.add_argument("--reason", required=True, help="why, for the case file")
+    move.add_argument("--by", default="operator", help="who agreed or decided it")
     move.set_defaults(handler=cmd_move_due)
 
     for name in ("cancel", "write-off"):
-        close = commands.add_parser(name, help=f"{name} an invoice")
-        close.add_argument("invoice")
-        close.add_argument("--reason", required=True)
-        close.add_argument("--by", default="operator")
+        close = commands.add_parser(
+            name, help=f"{name.replace('-', ' ')} an invoice: no further contact"
+        )
+        close.add_argument("invoice", metavar="FOLIO", help="the invoice number")
+        close.add_argument("--reason", required=True, help="why, for the case file")
+        close.add_argument("--by", default="operator", help="who decided it")
         close.set_defaults(handler=cmd_close)
 
     case = commands.add_parser("case", help="show one case: stage, timeline, ledger")
-    case.add_argument("invoice")
+    case.add_argument("invoice", metavar="FOLIO", help="the invoice number")
     case.set_defaults(handler=cmd_case)
 
     outbox = commands.add_parser("outbox", help="messages the outbox channel holds")
@@ -474,9 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_people_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmark on a fresh dev server")
-    bench.add_argument("--cases", type=int, default=300)
-    bench.add_argument("--work-dir", default="var/bench")
-    bench.add_argument("--json")
+    bench.add_argument("--cases", type=int, default=300, help="cases per measurement")
+    bench.add_argument(
+        "--work-dir", default="var/bench", help="where the server keeps state"
+    )
+    bench.add_argument("--json", help="also write the figures as JSON here")
     bench.set_defaults(handler=cmd_bench)
     return parser
 

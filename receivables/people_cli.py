@@ -30,7 +30,7 @@ from receivables.governance import (
     reassign_customer,
     sync_governance,
 )
-from receivables.money import format_money, parse_minor_units
+from receivables.money import format_money, parse_operator_amount
 from receivables.settings import Settings
 from receivables.store import PaymentKind, find_invoice, make_engine, session_scope
 from receivables.supervision import Command, command_cases, invoices_for_query
@@ -111,12 +111,12 @@ def _outcome(args: argparse.Namespace, task_id: int, currency: str) -> TaskOutco
     if kind is TaskOutcomeKind.PAYMENT_PROMISE:
         if not (args.amount and args.date):
             raise ValueError("a payment_promise outcome needs --amount and --date")
-        amount = parse_minor_units(args.amount, currency)
+        amount = parse_operator_amount(args.amount, currency)
         promise = PaymentPromise(amount, date.fromisoformat(args.date), args.person)
     if kind is TaskOutcomeKind.DISPUTE:
         if not (args.amount and args.category):
             raise ValueError("a dispute outcome needs --amount and --category")
-        amount = parse_minor_units(args.amount, currency)
+        amount = parse_operator_amount(args.amount, currency)
         dispute = DisputeOpened(
             uuid.uuid4().hex[:8], amount, DisputeCategory(args.category), args.person
         )
@@ -134,14 +134,14 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
     if invoice is None:
         raise ValueError(f"no invoice {args.invoice!r} for tenant {settings.tenant}")
     if args.dispute_command == "open":
-        amount = parse_minor_units(args.amount, invoice.currency)
+        amount = parse_operator_amount(args.amount, invoice.currency)
         dispute_id = args.id or uuid.uuid4().hex[:8]
         update: object = DisputeOpened(
             dispute_id, amount, DisputeCategory(args.category), args.by, args.note or ""
         )
         method: object = InvoiceWorkflow.open_dispute
     else:
-        credit = parse_minor_units(args.credit, invoice.currency) if args.credit else 0
+        credit = parse_operator_amount(args.credit, invoice.currency) if args.credit else 0
         if credit:
             commit_money_movement(
                 engine,
@@ -169,7 +169,7 @@ def cmd_promise(args: argparse.Namespace, settings: Settings) -> int:
     if invoice is None:
         raise ValueError(f"no invoice {args.invoice!r} for tenant {settings.tenant}")
     promise = PaymentPromise(
-        parse_minor_units(args.amount, invoice.currency),
+        parse_operator_amount(args.amount, invoice.currency),
         date.fromisoformat(args.date),
         args.by,
     )
