@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
@@ -19,6 +21,7 @@ from activities.people import PeopleActivities
 from activities.sending import ReminderSender
 from receivables.cases import connect
 from receivables.channels import MessageChannel, OutboxChannel
+from receivables.providers.config import provider_channels_from_env
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
 from receivables.store import make_engine
@@ -43,10 +46,19 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def default_channels(engine: Engine) -> dict[str, MessageChannel]:
-    """Every channel goes to the outbox until provider credentials are configured."""
+def default_channels(
+    engine: Engine, env: Mapping[str, str] | None = None
+) -> dict[str, MessageChannel]:
+    """The outbox for every channel, replaced by SendGrid or Twilio where configured."""
     outbox = OutboxChannel(engine)
-    return {"email": outbox, "sms": outbox, "whatsapp": outbox, "letter": outbox}
+    channels: dict[str, MessageChannel] = {
+        "email": outbox,
+        "sms": outbox,
+        "whatsapp": outbox,
+        "letter": outbox,
+    }
+    providers = provider_channels_from_env(os.environ if env is None else env)
+    return channels | (providers or {})
 
 
 def build_worker(

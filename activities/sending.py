@@ -24,6 +24,7 @@ from receivables.messages import (
     TemplateRenderError,
     render_message,
 )
+from receivables.money import format_amount
 from receivables.planning import local_date_of
 from receivables.store import (
     ContactStatus,
@@ -100,7 +101,8 @@ class ReminderSender:
             rendered = self._render(request, route, invoice, customer, now)
         except (TemplateRenderError, ValueError) as error:
             return self._decide(request, key, ContactStatus.BLOCKED, str(error), now)
-        return self._deliver(request, key, rendered, now)
+        variables = _template_variables(invoice, request)
+        return self._deliver(request, key, rendered, now, variables)
 
     def _deliver(
         self,
@@ -108,6 +110,7 @@ class ReminderSender:
         key: ContactKey,
         rendered: RenderedMessage,
         now: datetime,
+        variables: dict[str, str],
     ) -> SendOutcome:
         policy = (request.policy_name, request.policy_version)
         entry = self._ledger.begin_attempt(
@@ -134,7 +137,9 @@ class ReminderSender:
                 return SendOutcome(SendStatus.SENT, key.channel, "sent", already, True)
 
         try:
-            message_id = channel.send(_outgoing(message_key, key, request, rendered))
+            message_id = channel.send(
+                _outgoing(message_key, key, request, rendered, variables)
+            )
         except ChannelError as error:
             status = ContactStatus.PENDING if error.retryable else ContactStatus.FAILED
             self._ledger.finish(entry.entry_id, status, reason=str(error), at=now)
@@ -277,11 +282,24 @@ def _address_for(customer: Customer, channel: str) -> str | None:
     return None
 
 
+def _template_variables(
+    invoice: Invoice, request: SendReminderRequest
+) -> dict[str, str]:
+    """What an approved provider template is filled with: folio, amount asked, due date."""
+    asked = invoice.balance_minor - request.disputed_minor
+    return {
+        "1": invoice.invoice_number,
+        "2": format_amount(asked, invoice.currency),
+        "3": invoice.due_date.isoformat() if invoice.due_date else "",
+    }
+
+
 def _outgoing(
     message_key: str,
     key: ContactKey,
     request: SendReminderRequest,
     rendered: RenderedMessage,
+    variables: dict[str, str],
 ) -> OutgoingMessage:
     return OutgoingMessage(
         idempotency_key=message_key,
@@ -295,4 +313,6 @@ def _outgoing(
         html_body=rendered.html_body,
         policy_name=request.policy_name,
         policy_version=request.policy_version,
+        template_id=request.template,
+        template_variables=variables,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy.engine import Engine
@@ -27,6 +27,10 @@ class OutgoingMessage:
     html_body: str | None
     policy_name: str
     policy_version: int
+    # For channels that must use pre-approved templates (WhatsApp outside the 24-hour window):
+    # our template id and its numbered variables (folio, amount asked, due date).
+    template_id: str | None = None
+    template_variables: dict[str, str] = field(default_factory=dict)
 
 
 class ChannelError(Exception):

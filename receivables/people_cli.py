@@ -141,7 +141,9 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
         )
         method: object = InvoiceWorkflow.open_dispute
     else:
-        credit = parse_operator_amount(args.credit, invoice.currency) if args.credit else 0
+        credit = (
+            parse_operator_amount(args.credit, invoice.currency) if args.credit else 0
+        )
         if credit:
             commit_money_movement(
                 engine,

@@ -1,0 +1,980 @@
+"""KPIs from the store and the ledger, checked against values worked out from the inputs."""
+
+from __future__ import annotations
+
+import calendar
+import csv
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from receivables.cases import commit_money_movement
+from receivables.importer import import_portfolio
+from receivables.kpis import (
+    AGING_BUCKETS,
+    NOT_RECORDED,
+    GroupBy,
+    KpiReport,
+    Movement,
+    compute_kpis,
+    countback_days,
+    default_period,
+    month_ends,
+    payment_date,
+    portfolio_span,
+    reason_group,
+)
+from receivables.ledger import ContactKey, ContactLedger
+from receivables.store import (
+    ContactStatus,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    PaymentKind,
+    find_customer,
+    find_invoice,
+    make_engine,
+    session_scope,
+)
+from receivables.tasks import HumanTask, TaskStatus
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TENANT = "kpi"
+SANTIAGO = "America/Santiago"
+# Customers get a real-looking name so that the report tests can prove it never shows.
+CUSTOMER_NAME = "Comercial O'Higgins & Cía. Ltda."
+
+
+# --- building small portfolios ---
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """An engine on a migrated, empty SQLite store."""
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+def local_noon(day: date, clock: time = time(12)) -> datetime:
+    """A Santiago wall-clock time on ``day`` as the aware UTC instant the store keeps."""
+    return datetime.combine(day, clock, tzinfo=ZoneInfo(SANTIAGO)).astimezone(UTC)
+
+
+def store_invoice(
+    engine: Engine,
+    number: str,
+    *,
+    issued: date,
+    due: date | None,
+    amount: int,
+    currency: str = "CLP",
+    customer: str | None = None,
+    segment: str | None = None,
+    policy: str | None = None,
+    settled: date | None = None,
+) -> None:
+    """Commit one invoice (and its customer): open, or paid on ``settled`` as imports do."""
+    customer_id = customer or f"C-{number}"
+    status = InvoiceStatus.PAID if settled else InvoiceStatus.OPEN
+    with session_scope(engine) as session:
+        if find_customer(session, TENANT, customer_id) is None:
+            session.add(
+                Customer(tenant=TENANT, customer_id=customer_id, name=CUSTOMER_NAME)
+            )
+        session.add(
+            Invoice(
+                tenant=TENANT,
+                invoice_number=number,
+                customer_id=customer_id,
+                issue_date=issued,
+                due_date=due,
+                amount_minor=amount,
+                currency=currency,
+                balance_minor=0 if settled else amount,
+                status=status if due else InvoiceStatus.NEEDS_DUE_DATE,
+                segment=segment,
+                policy_name=policy,
+                policy_version=1 if policy else None,
+                settled_date=settled,
+            )
+        )
+
+
+def pay(
+    engine: Engine,
+    number: str,
+    amount: int,
+    on: date,
+    *,
+    kind: PaymentKind = PaymentKind.PAYMENT,
+    clock: time = time(12),
+) -> None:
+    """Record a payment (or credit) the way a live case does, at a Santiago time."""
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, TENANT, number)
+        assert invoice is not None
+        currency = invoice.currency
+    commit_money_movement(
+        engine,
+        TENANT,
+        number,
+        kind=kind,
+        reference=f"{number}/{on}/{clock}/{amount}",
+        amount_minor=amount,
+        currency=currency,
+        at=local_noon(on, clock),
+    )
+
+
+def record_contact(
+    engine: Engine,
+    number: str,
+    *,
+    step: str,
+    channel: str,
+    status: ContactStatus,
+    on: date,
+    reason: str = "sent",
+) -> None:
+    """Write one ledger entry through the ledger, decided at 09:00 in Santiago on ``on``."""
+    ledger = ContactLedger(engine)
+    key = ContactKey(TENANT, number, step, channel, f"{channel}:{number}")
+    at = local_noon(on, time(9))
+    if status == ContactStatus.PENDING:
+        ledger.begin_attempt(key, policy=("test-policy", 1), planned_at=at)
+        return
+    ledger.record_decision(
+        key, status, reason=reason, policy=("test-policy", 1), planned_at=at, at=at
+    )
+
+
+def kpis_of(
+    engine: Engine,
+    as_of: date,
+    period: tuple[date, date],
+    group_by: GroupBy | None = None,
+) -> KpiReport:
+    """The tenant's KPIs in Santiago dates."""
+    return compute_kpis(
+        engine,
+        tenant=TENANT,
+        as_of=as_of,
+        period=period,
+        group_by=group_by,
+        time_zone=SANTIAGO,
+    )
+
+
+# --- aging and delinquency ---
+
+
+AS_OF = date(2026, 3, 31)
+
+
+@dataclass(frozen=True)
+class AgingCase:
+    """One invoice of the aging portfolio and the bucket a person puts it in."""
+
+    number: str
+    days_late: int | None  # at AS_OF; None for no due date
+    amount: int
+    paid_before: int = 0  # paid on or before AS_OF
+    paid_after: int = 0  # paid after AS_OF: still open at AS_OF
+    bucket: str | None = None  # None: not open at AS_OF
+    currency: str = "CLP"
+
+
+AGING_CASES = (
+    AgingCase("A01", -5, 1_000, bucket="current"),
+    AgingCase("A02", 0, 2_000, bucket="current"),
+    AgingCase("A03", 1, 3_000, bucket="1-30"),
+    AgingCase("A04", 30, 4_000, bucket="1-30"),
+    AgingCase("A05", 31, 5_000, bucket="31-60"),
+    AgingCase("A06", 60, 6_000, bucket="31-60"),
+    AgingCase("A07", 61, 7_000, bucket="61-90"),
+    AgingCase("A08", 90, 8_000, bucket="61-90"),
+    AgingCase("A09", 91, 9_000, paid_before=4_000, bucket="90+"),
+    AgingCase("A10", 400, 10_000, bucket="90+"),
+    AgingCase("A11", None, 11_000, bucket="no due date"),
+    AgingCase("A12", 20, 12_000, paid_before=12_000, bucket=None),
+    AgingCase("A13", 45, 13_000, paid_after=13_000, bucket="31-60"),
+    AgingCase("U01", 10, 1_550, currency="USD", bucket="1-30"),
+)
+
+
+def build_aging_portfolio(engine: Engine) -> None:
+    """Store AGING_CASES, plus one invoice issued after AS_OF that must not count."""
+    for case in AGING_CASES:
+        due = None if case.days_late is None else AS_OF - timedelta(days=case.days_late)
+        issued = (due or AS_OF) - timedelta(days=30)
+        store_invoice(
+            engine,
+            case.number,
+            issued=issued,
+            due=due,
+            amount=case.amount,
+            currency=case.currency,
+        )
+        if case.paid_before:
+            pay(engine, case.number, case.paid_before, AS_OF - timedelta(days=2))
+        if case.paid_after:
+            pay(engine, case.number, case.paid_after, AS_OF + timedelta(days=3))
+    store_invoice(
+        engine,
+        "A99",
+        issued=AS_OF + timedelta(days=1),
+        due=AS_OF + timedelta(30),
+        amount=99,
+    )
+
+
+def expected_aging(currency: str) -> dict[str, tuple[int, int]]:
+    """Amount and count per bucket, summed from the cases by hand-assigned bucket."""
+    totals: dict[str, list[int]] = {label: [0, 0] for label in AGING_BUCKETS}
+    for case in AGING_CASES:
+        if case.bucket is not None and case.currency == currency:
+            totals[case.bucket][0] += case.amount - case.paid_before
+            totals[case.bucket][1] += 1
+    return {label: (amount, count) for label, (amount, count) in totals.items()}
+
+
+def test_aging_buckets_hold_open_balances_by_days_past_due(engine: Engine) -> None:
+    build_aging_portfolio(engine)
+
+    report = kpis_of(engine, AS_OF, (date(2026, 1, 1), AS_OF))
+
+    assert [a.currency for a in report.overall.aging] == ["CLP", "USD"]
+    for aging in report.overall.aging:
+        got = {b.label: (b.amount_minor, b.count) for b in aging.buckets}
+        assert got == expected_aging(aging.currency), aging.currency
+
+
+def test_over_30_days_delinquency_counts_amount_and_share_of_open(
+    engine: Engine,
+) -> None:
+    build_aging_portfolio(engine)
+
+    clp = kpis_of(engine, AS_OF, (date(2026, 1, 1), AS_OF)).overall.aging[0]
+
+    expected = expected_aging("CLP")
+    over = [expected[label] for label in ("31-60", "61-90", "90+")]
+    open_total = sum(amount for amount, _ in expected.values())
+    assert clp.over_30_minor == sum(amount for amount, _ in over)
+    assert clp.over_30_count == sum(count for _, count in over)
+    assert clp.over_30_share == pytest.approx(clp.over_30_minor / open_total)
+    assert clp.open_minor == open_total
+
+
+def test_aging_at_an_earlier_date_reopens_what_was_paid_later(
+    sqlite_engine: Engine,
+) -> None:
+    store_invoice(
+        sqlite_engine, "P1", issued=date(2026, 1, 1), due=date(2026, 1, 31), amount=700
+    )
+    pay(sqlite_engine, "P1", 700, date(2026, 3, 10))
+
+    before = kpis_of(
+        sqlite_engine, date(2026, 3, 9), (date(2026, 1, 1), date(2026, 3, 9))
+    )
+    after = kpis_of(
+        sqlite_engine, date(2026, 3, 10), (date(2026, 1, 1), date(2026, 3, 10))
+    )
+
+    # 9 March is 37 days after 31 January; the payment lands on 10 March.
+    assert before.overall.aging[0].bucket("31-60").amount_minor == 700
+    assert after.overall.aging == ()
+
+
+def test_a_write_off_leaves_the_open_balance_on_its_date_without_counting_as_cash(
+    sqlite_engine: Engine,
+) -> None:
+    store_invoice(
+        sqlite_engine, "W1", issued=date(2026, 1, 1), due=date(2026, 1, 10), amount=900
+    )
+    with session_scope(sqlite_engine) as session:
+        invoice = find_invoice(session, TENANT, "W1")
+        assert invoice is not None
+        invoice.status = InvoiceStatus.WRITTEN_OFF
+        invoice.updated_at = local_noon(date(2026, 1, 20))
+        session.add(invoice)
+    period = (date(2026, 1, 1), date(2026, 3, 31))
+
+    on_19th = kpis_of(sqlite_engine, date(2026, 1, 19), period)
+    later = kpis_of(sqlite_engine, date(2026, 3, 31), period)
+
+    assert on_19th.overall.aging[0].open_minor == 900
+    assert later.overall.aging == ()
+    assert later.overall.recovery[0].at(30).recovered_minor == 0
+    assert later.overall.settlement.settled == 0
+
+
+# --- DSO by countback ---
+
+
+def test_countback_takes_whole_months_then_a_fraction_of_the_last() -> None:
+    sales = {date(2026, 3, 1): 200, date(2026, 2, 10): 400, date(2026, 1, 5): 900}
+
+    def between(start: date, end: date) -> int:
+        return sum(amount for day, amount in sales.items() if start <= day <= end)
+
+    # 450 open on 31 March: March's 200 takes its 31 days, 250 of February's 400 take
+    # 250/400 of its 28 days.
+    assert countback_days(450, between, date(2026, 3, 31), date(2026, 1, 5)) == (
+        pytest.approx(31 + 28 * 250 / 400)
+    )
+    # On 15 March only the first 15 days of March are behind us.
+    assert countback_days(150, between, date(2026, 3, 15), date(2026, 1, 5)) == (
+        pytest.approx(15 * 150 / 200)
+    )
+    assert countback_days(0, between, date(2026, 3, 31), date(2026, 1, 5)) == 0
+
+
+def test_dso_series_runs_month_end_by_month_end_over_the_period(engine: Engine) -> None:
+    store_invoice(
+        engine, "D1", issued=date(2026, 1, 10), due=date(2026, 2, 9), amount=300
+    )
+    store_invoice(
+        engine, "D2", issued=date(2026, 2, 10), due=date(2026, 3, 12), amount=400
+    )
+    store_invoice(
+        engine, "D3", issued=date(2026, 3, 5), due=date(2026, 4, 4), amount=100
+    )
+    store_invoice(
+        engine, "D4", issued=date(2026, 3, 20), due=date(2026, 4, 19), amount=100
+    )
+    pay(engine, "D1", 300, date(2026, 2, 15))
+    pay(engine, "D2", 150, date(2026, 3, 10))
+
+    report = kpis_of(engine, AS_OF, (date(2026, 1, 1), AS_OF))
+
+    series = {p.on: (p.days, p.receivables_minor) for p in report.overall.dso}
+    # 31 Jan: D1's 300 open against January's 300 of sales, the whole of January.
+    assert series[date(2026, 1, 31)] == (pytest.approx(31.0), 300)
+    # 28 Feb: D1 paid, D2's 400 open against February's 400 of sales.
+    assert series[date(2026, 2, 28)] == (pytest.approx(28.0), 400)
+    # 31 Mar: 250 of D2 and 200 of March: all of March, then 250/400 of February.
+    assert series[AS_OF] == (pytest.approx(31 + 28 * 250 / 400), 450)
+    assert [p.days for p in report.overall.dso_as_of] == [series[AS_OF][0]]
+
+
+def test_month_ends_close_with_the_period_end() -> None:
+    assert month_ends(date(2026, 1, 15), date(2026, 3, 10)) == [
+        date(2026, 1, 31),
+        date(2026, 2, 28),
+        date(2026, 3, 10),
+    ]
+    assert month_ends(date(2026, 2, 1), date(2026, 2, 28)) == [date(2026, 2, 28)]
+    assert default_period(date(2026, 3, 31)) == (date(2025, 4, 1), date(2026, 3, 31))
+    assert default_period(date(2026, 12, 5)) == (date(2026, 1, 1), date(2026, 12, 5))
+
+
+# --- recovery after the due date ---
+
+
+@dataclass(frozen=True)
+class RecoveryCase:
+    """An invoice with its payments, as (days after due, amount, kind)."""
+
+    number: str
+    due: date
+    amount: int
+    payments: tuple[tuple[int, int, PaymentKind], ...] = ()
+
+
+CASH, CREDIT = PaymentKind.PAYMENT, PaymentKind.CREDIT_NOTE
+RECOVERY_CASES = (
+    RecoveryCase("R1", date(2026, 1, 10), 1_000, ((10, 1_000, CASH),)),
+    RecoveryCase("R2", date(2026, 1, 10), 2_000, ((22, 2_000, CASH),)),
+    RecoveryCase(
+        "R3", date(2026, 1, 10), 4_000, ((5, 1_000, CASH), (6, 3_000, CREDIT))
+    ),
+    RecoveryCase("R4", date(2026, 1, 10), 8_000),
+    RecoveryCase("R5", date(2026, 1, 10), 500, ((-2, 500, CASH),)),
+    RecoveryCase("R6", date(2026, 3, 10), 16_000, ((18, 16_000, CASH),)),
+    RecoveryCase("R7", date(2025, 12, 20), 32_000),
+    RecoveryCase("R8", date(2026, 1, 10), 3_000, ((0, 1_000, CASH), (2, 2_000, CASH))),
+)
+
+
+def expected_recovery(
+    window: int, period: tuple[date, date], as_of: date
+) -> tuple[int, int]:
+    """Overdue and recovered amounts worked out from RECOVERY_CASES by the definition."""
+    overdue_total = recovered_total = 0
+    for case in RECOVERY_CASES:
+        if not period[0] <= case.due <= period[1] or (as_of - case.due).days < window:
+            continue
+        overdue = case.amount - sum(
+            amount for day, amount, _ in case.payments if day <= 0
+        )
+        if overdue <= 0:
+            continue
+        cash = sum(
+            amount
+            for day, amount, kind in case.payments
+            if kind == CASH and 0 < day <= window
+        )
+        overdue_total += overdue
+        recovered_total += min(overdue, cash)
+    return overdue_total, recovered_total
+
+
+def test_recovery_within_15_and_30_days_counts_cash_paid_after_due(
+    engine: Engine,
+) -> None:
+    for case in RECOVERY_CASES:
+        store_invoice(
+            engine,
+            case.number,
+            issued=case.due - timedelta(days=30),
+            due=case.due,
+            amount=case.amount,
+        )
+        for day, amount, kind in case.payments:
+            pay(engine, case.number, amount, case.due + timedelta(days=day), kind=kind)
+    period = (date(2026, 1, 1), AS_OF)
+
+    curve = kpis_of(engine, AS_OF, period).overall.recovery[0]
+
+    for window in (15, 30):
+        overdue, recovered = expected_recovery(window, period, AS_OF)
+        point = curve.at(window)
+        assert (point.overdue_minor, point.recovered_minor) == (overdue, recovered)
+        assert point.share == pytest.approx(recovered / overdue)
+    assert curve.at(0).recovered_minor == 0
+    # No invoice of the cohort is due more than this many days before AS_OF: later days
+    # of the curve have nobody to tell about, and say so instead of showing 0 %.
+    oldest = max((AS_OF - c.due).days for c in RECOVERY_CASES if c.due >= period[0])
+    assert all(p.share is None for p in curve.points[oldest + 1 :])
+    assert all(p.share is not None for p in curve.points[: oldest + 1])
+
+
+# --- settlement ---
+
+
+def test_payment_date_is_the_last_movement_that_cleared_the_balance() -> None:
+    movements = [
+        Movement(date(2026, 2, 1), 600, cash=True),
+        Movement(date(2026, 2, 3), 400, cash=True),  # cleared here
+        Movement(date(2026, 2, 5), -100, cash=False),  # an adjustment reopens it
+        Movement(date(2026, 2, 9), 100, cash=True),  # cleared again, for good
+    ]
+
+    assert payment_date(1_000, movements) == date(2026, 2, 9)
+    assert payment_date(1_000, movements[:2]) == date(2026, 2, 3)
+    assert payment_date(1_000, movements[:1]) is None
+    # A payment on an already cleared balance did not clear it: the date stays put.
+    overpaid = [*movements[:2], Movement(date(2026, 2, 4), 50, cash=True)]
+    assert payment_date(1_000, overpaid) == date(2026, 2, 3)
+
+
+def test_days_late_and_paid_by_due_date_cover_invoices_paid_in_the_period(
+    engine: Engine,
+) -> None:
+    # (number, due, paid on, days late as a person counts them); S5 paid before the period.
+    settled = [
+        ("S1", date(2026, 2, 10), date(2026, 2, 10) - timedelta(days=3), -3),
+        ("S2", date(2026, 2, 10), date(2026, 2, 10), 0),
+        ("S3", date(2026, 2, 10), date(2026, 2, 14), 4),
+        ("S4", date(2026, 2, 1), date(2026, 2, 11), 10),
+    ]
+    for number, due, paid, _ in settled:
+        store_invoice(
+            engine,
+            number,
+            issued=due - timedelta(days=30),
+            due=due,
+            amount=1_000,
+            settled=paid if number in ("S1", "S4") else None,
+        )
+    # 23:30 in Santiago on the due date is already the next day in UTC: still on time.
+    pay(engine, "S2", 1_000, date(2026, 2, 10), clock=time(23, 30))
+    pay(engine, "S3", 500, date(2026, 2, 12))
+    pay(engine, "S3", 500, date(2026, 2, 14))
+    store_invoice(
+        engine,
+        "S5",
+        issued=date(2025, 12, 1),
+        due=date(2026, 1, 1),
+        amount=10,
+        settled=date(2026, 1, 20),
+    )
+    store_invoice(
+        engine, "S6", issued=date(2026, 2, 1), due=date(2026, 3, 1), amount=10
+    )
+
+    figures = kpis_of(engine, AS_OF, (date(2026, 2, 1), AS_OF)).overall.settlement
+
+    lateness = [late for *_, late in settled]
+    assert figures.settled == len(settled)
+    assert figures.average_days_late == pytest.approx(
+        sum(max(0, late) for late in lateness) / len(lateness)
+    )
+    assert figures.paid_by_due_date == sum(1 for late in lateness if late <= 0)
+
+
+# --- contacts ---
+
+
+FUNNEL_PAID = {
+    "F1": date(2026, 3, 9),
+    "F2": date(2026, 3, 20),
+    "F3": date(2026, 3, 7),
+    "F7": date(2026, 3, 13),
+}
+FUNNEL_CONTACTS = (
+    ("F1", "R+1", "email", ContactStatus.SENT, date(2026, 3, 6), "sent"),
+    ("F2", "R+1", "email", ContactStatus.SENT, date(2026, 3, 6), "sent"),
+    ("F2", "R+3", "sms", ContactStatus.SENT, date(2026, 3, 8), "sent"),
+    (
+        "F3",
+        "R+1",
+        "sms",
+        ContactStatus.BLOCKED,
+        date(2026, 3, 6),
+        "no reachable contact on sms",
+    ),
+    (
+        "F3",
+        "R+3",
+        "email",
+        ContactStatus.CANCELLED,
+        date(2026, 3, 8),
+        "invoice is paid in the store at send time",
+    ),
+    ("F4", "R+1", "whatsapp", ContactStatus.FAILED, date(2026, 3, 10), "error 21211"),
+    ("F5", "R+1", "email", ContactStatus.PENDING, date(2026, 3, 12), ""),
+    ("F6", "R-3", "email", ContactStatus.SENT, date(2026, 2, 20), "sent"),
+    ("F7", "R+1", "email", ContactStatus.SENT, date(2026, 3, 6), "sent"),
+)
+
+
+def build_contact_portfolio(engine: Engine) -> None:
+    """Invoices F1-F7 due on 5 March, their payments and the ledger of FUNNEL_CONTACTS."""
+    for number in sorted({row[0] for row in FUNNEL_CONTACTS}):
+        store_invoice(
+            engine, number, issued=date(2026, 2, 3), due=date(2026, 3, 5), amount=5_000
+        )
+    for number, paid in FUNNEL_PAID.items():
+        pay(engine, number, 5_000, paid)
+    for number, step, channel, status, on, reason in FUNNEL_CONTACTS:
+        record_contact(
+            engine,
+            number,
+            step=step,
+            channel=channel,
+            status=status,
+            on=on,
+            reason=reason,
+        )
+
+
+def test_contacts_per_channel_count_outcomes_and_payments_within_7_days(
+    sqlite_engine: Engine,
+) -> None:
+    build_contact_portfolio(sqlite_engine)
+    period = (date(2026, 3, 1), AS_OF)
+
+    funnels = {
+        f.channel: f for f in kpis_of(sqlite_engine, AS_OF, period).overall.channels
+    }
+
+    expected: dict[str, Counter[str]] = defaultdict(Counter)
+    for number, _, channel, status, on, _ in FUNNEL_CONTACTS:
+        if not period[0] <= on <= period[1]:
+            continue
+        expected[channel]["planned"] += 1
+        expected[channel][str(status)] += 1
+        paid = FUNNEL_PAID.get(number)
+        if status == ContactStatus.SENT and paid and 0 <= (paid - on).days <= 7:
+            expected[channel]["paid"] += 1
+    assert set(funnels) == set(expected)
+    for channel, tally in expected.items():
+        funnel = funnels[channel]
+        assert (funnel.planned, funnel.sent, funnel.paid_within_days) == (
+            tally["planned"],
+            tally["sent"],
+            tally["paid"],
+        ), channel
+        assert (funnel.cancelled, funnel.blocked, funnel.failed, funnel.pending) == (
+            tally["cancelled"],
+            tally["blocked"],
+            tally["failed"],
+            tally["pending"],
+        ), channel
+
+
+def test_cancelled_and_blocked_contacts_are_grouped_by_reason(
+    sqlite_engine: Engine,
+) -> None:
+    for number in ("G1", "G2", "G3"):
+        store_invoice(
+            sqlite_engine,
+            number,
+            issued=date(2026, 2, 1),
+            due=date(2026, 3, 3),
+            amount=10,
+        )
+    decisions = [
+        (
+            "G1",
+            ContactStatus.CANCELLED,
+            "balance is 0 at send time: nothing to collect",
+        ),
+        (
+            "G2",
+            ContactStatus.CANCELLED,
+            "balance is -500 at send time: nothing to collect",
+        ),
+        ("G3", ContactStatus.BLOCKED, "no reachable contact on email, sms"),
+    ]
+    for number, status, reason in decisions:
+        record_contact(
+            sqlite_engine,
+            number,
+            step="R+1",
+            channel="email",
+            status=status,
+            on=date(2026, 3, 4),
+            reason=reason,
+        )
+
+    reasons = kpis_of(sqlite_engine, AS_OF, (date(2026, 3, 1), AS_OF)).overall.reasons
+
+    assert [(r.status, r.reason, r.count) for r in reasons] == [
+        ("cancelled", "balance is # at send time: nothing to collect", 2),
+        ("blocked", "no reachable contact on email, sms", 1),
+    ]
+
+
+def test_reason_groups_blank_addresses_dates_and_numbers_but_keep_rule_ids() -> None:
+    assert reason_group("no e-mail accepted by ana.perez@example.cl") == (
+        "no e-mail accepted by <address>"
+    )
+    assert reason_group("deferred R2 to 2026-04-06T08:00-04:00: CL-C-01 Sunday") == (
+        "deferred R2 to <date>: CL-C-01 Sunday"
+    )
+    assert (
+        reason_group("folio 0000611365 has 2 open notes") == "folio # has # open notes"
+    )
+    assert reason_group(None) == "(no reason given)"
+
+
+# --- tasks for people ---
+
+
+@dataclass(frozen=True)
+class TaskCase:
+    """A task: when it opened, its SLA deadline, and how and when it ended, if it did."""
+
+    number: str
+    kind: str
+    opened: date
+    due: date
+    status: TaskStatus
+    finished: date | None = None
+    escalated: date | None = None
+
+
+TASK_CASES = (
+    TaskCase(
+        "T1",
+        "call_debtor",
+        date(2026, 3, 2),
+        date(2026, 3, 4),
+        TaskStatus.DONE,
+        date(2026, 3, 3),
+    ),
+    TaskCase(
+        "T2",
+        "call_debtor",
+        date(2026, 3, 5),
+        date(2026, 3, 9),
+        TaskStatus.DONE,
+        date(2026, 3, 12),
+        escalated=date(2026, 3, 10),
+    ),
+    TaskCase(
+        "T3",
+        "data_fix",
+        date(2026, 3, 10),
+        date(2026, 3, 12),
+        TaskStatus.CANCELLED,
+        date(2026, 3, 11),
+    ),
+    TaskCase("T4", "data_fix", date(2026, 3, 20), date(2026, 3, 24), TaskStatus.OPEN),
+    TaskCase(
+        "T5", "call_debtor", date(2026, 3, 28), date(2026, 4, 2), TaskStatus.CLAIMED
+    ),
+    TaskCase(
+        "T6",
+        "call_debtor",
+        date(2026, 2, 20),
+        date(2026, 3, 2),
+        TaskStatus.DONE,
+        date(2026, 3, 1),
+    ),
+    TaskCase(
+        "T7",
+        "call_debtor",
+        date(2026, 3, 25),
+        date(2026, 3, 27),
+        TaskStatus.CANCELLED,
+        date(2026, 3, 29),
+    ),
+)
+
+
+def store_task(engine: Engine, case: TaskCase) -> None:
+    """Commit one task as the task activities leave it, instants at Santiago noon."""
+    with session_scope(engine) as session:
+        session.add(
+            HumanTask(
+                tenant=TENANT,
+                invoice_number=case.number,
+                workflow_id=f"invoice/{TENANT}/{case.number}",
+                step_id="T+1",
+                kind=case.kind,
+                role=0,
+                assignee_id="ejecutivo-1",
+                reason="scenario task",
+                time_zone=SANTIAGO,
+                opened_at=local_noon(case.opened),
+                due_at=local_noon(case.due),
+                status=case.status,
+                escalation_level=1 if case.escalated else 0,
+                escalated_at=local_noon(case.escalated) if case.escalated else None,
+                completed_at=local_noon(case.finished) if case.finished else None,
+            )
+        )
+
+
+def test_tasks_created_in_the_period_and_their_deadlines_met(
+    sqlite_engine: Engine,
+) -> None:
+    for case in TASK_CASES:
+        store_invoice(
+            sqlite_engine,
+            case.number,
+            issued=date(2026, 1, 1),
+            due=date(2026, 2, 1),
+            amount=100,
+        )
+        store_task(sqlite_engine, case)
+    period = (date(2026, 3, 1), AS_OF)
+
+    tasks = kpis_of(sqlite_engine, AS_OF, period).overall.tasks
+
+    opened = [c for c in TASK_CASES if period[0] <= c.opened <= period[1]]
+    # A deadline counts when it fell in the period, unless the task was cancelled before
+    # it; it is met when the task was done by then.
+    deadlines = [
+        c.status == TaskStatus.DONE and c.finished is not None and c.finished <= c.due
+        for c in TASK_CASES
+        if period[0] <= c.due <= period[1]
+        and not (
+            c.status == TaskStatus.CANCELLED and c.finished and c.finished <= c.due
+        )
+    ]
+    assert tasks.opened == len(opened)
+    assert dict(tasks.opened_by_kind) == dict(Counter(c.kind for c in opened))
+    assert tasks.done == sum(c.status == TaskStatus.DONE for c in opened)
+    assert tasks.cancelled == sum(c.status == TaskStatus.CANCELLED for c in opened)
+    assert tasks.escalated == sum(c.escalated is not None for c in opened)
+    assert (tasks.deadlines, tasks.deadlines_met) == (len(deadlines), sum(deadlines))
+    assert tasks.sla_share == pytest.approx(sum(deadlines) / len(deadlines))
+
+
+# --- groups, placeholders and arguments ---
+
+
+def test_group_by_segment_splits_every_figure_and_adds_up(
+    sqlite_engine: Engine,
+) -> None:
+    store_invoice(
+        sqlite_engine,
+        "B1",
+        issued=date(2026, 1, 1),
+        due=date(2026, 1, 31),
+        amount=100,
+        segment="alpha",
+        policy="p-alpha",
+        customer="C-1",
+    )
+    store_invoice(
+        sqlite_engine,
+        "B2",
+        issued=date(2026, 2, 1),
+        due=date(2026, 3, 3),
+        amount=200,
+        segment="beta",
+        policy="p-beta",
+        customer="C-1",
+    )
+    store_invoice(
+        sqlite_engine,
+        "B3",
+        issued=date(2026, 3, 1),
+        due=date(2026, 3, 31),
+        amount=400,
+        customer="C-2",
+    )
+    period = (date(2026, 1, 1), AS_OF)
+
+    by_segment = kpis_of(sqlite_engine, AS_OF, period, group_by="segment")
+    by_customer = kpis_of(sqlite_engine, AS_OF, period, group_by="customer")
+    by_policy = kpis_of(sqlite_engine, AS_OF, period, group_by="policy")
+
+    assert [g.key for g in by_segment.groups] == ["(none)", "alpha", "beta"]
+    assert [g.key for g in by_customer.groups] == ["C-1", "C-2"]
+    assert [g.key for g in by_policy.groups] == ["(none)", "p-alpha", "p-beta"]
+    for report in (by_segment, by_customer, by_policy):
+        total = sum(g.figures.aging[0].open_minor for g in report.groups)
+        assert total == report.overall.aging[0].open_minor == 700
+
+
+def test_what_the_store_does_not_record_is_none_with_a_reason(
+    sqlite_engine: Engine,
+) -> None:
+    report = kpis_of(sqlite_engine, AS_OF, (date(2026, 1, 1), AS_OF))
+
+    assert report.promises_kept_broken is None
+    assert report.disputes_by_category is None
+    assert report.deferred_by_rule is None
+    assert report.not_recorded() == NOT_RECORDED
+    assert report.overall.aging == () and report.overall.settlement.settled == 0
+    assert report.overall.tasks.opened == 0 and report.overall.tasks.sla_share is None
+
+
+def test_unknown_grouping_and_reversed_period_are_refused(
+    sqlite_engine: Engine,
+) -> None:
+    with pytest.raises(ValueError, match="cannot group by 'region'"):
+        compute_kpis(
+            sqlite_engine,
+            tenant=TENANT,
+            as_of=AS_OF,
+            group_by="region",  # type: ignore[arg-type]
+        )
+    with pytest.raises(ValueError, match="after its end"):
+        kpis_of(sqlite_engine, AS_OF, (AS_OF, date(2026, 1, 1)))
+
+
+# --- the real IBM portfolio ---
+
+
+IBM_FILE = ("data", "ar", "ibm_accounts_receivable.csv")
+
+
+def import_ibm(database_url: str, shared_dir: Path) -> list[dict[str, str]]:
+    """Import the IBM file into the store and return its rows as read from the CSV."""
+    source = shared_dir.joinpath(*IBM_FILE)
+    report = import_portfolio(
+        source,
+        "ibm-ar",
+        database_url=database_url,
+        tenant=TENANT,
+        policies_dir=PROJECT_ROOT / "policies",
+    )
+    assert not report.rejected, report.summary()
+    with source.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def us_date(text: str) -> date:
+    """A M/D/YYYY date of the IBM file."""
+    return datetime.strptime(text, "%m/%d/%Y").date()
+
+
+def file_countback(rows: list[dict[str, str]], on: date) -> Decimal:
+    """DSO on ``on`` from the file alone: open amounts against monthly sales, backwards."""
+    issued = [(us_date(r["InvoiceDate"]), Decimal(r["InvoiceAmount"])) for r in rows]
+    open_amount = sum(
+        (
+            Decimal(r["InvoiceAmount"])
+            for r in rows
+            if us_date(r["InvoiceDate"]) <= on < us_date(r["SettledDate"])
+        ),
+        Decimal(0),
+    )
+    days, year, month, last_day = Decimal(0), on.year, on.month, on.day
+    while open_amount > 0:
+        sales = sum(
+            (
+                a
+                for d, a in issued
+                if (d.year, d.month) == (year, month) and d.day <= last_day
+            ),
+            Decimal(0),
+        )
+        if sales >= open_amount:
+            return days + last_day * open_amount / sales
+        open_amount -= sales
+        days += last_day
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+        last_day = calendar.monthrange(year, month)[1]
+    return days
+
+
+def test_ibm_dso_and_days_late_match_the_file(
+    sqlite_url: str, shared_dir: Path
+) -> None:
+    rows = import_ibm(sqlite_url, shared_dir)
+    period = (date(2012, 7, 1), date(2013, 6, 30))
+    engine = make_engine(sqlite_url)
+    try:
+        report = kpis_of(engine, period[1], period)
+    finally:
+        engine.dispose()
+
+    in_period = [r for r in rows if period[0] <= us_date(r["SettledDate"]) <= period[1]]
+    late = [int(r["DaysLate"]) for r in in_period]
+    settlement = report.overall.settlement
+    assert settlement.settled == len(in_period)
+    assert settlement.average_days_late == pytest.approx(sum(late) / len(late))
+    assert settlement.paid_by_due_date == late.count(0)
+    assert len(report.overall.dso) == 12
+    for point in report.overall.dso:
+        assert point.currency == "USD"
+        assert point.days == pytest.approx(float(file_countback(rows, point.on))), (
+            point.on
+        )
+
+
+def test_ibm_aging_on_a_date_matches_the_file(
+    sqlite_url: str, shared_dir: Path
+) -> None:
+    rows = import_ibm(sqlite_url, shared_dir)
+    as_of = date(2013, 3, 15)
+    engine = make_engine(sqlite_url)
+    try:
+        report = kpis_of(engine, as_of, (date(2013, 1, 1), as_of))
+        span = portfolio_span(engine, TENANT)
+        with session_scope(engine) as session:
+            customers = len(session.exec(select(Customer)).all())
+    finally:
+        engine.dispose()
+
+    expected: Counter[str] = Counter()
+    for row in rows:
+        if us_date(row["InvoiceDate"]) <= as_of < us_date(row["SettledDate"]):
+            late = (as_of - us_date(row["DueDate"])).days
+            limits = ((0, "current"), (30, "1-30"), (60, "31-60"), (90, "61-90"))
+            label = next((name for top, name in limits if late <= top), "90+")
+            expected[label] += round(Decimal(row["InvoiceAmount"]) * 100)
+    aging = report.overall.aging[0]
+    assert {b.label: b.amount_minor for b in aging.buckets if b.amount_minor} == dict(
+        expected
+    )
+    first_issue = min(us_date(r["InvoiceDate"]) for r in rows)
+    assert span is not None and span[0] == first_issue
+    assert customers == len({r["customerID"] for r in rows})

@@ -1,0 +1,342 @@
+"""The KPI report: self-contained HTML with a chart and a table each, CSV, terminal text."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from html import escape
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from receivables.kpis import NOT_RECORDED, GroupBy, KpiReport
+from receivables.money import Money
+from receivables.report import (
+    CSV_COLUMNS,
+    NOT_RECORDED_YET,
+    days_text,
+    headline_text,
+    headlines,
+    money,
+    nice_ticks,
+    write_csv_export,
+    write_html_report,
+)
+from receivables.store import Customer, make_engine, session_scope
+from tests.test_kpis import (
+    AS_OF,
+    CUSTOMER_NAME,
+    TENANT,
+    build_aging_portfolio,
+    build_contact_portfolio,
+    import_ibm,
+    kpis_of,
+)
+
+CHART_IDS = ("aging-0", "dso", "recovery", "funnel")
+SVG_NAMESPACE = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Engine]:
+    """A migrated SQLite store with the aging and the contact portfolios of test_kpis."""
+    engine = make_engine(sqlite_url)
+    build_aging_portfolio(engine)
+    build_contact_portfolio(engine)
+    yield engine
+    engine.dispose()
+
+
+class PageReader(HTMLParser):
+    """Collects the tables of a page (caption, rows of cell texts) and every tag seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self._caption: str | None = None
+        self._rows: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "table":
+            self._rows, self._caption = [], ""
+        elif tag == "tr" and self._rows is not None:
+            self._rows.append([])
+        elif tag in ("td", "th", "caption"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._rows and self._cell is not None:
+            self._rows[-1].append("".join(self._cell))
+        elif tag == "caption" and self._cell is not None:
+            self._caption = "".join(self._cell)
+        elif tag == "table" and self._rows is not None:
+            self.tables[self._caption or ""] = self._rows
+            self._rows = None
+        if tag in ("td", "th", "caption"):
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def read_page(path: Path) -> tuple[str, PageReader]:
+    """The page's text and what the parser found in it."""
+    page = path.read_text(encoding="utf-8")
+    reader = PageReader()
+    reader.feed(page)
+    return page, reader
+
+
+def report_of(engine: Engine, group_by: GroupBy | None = None) -> KpiReport:
+    """The test tenant's KPIs at AS_OF over the first quarter of 2026."""
+    return kpis_of(engine, AS_OF, (date(2026, 1, 1), AS_OF), group_by)
+
+
+# --- the HTML page ---
+
+
+def test_every_chart_is_an_svg_with_title_axis_labels_and_a_data_table(
+    store: Engine, tmp_path: Path
+) -> None:
+    kpis = report_of(store)
+
+    page, reader = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+
+    svgs = re.findall(r"<svg\b.*?</svg>", page, flags=re.DOTALL)
+    ids = {}
+    for svg in svgs:
+        root = ElementTree.fromstring(svg)  # each chart is well-formed SVG on its own
+        title = root.find(f"{SVG_NAMESPACE}title")
+        assert root.get("role") == "img" and title is not None and title.text
+        ids[title.get("id", "").removesuffix("-title")] = root
+    # One aging chart per currency (CLP and USD), then DSO, recovery and the funnel.
+    assert set(ids) == {*CHART_IDS, "aging-1"}
+    for chart_id in ("dso", "recovery"):
+        words = [t.text for t in ids[chart_id].iter(f"{SVG_NAMESPACE}text")]
+        assert len(words) > 6, f"{chart_id} has no axis labels or ticks"
+    figures = page.count("<figure>")
+    assert figures == len(svgs)
+    assert all("<table>" in part for part in page.split("<figure>")[1:])
+    assert {
+        "Aging of the open balance, CLP",
+        "Days sales outstanding (countback)",
+    } <= set(reader.tables)
+
+
+def test_tables_under_the_charts_carry_the_figures(
+    store: Engine, tmp_path: Path
+) -> None:
+    kpis = report_of(store)
+
+    _, reader = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+
+    aging = reader.tables["Aging of the open balance, CLP"]
+    clp = kpis.overall.aging[0]
+    assert [row[:3] for row in aging[1:]] == [
+        [b.label, money(b.amount_minor, "CLP"), str(b.count)] for b in clp.buckets
+    ]
+    funnel = reader.tables["Contacts by channel and outcome"]
+    by_channel = {row[0]: row for row in funnel[1:]}
+    for channel in kpis.overall.channels:
+        assert by_channel[channel.channel][1:3] == [
+            str(channel.planned),
+            str(channel.sent),
+        ]
+    dso = reader.tables["Days sales outstanding (countback)"]
+    assert dso[-1][2] == days_text(kpis.overall.dso[-1].days)
+
+
+def test_the_report_names_customers_by_code_never_by_name(
+    store: Engine, tmp_path: Path
+) -> None:
+    kpis = report_of(store, group_by="customer")
+
+    page, _ = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+    exported = write_csv_export(kpis, tmp_path / "r.csv").read_text(encoding="utf-8")
+
+    for text in (page, exported):
+        assert CUSTOMER_NAME not in text
+        assert escape(CUSTOMER_NAME) not in text
+        assert "O'Higgins" not in text and "O&#x27;Higgins" not in text
+    assert "C-A01" in page and "customer=C-A01" in exported
+
+
+def test_the_page_loads_nothing_from_anywhere(store: Engine, tmp_path: Path) -> None:
+    kpis = report_of(store)
+
+    page, reader = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+
+    tags = {tag for tag, _ in reader.tags}
+    assert not tags & {"script", "link", "img", "iframe", "object", "embed"}
+    assert not [attrs for _, attrs in reader.tags if "src" in attrs or "href" in attrs]
+    assert "url(" not in page and "@import" not in page
+    # The only address is the SVG namespace, a name that is never fetched.
+    assert set(re.findall(r"https?://[^\s\"'<>]+", page)) == {
+        "http://www.w3.org/2000/svg"
+    }
+
+
+def test_what_is_not_recorded_reads_as_such_never_as_zero(
+    store: Engine, tmp_path: Path
+) -> None:
+    kpis = report_of(store)
+
+    page, _ = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+
+    assert page.count(NOT_RECORDED_YET) >= len(NOT_RECORDED)
+    for why in NOT_RECORDED.values():
+        assert escape(why) in page
+    labels = {h.label for h in headlines(kpis)}
+    assert "Tasks created" in labels  # tasks are recorded now, so they show as figures
+
+
+def test_a_comparison_puts_both_reports_side_by_side(
+    store: Engine, tmp_path: Path
+) -> None:
+    kpis = report_of(store)
+    february = kpis_of(store, date(2026, 2, 28), (date(2026, 1, 1), date(2026, 2, 28)))
+
+    page, reader = read_page(
+        write_html_report(
+            kpis,
+            tmp_path / "r.html",
+            title="Q1",
+            compare=february,
+            compare_label="February",
+        )
+    )
+
+    table = reader.tables["This report and February, side by side"]
+    assert table[0] == ["Figure", "This report", "February"]
+    rows = {row[0]: row[1:] for row in table[1:]}
+    for label in ("Contacts sent", "Recovered within 15 days after due, CLP"):
+        mine = next(h for h in headlines(kpis) if h.label == label)
+        theirs = next(h for h in headlines(february) if h.label == label)
+        assert rows[label][0].startswith(mine.value)
+        assert rows[label][1].startswith(theirs.value)
+    assert rows["Tasks created"] == [
+        f"{r.overall.tasks.opened} ({r.overall.tasks.done} done, "
+        f"{r.overall.tasks.cancelled} cancelled, {r.overall.tasks.escalated} escalated)"
+        for r in (kpis, february)
+    ]
+    assert "CLP (February)" in page  # the comparison's recovery curve is drawn too
+    tasks = reader.tables["Tasks created in the period and their deadlines"]
+    assert [row[0] for row in tasks[1:]] == ["This report", "February"]
+
+
+def test_an_empty_store_still_draws_every_chart_saying_there_is_nothing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(sqlite_url)
+    try:
+        kpis = report_of(engine)
+    finally:
+        engine.dispose()
+
+    page, _ = read_page(write_html_report(kpis, tmp_path / "r.html", title="Empty"))
+
+    for chart_id in CHART_IDS:
+        assert f'id="{chart_id}-title"' in page
+    assert f"nothing open at {AS_OF}" in page
+
+
+# --- CSV and terminal ---
+
+
+def test_csv_export_parses_into_one_figure_per_row(
+    store: Engine, tmp_path: Path
+) -> None:
+    kpis = report_of(store, group_by="segment")
+
+    path = write_csv_export(kpis, tmp_path / "kpis.csv")
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == CSV_COLUMNS
+        rows = list(reader)
+    figures = {}
+    for row in rows:
+        dimension = dict(
+            pair.split("=", 1) for pair in row["dimension"].split(";") if pair
+        )
+        key = (row["metric"], tuple(sorted(dimension.items())))
+        assert key not in figures, f"{key} appears twice"
+        figures[key] = row
+        if row["unit"] == NOT_RECORDED_YET:
+            assert row["value"] == ""
+        elif row["value"]:
+            Decimal(row["value"])  # every figure given is a number
+    for aging in kpis.overall.aging:
+        cur = aging.currency
+        got = figures[("open_balance", (("currency", cur),))]
+        assert Decimal(got["value"]) == Money(aging.open_minor, cur).to_decimal()
+        assert got["unit"] == cur
+    email = next(f for f in kpis.overall.channels if f.channel == "email")
+    sent = figures[("contacts", (("channel", "email"), ("outcome", "sent")))]
+    assert int(sent["value"]) == email.sent
+    not_recorded = {row["metric"] for row in rows if row["unit"] == NOT_RECORDED_YET}
+    assert not_recorded == set(NOT_RECORDED)
+
+
+def test_headline_text_gives_the_key_figures_for_the_terminal(store: Engine) -> None:
+    kpis = report_of(store)
+
+    text = headline_text(kpis)
+
+    clp = kpis.overall.aging[0]
+    assert f"tenant {TENANT} at {AS_OF}" in text
+    assert money(clp.open_minor, "CLP") in text
+    assert days_text(kpis.overall.dso_as_of[0].days) in text
+    assert NOT_RECORDED_YET in text
+    assert CUSTOMER_NAME not in text
+
+
+@pytest.mark.parametrize("top", [0.4, 7, 26.3, 99, 100, 5_119.85, 1e6 + 1])
+def test_axis_ticks_are_round_even_steps_that_cover_the_top(top: float) -> None:
+    ticks = nice_ticks(top)
+
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
+    assert ticks[0] == 0 and ticks[-1] >= top and ticks[-2] < top
+    assert len(steps) == 1 and 3 <= len(ticks) <= 12
+
+
+# --- the real IBM portfolio ---
+
+
+def test_ibm_report_shows_every_chart_and_no_customer_name(
+    sqlite_url: str, shared_dir: Path, tmp_path: Path
+) -> None:
+    import_ibm(sqlite_url, shared_dir)
+    engine = make_engine(sqlite_url)
+    try:
+        kpis = kpis_of(
+            engine, date(2013, 6, 30), (date(2012, 7, 1), date(2013, 6, 30)), "customer"
+        )
+        with session_scope(engine) as session:
+            names = [c.name for c in session.exec(select(Customer)).all()]
+    finally:
+        engine.dispose()
+
+    page, reader = read_page(
+        write_html_report(kpis, tmp_path / "ibm.html", title="IBM")
+    )
+    exported = write_csv_export(kpis, tmp_path / "ibm.csv").read_text(encoding="utf-8")
+
+    for chart_id in CHART_IDS:
+        assert f'id="{chart_id}-title"' in page
+    assert len(re.findall(r"<svg\b", page)) == len(CHART_IDS)
+    assert names and not [n for n in names if n in page or n in exported]
+    groups = reader.tables["KPIs by customer code"]
+    assert len(groups) - 1 == len(kpis.groups)
