@@ -17,7 +17,9 @@ from receivables.channels import (
     OutgoingMessage,
     idempotency_key,
 )
-from receivables.ledger import ContactKey, ContactLedger
+from receivables.contact_gate import gate_contact, trace
+from receivables.contact_rules import Verdict
+from receivables.ledger import ContactKey, ContactLedger, LedgerSnapshot
 from receivables.messages import (
     MessageContext,
     RenderedMessage,
@@ -102,24 +104,70 @@ class ReminderSender:
         except (TemplateRenderError, ValueError) as error:
             return self._decide(request, key, ContactStatus.BLOCKED, str(error), now)
         variables = _template_variables(invoice, request)
-        return self._deliver(request, key, rendered, now, variables)
+        return self._deliver(request, key, customer, rendered, now, variables)
+
+    def _begin(
+        self,
+        request: SendReminderRequest,
+        key: ContactKey,
+        customer: Customer,
+        now: datetime,
+    ) -> LedgerSnapshot | SendOutcome:
+        """Count one more attempt, after the contact rules allowed it where a profile applies."""
+        policy = (request.policy_name, request.policy_version)
+        known = self._ledger.find(key)
+        if known is not None and known.status == ContactStatus.SENT:
+            return SendOutcome(
+                SendStatus.SENT, key.channel, "sent", known.provider_message_id, True
+            )
+        if request.jurisdiction is None:
+            return self._ledger.begin_attempt(
+                key, policy=policy, planned_at=request.planned_at
+            )
+        gate = gate_contact(
+            self._engine,
+            key,
+            customer=customer,
+            jurisdiction=request.jurisdiction,
+            policy=policy,
+            planned_at=request.planned_at,
+            now=now,
+        )
+        verdict = gate.decision.verdict
+        if verdict is Verdict.ALLOW:
+            assert gate.entry_id is not None
+            return LedgerSnapshot(
+                gate.entry_id, ContactStatus.PENDING, gate.attempts, None
+            )
+        activity.logger.info(
+            "%s %s of %s: %s",
+            verdict,
+            key.step_id,
+            key.invoice_number,
+            gate.decision.reason,
+        )
+        if verdict is Verdict.DEFER:
+            return SendOutcome(
+                SendStatus.DEFERRED,
+                key.channel,
+                trace(gate.decision),
+                retry_at=gate.decision.at,
+            )
+        return SendOutcome(SendStatus.CANCELLED, key.channel, trace(gate.decision))
 
     def _deliver(
         self,
         request: SendReminderRequest,
         key: ContactKey,
+        customer: Customer,
         rendered: RenderedMessage,
         now: datetime,
         variables: dict[str, str],
     ) -> SendOutcome:
-        policy = (request.policy_name, request.policy_version)
-        entry = self._ledger.begin_attempt(
-            key, policy=policy, planned_at=request.planned_at
-        )
-        if entry.status == ContactStatus.SENT:
-            return SendOutcome(
-                SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
-            )
+        entry_or_outcome = self._begin(request, key, customer, now)
+        if isinstance(entry_or_outcome, SendOutcome):
+            return entry_or_outcome
+        entry = entry_or_outcome
 
         channel = self._channels[key.channel]
         message_key = idempotency_key(*key.__dict__.values())

@@ -150,12 +150,14 @@ class SendReminderRequest:
     language: str
     # Under a partial dispute, reminders ask only for the undisputed part of the balance.
     disputed_minor: int = 0
+    jurisdiction: str | None = None  # the contact-rule profile; None decides nothing
 
 
 class SendStatus(enum.StrEnum):
     """What happened to one step's contact."""
 
     SENT = "sent"
+    DEFERRED = "deferred"
     CANCELLED = "cancelled"
     BLOCKED = "blocked"
     FAILED = "failed"
@@ -170,6 +172,7 @@ class SendOutcome:
     reason: str
     message_id: str | None = None
     duplicate: bool = False
+    retry_at: datetime | None = None  # for a deferred contact: the next lawful instant
 
 
 # -- people in the loop --------------------------------------------------------------------

@@ -44,6 +44,9 @@ class ContactStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     CANCELLED = "cancelled"  # decided not to send, with a reason
+    DEFERRED = (
+        "deferred"  # a contact rule moved it; the case tries again at that instant
+    )
     BLOCKED = (
         "blocked"  # could not be rendered or addressed; a person must fix the data
     )

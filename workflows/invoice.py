@@ -556,6 +556,7 @@ class InvoiceWorkflow:
             planned_at=step.at,
             language=self._case.policy.language,
             disputed_minor=self._disputed(),
+            jurisdiction=self._case.policy.jurisdiction,
         )
         asked = self._money(self._balance() - self._disputed())
         try:
@@ -572,7 +573,14 @@ class InvoiceWorkflow:
                 SendStatus.FAILED, step.channel, str(error.cause or error)
             )
 
+        if outcome.status is SendStatus.DEFERRED and outcome.retry_at is not None:
+            # A contact rule moved it: the same step waits for the lawful instant.
+            self._moved[step.step_id] = outcome.retry_at
+            self._record("reminder_deferred", self._describe_outcome(step, outcome))
+            return
+
         self._done.add(step.step_id)
+        self._sent += outcome.status is SendStatus.SENT
         self._record(
             f"reminder_{outcome.status}", self._describe_outcome(step, outcome)
         )

@@ -1,0 +1,119 @@
+"""The contact gate: rules decided against the committed ledger, one debtor at a time."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, time, timedelta
+
+from sqlmodel import select
+from temporalio.testing import WorkflowEnvironment
+
+from receivables.case import CaseClosed
+from receivables.contact_gate import gate_contact, subdivision_of
+from receivables.contact_rules import Verdict
+from receivables.ledger import ContactKey, ContactLedger
+from receivables.store import ContactAttempt, ContactStatus, make_engine, session_scope
+from tests.case_helpers import (
+    add_invoice,
+    open_case,
+    policy_with_steps,
+    running_worker,
+    santiago,
+    unique_number,
+)
+from workflows.invoice import InvoiceWorkflow
+
+
+def test_two_workers_contacting_one_debtor_at_once_take_turns(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    customer_id = f"C-{unique_number()}"
+    folios = [unique_number(), unique_number()]
+    for folio in folios:
+        _, customer = add_invoice(
+            engine,
+            invoice_number=folio,
+            issue_date=date(2026, 5, 1),
+            due_date=date(2026, 6, 1),
+            amount_minor=100_000,
+            customer_id=customer_id,
+        )
+    wednesday_ten = santiago(date(2026, 6, 10), time(10, 0)).astimezone(UTC)
+    verdicts: list[Verdict] = []
+
+    def contact(folio: str) -> None:
+        key = ContactKey("test", folio, "R+1", "email", customer.email or "")
+        result = gate_contact(
+            engine,
+            key,
+            customer=customer,
+            jurisdiction="cl.consumer",
+            policy=("consumer-health-education", 1),
+            planned_at=wednesday_ten,
+            now=wednesday_ten,
+        )
+        verdicts.append(result.decision.verdict)
+
+    workers = [threading.Thread(target=contact, args=(folio,)) for folio in folios]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    # Two written contacts must be two clear days apart (Ley 19.496 art. 37).
+    assert sorted(verdicts) == [Verdict.ALLOW, Verdict.DEFER]
+
+
+def test_regions_are_read_by_name_or_code() -> None:
+    assert subdivision_of("Metropolitana") == "RM"
+    assert subdivision_of("Ñuble") == "NB"
+    assert subdivision_of("ma") == "MA"
+    assert subdivision_of("Atlantis") is None
+
+
+async def test_a_sunday_reminder_is_deferred_to_monday_and_the_ledger_says_why(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    now = await env.get_current_time()
+    sunday = (now + timedelta(days=30)).date()
+    sunday += timedelta(days=(6 - sunday.weekday()) % 7)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=sunday - timedelta(days=31),
+        due_date=sunday - timedelta(days=1),
+        amount_minor=85_000,
+    )
+    step = {
+        "id": "R+1",
+        "offset_days": 1,
+        "channel": "email",
+        "template": "overdue-first",
+    }
+    policy = policy_with_steps(step, jurisdiction="cl.consumer")
+    async with running_worker(env.client, engine) as (_, queue):
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        monday_noon = santiago(sunday + timedelta(days=1), time(12, 0))
+        await env.sleep(monday_noon - await env.get_current_time())
+        timeline = await run.handle.query(InvoiceWorkflow.timeline)
+        await run.handle.signal(InvoiceWorkflow.cancel, _closing())
+
+    [entry] = ContactLedger(engine).entries_for("test", invoice.invoice_number)
+    assert entry.status == ContactStatus.SENT
+    with session_scope(engine) as session:
+        attempts = session.exec(
+            select(ContactAttempt).where(ContactAttempt.ledger_entry_id == entry.id)
+        ).all()
+    deferred = [a for a in attempts if a.outcome == "defer"]
+    assert len(deferred) == 1 and "Sunday" in (deferred[0].detail or "")
+    kinds = [e.kind for e in timeline]
+    assert kinds.index("reminder_deferred") < kinds.index("reminder_sent")
+    sent_at = next(e.at for e in timeline if e.kind == "reminder_sent")
+    monday_eight = santiago(sunday + timedelta(days=1), time(8, 0))
+    assert timedelta(0) <= sent_at - monday_eight < timedelta(minutes=1)
+
+
+def _closing() -> CaseClosed:
+    return CaseClosed("the test is over", "test")
