@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -26,11 +27,10 @@ from receivables.case import (
 from receivables.cases import (
     case_handle,
     change_due_date,
-    close_case,
+    close_in_store,
+    commit_money_movement,
     connect,
     open_cases_without_one,
-    report_credit,
-    report_payment,
 )
 from receivables.devserver import DevServerError
 from receivables.governance import GOVERNANCE_FILE, sync_governance
@@ -41,7 +41,7 @@ from receivables.importer import (
 from receivables.ledger import ContactLedger
 from receivables.mapping import MappingError
 from receivables.messages import format_lint_report, lint_templates
-from receivables.money import MoneyError, parse_operator_amount
+from receivables.money import MoneyError, format_amount, parse_operator_amount
 from receivables.people_cli import add_people_commands
 from receivables.policy import PolicyError, load_policy_book
 from receivables.schema import migrate
@@ -49,6 +49,7 @@ from receivables.settings import Settings, load_settings
 from receivables.store import (
     Invoice,
     OutboxMessage,
+    PaymentKind,
     find_invoice,
     make_engine,
     session_scope,
@@ -160,30 +161,44 @@ def _instant(text: str | None) -> datetime:
 
 
 def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
-    """Record a payment (or, with --credit, a credit note) and tell the invoice's case."""
+    """Record a payment (or, with --credit, a credit note), then tell the invoice's case."""
     invoice = _invoice(settings, args.invoice)
     amount = parse_operator_amount(args.amount, invoice.currency)
     at = _instant(args.at)
+    kind = PaymentKind.CREDIT_NOTE if args.credit else PaymentKind.PAYMENT
+    # The store decides first, so a refused movement never reaches the case.
+    result = commit_money_movement(
+        make_engine(settings.resolved_database_url),
+        settings.tenant,
+        args.invoice,
+        kind=kind,
+        reference=args.reference,
+        amount_minor=amount,
+        currency=invoice.currency,
+        at=at,
+    )
 
-    async def send() -> None:
+    async def tell_case() -> None:
         client = await connect(settings.temporal)
-        engine = make_engine(settings.resolved_database_url)
+        handle = case_handle(client, settings.tenant, args.invoice)
         if args.credit:
             credit = CreditApplied(args.reference, amount, invoice.currency, at)
-            result = await report_credit(
-                client, engine, settings.tenant, args.invoice, credit
-            )
+            await handle.signal(InvoiceWorkflow.apply_credit, credit)
         else:
             payment = PaymentReceived(args.reference, amount, invoice.currency, at)
-            result = await report_payment(
-                client, engine, settings.tenant, args.invoice, payment
-            )
-        note = (
-            "" if result.applied else " (reference already recorded: nothing changed)"
-        )
-        print(f"{args.invoice}: balance {result.balance_minor}, {result.status}{note}")
+            await handle.signal(InvoiceWorkflow.record_payment, payment)
 
-    asyncio.run(send())
+    asyncio.run(tell_case())
+    note = "" if result.applied else " (reference already recorded: nothing changed)"
+    if result.overpaid_minor:
+        note += (
+            f"; overpaid by {format_amount(result.overpaid_minor, invoice.currency)}: "
+            "refund it or apply it to another invoice"
+        )
+    print(
+        f"{args.invoice}: balance {format_amount(result.balance_minor, invoice.currency)}, "
+        f"{result.status}{note}"
+    )
     return 0
 
 
@@ -219,18 +234,22 @@ def _date(text: str, name: str) -> date:
 
 def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel an invoice or write it off; its case ends with no further contact."""
-    _invoice(settings, args.invoice)
     stage = Stage.CANCELLED if args.command == "cancel" else Stage.WRITTEN_OFF
+    engine = make_engine(settings.resolved_database_url)
+    # The store decides first: a paid or closed invoice is refused before Temporal is asked.
+    if close_in_store(engine, settings.tenant, args.invoice, stage):
 
-    async def send() -> None:
-        client = await connect(settings.temporal)
-        engine = make_engine(settings.resolved_database_url)
-        closing = CaseClosed(args.reason, args.by)
-        await close_case(
-            client, engine, settings.tenant, args.invoice, stage=stage, closing=closing
-        )
+        async def send() -> None:
+            client = await connect(settings.temporal)
+            handle = case_handle(client, settings.tenant, args.invoice)
+            signal = (
+                InvoiceWorkflow.cancel
+                if stage == Stage.CANCELLED
+                else (InvoiceWorkflow.write_off)
+            )
+            await handle.signal(signal, CaseClosed(args.reason, args.by))
 
-    asyncio.run(send())
+        asyncio.run(send())
     print(f"{args.invoice}: {stage}")
     return 0
 
@@ -333,22 +352,68 @@ def cmd_lint_templates(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a historical portfolio through the real workflows on the time-skipping server."""
-    from receivables.simulation import simulate
+    from receivables.report import headline_text, write_html_report
+    from receivables.simulation import replay_kpis, simulate
 
-    with tempfile.TemporaryDirectory(prefix="dunning-replay-") as work_dir:
-        summary = asyncio.run(
-            simulate(
-                Path(args.file),
-                args.mapping,
-                settings=settings,
-                work_dir=Path(work_dir),
-            )
+    runs = [("policies", settings)]
+    if args.compare_policies:
+        alternative = dataclasses.replace(
+            settings, policies_dir=Path(args.compare_policies)
         )
-    print(summary.to_text())
+        runs.append((Path(args.compare_policies).name, alternative))
+    results = []
+    for label, run_settings in runs:
+        with tempfile.TemporaryDirectory(prefix="dunning-replay-") as work_dir:
+            summary = asyncio.run(
+                simulate(
+                    Path(args.file),
+                    args.mapping,
+                    settings=run_settings,
+                    work_dir=Path(work_dir),
+                )
+            )
+            kpis = replay_kpis(Path(work_dir)) if args.report else None
+        print(f"== {label}\n{summary.to_text()}")
+        results.append((label, summary, kpis))
     if args.json:
-        Path(args.json).write_text(summary.to_json() + "\n", encoding="utf-8")
+        Path(args.json).write_text(results[0][1].to_json() + "\n", encoding="utf-8")
         print(f"summary written to {args.json}")
-    return 0 if summary.reminders_after_payment == 0 else 3
+    if args.report and results[0][2] is not None:
+        compare = results[1] if len(results) > 1 else None
+        write_html_report(
+            results[0][2],
+            Path(args.report),
+            title=f"Replay of {Path(args.file).name}",
+            compare=compare[2] if compare else None,
+            compare_label=compare[0] if compare else None,
+        )
+        print(headline_text(results[0][2]))
+        print(f"report written to {args.report}")
+    return 0 if all(r[1].reminders_after_payment == 0 for r in results) else 3
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """KPIs of the tenant's portfolio: headline in the terminal, HTML and CSV on request."""
+    from receivables.kpis import compute_kpis
+    from receivables.report import headline_text, write_csv_export, write_html_report
+
+    as_of = _date(args.as_of, "--as-of") if args.as_of else datetime.now(UTC).date()
+    kpis = compute_kpis(
+        make_engine(settings.resolved_database_url),
+        tenant=settings.tenant,
+        as_of=as_of,
+        group_by=args.group_by,
+    )
+    print(headline_text(kpis))
+    if args.html:
+        write_html_report(
+            kpis, Path(args.html), title=f"Portfolio {settings.tenant}, {as_of}"
+        )
+        print(f"report written to {args.html}")
+    if args.csv:
+        write_csv_export(kpis, Path(args.csv))
+        print(f"figures written to {args.csv}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -426,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("file", help="a historical portfolio CSV, with settled dates")
     sim.add_argument("--mapping", required=True, help="a name in policies/mappings/")
     sim.add_argument("--json", help="write the summary as JSON here")
+    sim.add_argument("--report", help="write the replay's KPI report (HTML) here")
+    sim.add_argument(
+        "--compare-policies",
+        metavar="DIR",
+        help="replay again under the policies of DIR and compare them in the report",
+    )
     sim.set_defaults(handler=cmd_simulate)
 
     pay = commands.add_parser(
@@ -479,6 +550,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_people_commands(commands)
 
+    report = commands.add_parser(
+        "report", help="KPIs: aging, DSO, recovery, contacts, tasks"
+    )
+    report.add_argument("--as-of", help="report date, YYYY-MM-DD; default today")
+    report.add_argument("--html", help="write the HTML report here")
+    report.add_argument("--csv", help="write the figures as CSV here")
+    report.add_argument("--group-by", choices=["segment", "customer", "policy"])
+    report.set_defaults(handler=cmd_report)
+
     bench = commands.add_parser("bench", help="benchmark on a fresh dev server")
     bench.add_argument("--cases", type=int, default=300, help="cases per measurement")
     bench.add_argument(
@@ -489,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+COMMANDS_WITHOUT_STORE = {"server", "simulate", "bench", "lint-templates"}
 USER_ERRORS = (
     OperatorError,
     PolicyError,
@@ -508,7 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return int(args.handler(args, load_settings()))
+        settings = load_settings()
+        if args.command not in COMMANDS_WITHOUT_STORE:
+            # Every command that reads or writes the store brings its schema up to date first.
+            migrate(settings.resolved_database_url)
+        return int(args.handler(args, settings))
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

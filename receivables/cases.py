@@ -336,6 +336,29 @@ async def report_credit(
     return result
 
 
+def close_in_store(
+    engine: Engine, tenant: str, invoice_number: str, stage: Stage
+) -> bool:
+    """Cancel or write off an open invoice in the store; True when it has a case to tell."""
+    status = {
+        Stage.CANCELLED: InvoiceStatus.CANCELLED,
+        Stage.WRITTEN_OFF: InvoiceStatus.WRITTEN_OFF,
+    }
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, tenant, invoice_number)
+        if invoice is None:
+            raise LookupError(
+                f"no invoice {invoice_number!r} for tenant {tenant}; check the folio "
+                "(leading zeros count)"
+            )
+        had_case = invoice.status == InvoiceStatus.OPEN
+        if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.NEEDS_DUE_DATE):
+            _refuse_unless_open(invoice, str(stage).replace("_", " "))
+        invoice.status = status[stage]
+        session.add(invoice)
+    return had_case
+
+
 async def close_case(
     client: Client,
     engine: Engine,
@@ -346,20 +369,7 @@ async def close_case(
     closing: CaseClosed,
 ) -> None:
     """Cancel or write off an open invoice: the store first, then its case."""
-    status = {
-        Stage.CANCELLED: InvoiceStatus.CANCELLED,
-        Stage.WRITTEN_OFF: InvoiceStatus.WRITTEN_OFF,
-    }
-    with session_scope(engine) as session:
-        invoice = find_invoice(session, tenant, invoice_number)
-        if invoice is None:
-            raise LookupError(f"no invoice {invoice_number!r} for tenant {tenant}")
-        had_case = invoice.status == InvoiceStatus.OPEN
-        if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.NEEDS_DUE_DATE):
-            _refuse_unless_open(invoice, str(stage).replace("_", " "))
-        invoice.status = status[stage]
-        session.add(invoice)
-    if had_case:
+    if close_in_store(engine, tenant, invoice_number, stage):
         signal = (
             InvoiceWorkflow.cancel
             if stage == Stage.CANCELLED

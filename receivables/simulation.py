@@ -19,6 +19,7 @@ from activities.replay import ReplayActivities, ReplayDayResult
 from receivables.devserver import start_time_skipping_environment
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import import_portfolio
+from receivables.kpis import KpiReport, compute_kpis, portfolio_span
 from receivables.policy import load_policy_book
 from receivables.schema import migrate
 from receivables.settings import Settings
@@ -167,6 +168,18 @@ async def simulate(
     summary.wall_seconds = round(wall_clock.perf_counter() - started, 1)
     engine.dispose()
     return summary
+
+
+def replay_kpis(work_dir: Path) -> KpiReport:
+    """The KPIs of the replay left in ``work_dir``, over the whole replayed span."""
+    engine = make_engine(f"sqlite:///{work_dir / 'replay.sqlite'}")
+    try:
+        span = portfolio_span(engine, REPLAY_TENANT)
+        if span is None:
+            raise SimulationError("the replay store is empty: run the replay first")
+        return compute_kpis(engine, tenant=REPLAY_TENANT, as_of=span[1], period=span)
+    finally:
+        engine.dispose()
 
 
 async def _drive(client: Client, engine: Engine, settings: Settings) -> ReplayDayResult:

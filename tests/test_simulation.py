@@ -61,3 +61,45 @@ async def test_replay_refuses_a_portfolio_with_rejected_rows(
 
     with pytest.raises(SimulationError, match="rejected"):
         await simulate(bad, "ibm-ar", settings=settings, work_dir=work)
+
+
+def test_simulate_writes_a_report_comparing_two_policies_on_the_same_history(
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import starter
+
+    portfolio = first_rows_of(shared_dir / IBM_FILE, tmp_path / "slice.csv", 60)
+    quieter = tmp_path / "quieter"
+    shutil.copytree(PROJECT_ROOT / "policies", quieter)
+    b2b = quieter / "preventive-b2b.yaml"
+    # The alternative drops the courtesy notice a week before the due date.
+    text = b2b.read_text(encoding="utf-8")
+    start = text.index("  - id: R-7")
+    b2b.write_text(text[:start] + text[text.index("  - id: R-1") :], encoding="utf-8")
+    report = tmp_path / "replay.html"
+
+    code = starter.main(
+        [
+            "simulate",
+            str(portfolio),
+            "--mapping",
+            "ibm-ar",
+            "--report",
+            str(report),
+            "--compare-policies",
+            str(quieter),
+        ]
+    )
+
+    printed = capsys.readouterr().out
+    assert code == 0
+    sent = [
+        int(line.split()[-1])
+        for line in printed.splitlines()
+        if "reminders sent" in line
+    ]
+    assert len(sent) == 2 and sent[1] < sent[0]
+    html = report.read_text(encoding="utf-8")
+    assert "<svg" in html and "quieter" in html

@@ -1,0 +1,88 @@
+"""The operator's command line: clear refusals, reports, and commands that leave no mess."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+import starter
+from receivables.store import Invoice, InvoiceStatus, make_engine, session_scope
+from tests.case_helpers import add_invoice
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated SQLite store in a scratch data folder, as the commands find it."""
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DUNNING_TENANT", "test")
+    # No Temporal here: a command that needed one would fail loudly on this port.
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    url = f"sqlite:///{tmp_path / 'dunning.sqlite'}"
+    from receivables.schema import migrate
+
+    migrate(url)
+    return url
+
+
+def test_report_prints_headlines_and_writes_html_and_csv(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = datetime.now(UTC).date()
+    add_invoice(
+        make_engine(store),
+        invoice_number="0000000042",
+        issue_date=today - timedelta(days=70),
+        due_date=today - timedelta(days=40),
+        amount_minor=1_250_000,
+    )
+
+    code = starter.main(
+        ["report", "--html", str(tmp_path / "r.html"), "--csv", str(tmp_path / "r.csv")]
+    )
+
+    assert code == 0
+    assert "1,250,000" in capsys.readouterr().out
+    assert "<svg" in (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "metric" in (tmp_path / "r.csv").read_text(encoding="utf-8").splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["pay", "0000000042", "0", "--reference", "Z"], "above zero"),
+        (["pay", "0000000042", "-5", "--reference", "N"], "above zero"),
+        (["pay", "42", "100", "--reference", "X"], "leading zeros count"),
+        (["cancel", "0000000042", "--reason", "x"], "is paid; nothing was changed"),
+        (["move-due", "0000000042", "31-12-2026", "--reason", "x"], "YYYY-MM-DD"),
+    ],
+)
+def test_impossible_commands_are_refused_before_anything_changes(
+    store: str, capsys: pytest.CaptureFixture[str], command: list[str], message: str
+) -> None:
+    engine = make_engine(store)
+    add_invoice(
+        engine,
+        invoice_number="0000000042",
+        issue_date=date(2026, 1, 5),
+        due_date=date(2026, 2, 4),
+        amount_minor=300_000,
+    )
+    with session_scope(engine) as session:
+        invoice = session.exec(
+            select(Invoice).where(Invoice.invoice_number == "0000000042")
+        ).one()
+        invoice.status, invoice.balance_minor = InvoiceStatus.PAID, 0
+        session.add(invoice)
+
+    code = starter.main(command)
+
+    assert code == 2
+    assert message in capsys.readouterr().err
+    with session_scope(engine) as session:
+        stored = session.exec(
+            select(Invoice).where(Invoice.invoice_number == "0000000042")
+        ).one()
+    assert (stored.status, stored.balance_minor) == (InvoiceStatus.PAID, 0)
