@@ -19,6 +19,7 @@ class PeopleActivities:
     def open_task(self, request: TaskRequest) -> OpenedTask:
         """Open the task once per (case, step): a retried activity returns the same task."""
         opened = tasks.open_task(self._engine, request)
+        _count("dunning_tasks_opened", "Human tasks opened", request.kind)
         activity.logger.info(
             "opened task %s (%s) on %s",
             opened.task_id,
@@ -30,6 +31,12 @@ class PeopleActivities:
     @activity.defn(name="escalate_task")
     def escalate_task(self, request: EscalationRequest) -> str:
         """Hand a late task to the next level, once; returns who has it now."""
-        return tasks.escalate_task(
+        holder = tasks.escalate_task(
             self._engine, request.task_id, to_level=request.to_level, at=request.at
         )
+        _count("dunning_tasks_escalated", "Tasks escalated after a missed SLA", "sla")
+        return holder
+
+
+def _count(name: str, description: str, kind: str) -> None:
+    activity.metric_meter().create_counter(name, description).add(1, {"kind": kind})

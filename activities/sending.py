@@ -146,6 +146,7 @@ class ReminderSender:
             key.invoice_number,
             gate.decision.reason,
         )
+        _count(str(verdict), key.channel)
         if verdict is Verdict.DEFER:
             return SendOutcome(
                 SendStatus.DEFERRED,
@@ -191,6 +192,7 @@ class ReminderSender:
         except ChannelError as error:
             status = ContactStatus.PENDING if error.retryable else ContactStatus.FAILED
             self._ledger.finish(entry.entry_id, status, reason=str(error), at=now)
+            _count("failed", key.channel)
             if error.retryable:
                 raise
             return SendOutcome(SendStatus.FAILED, key.channel, str(error))
@@ -205,6 +207,7 @@ class ReminderSender:
         activity.logger.info(
             "sent %s of %s by %s", key.step_id, key.invoice_number, key.channel
         )
+        _count("sent", key.channel)
         return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id)
 
     def _delivered_before(self, key: ContactKey, now: datetime) -> SendOutcome | None:
@@ -303,6 +306,15 @@ class ReminderSender:
         return render_message(
             self._templates_dir, request.template, route.channel, language, context
         )
+
+
+def _count(outcome: str, channel: str) -> None:
+    """Count a contact outcome on the worker's metrics (no personal data in the labels)."""
+    counter = activity.metric_meter().create_counter(
+        "dunning_contacts",
+        "Contacts by outcome (sent, defer, deny, failed) and channel",
+    )
+    counter.add(1, {"outcome": outcome, "channel": channel})
 
 
 def _why_not_payable(invoice: Invoice) -> str | None:

@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from receivables.case import (
@@ -64,7 +65,21 @@ async def connect(settings: TemporalSettings) -> Client:
         api_key=settings.api_key,
         tls=tls,
         data_converter=pydantic_data_converter,
+        runtime=metrics_runtime(settings.metrics_address),
     )
+
+
+_RUNTIMES: dict[str, Runtime] = {}
+
+
+def metrics_runtime(address: str | None) -> Runtime | None:
+    """A runtime exporting Prometheus metrics on ``address``, one per address and process."""
+    if not address:
+        return None
+    if address not in _RUNTIMES:
+        telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
+        _RUNTIMES[address] = Runtime(telemetry=telemetry)
+    return _RUNTIMES[address]
 
 
 def _read(path: str | None) -> bytes | None:

@@ -24,6 +24,8 @@ class TemporalSettings:
     tls_client_key_path: str | None = None
     tls_server_ca_path: str | None = None
     tls_server_name: str | None = None
+    # host:port for a Prometheus /metrics endpoint (Temporal's runtime metrics plus ours).
+    metrics_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         tls_client_key_path=env.get("TEMPORAL_TLS_CLIENT_KEY_PATH"),
         tls_server_ca_path=env.get("TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
         tls_server_name=env.get("TEMPORAL_TLS_SERVER_NAME"),
+        metrics_address=env.get("DUNNING_METRICS_ADDRESS") or None,
     )
     return Settings(
         data_dir=data_dir,

@@ -208,7 +208,7 @@ async def _drive(client: Client, engine: Engine, settings: Settings) -> ReplayDa
 
 
 def settings_time_zone(book: object) -> str:
-    """The replay's events land at 08:00 in the creditor's zone (the policies' default)."""
+    """The replay's events land at 07:30 in the creditor's zone (the policies' default)."""
     policies = getattr(book, "policies", {})
     zones = {policy.time_zone for policy in policies.values()}
     return sorted(zones)[0] if zones else "America/Santiago"

@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 from receivables.case import InvoiceCase
 from receivables.cases import case_from_store, case_handle, start_case
 from receivables.channels import MessageChannel
+from receivables.planning import within_usual_contact_hours
 from receivables.policy import Policy
 from receivables.settings import Settings
 from receivables.store import (
@@ -65,6 +66,7 @@ def add_invoice(
     customer_name: str = "Comercial O'Higgins & Cía. Ltda.",
     customer_id: str | None = None,
     tenant: str = "test",
+    time_zone: str = SANTIAGO,
 ) -> tuple[Invoice, Customer]:
     """Commit one open invoice and its customer (created unless it exists), as an import would."""
     customer_id = customer_id or f"C-{invoice_number}"
@@ -75,7 +77,7 @@ def add_invoice(
             name=customer_name,
             email=f"pagos-{customer_id.lower()}@customers.invalid",
             phone="+56911112222",
-            time_zone=SANTIAGO,
+            time_zone=time_zone,
         )
         invoice = Invoice(
             tenant=tenant,
@@ -90,6 +92,15 @@ def add_invoice(
         session.add(customer)
         session.add(invoice)
     return invoice, customer
+
+
+def zone_in_contact_hours(now: datetime) -> str:
+    """A fixed-offset zone where ``now`` falls in usual contact hours, whatever the hour here."""
+    for hours in range(-12, 15):
+        zone = f"Etc/GMT{-hours:+d}" if hours else "UTC"
+        if within_usual_contact_hours(now, zone):
+            return zone
+    raise AssertionError(f"no zone has contact hours at {now}")
 
 
 def unique_number() -> str:

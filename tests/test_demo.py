@@ -14,7 +14,7 @@ from receivables.case import case_workflow_id
 from receivables.demo import load_sample_portfolio, open_every_case
 from receivables.schema import migrate
 from receivables.settings import PROJECT_ROOT, Settings, TemporalSettings
-from receivables.store import Customer, OutboxMessage, make_engine, session_scope
+from receivables.store import ContactLedgerEntry, Customer, make_engine, session_scope
 from worker import build_worker
 
 
@@ -28,13 +28,13 @@ def demo_settings(tmp_path: Path) -> Settings:
     )
 
 
-async def wait_for_outbox(settings: Settings, attempts: int = 120) -> int:
-    """Poll the outbox until the first reminders land; give up after ``attempts`` tries."""
+async def wait_for_first_contact(settings: Settings, attempts: int = 120) -> int:
+    """Poll the ledger until the first contacts are decided (sent, or deferred at night)."""
     engine = make_engine(settings.resolved_database_url)
     for _ in range(attempts):
         with session_scope(engine) as session:
             count = session.exec(
-                select(func.count()).where(OutboxMessage.tenant == settings.tenant)
+                select(func.count()).where(ContactLedgerEntry.tenant == settings.tenant)
             ).one()
         if count:
             return count
@@ -53,26 +53,26 @@ async def test_sample_portfolio_runs_live_cases_that_read_well_in_the_ui(
 
     async with worker:
         opened = await open_every_case(local_env.client, settings)
-        sent = await wait_for_outbox(settings)
+        decided = await wait_for_first_contact(settings)
         reopened = await open_every_case(local_env.client, settings)
         with session_scope(engine) as session:
-            message = session.exec(select(OutboxMessage)).first()
+            contact = session.exec(select(ContactLedgerEntry)).first()
             names = [c.name for c in session.exec(select(Customer)).all()]
-        assert message is not None
+        assert contact is not None
         handle = local_env.client.get_workflow_handle(
-            case_workflow_id(settings.tenant, message.invoice_number)
+            case_workflow_id(settings.tenant, contact.invoice_number)
         )
         description = await handle.describe()
         metadata = await handle.query("__temporal_workflow_metadata")
 
-    assert opened["opened"] >= 10 and sent >= 1
+    assert opened["opened"] >= 10 and decided >= 1
     assert reopened == {"already open": opened["opened"]}
     attributes = description.typed_search_attributes
     assert attributes.get(sa.DUNNING_TENANT) == settings.tenant
     assert attributes.get(sa.DUNNING_STAGE) in {"not_due", "overdue"}
     assert attributes.get(sa.DUNNING_POLICY_VERSION, "").endswith("@1")
     summary = await description.static_summary()
-    assert summary is not None and message.invoice_number in summary
+    assert summary is not None and contact.invoice_number in summary
     details = metadata.current_details
     assert "**Stage:**" in details and "**Balance:**" in details
     searchable = " ".join(str(pair.value) for pair in attributes) + summary + details

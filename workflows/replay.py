@@ -24,7 +24,9 @@ class ReplayPlan:
     days: list[date]
     time_zone: str
     case_task_queue: str
-    events_at: time = time(8, 0)
+    # Bank files and new invoices land before contact hours open (08:00), as they do in a
+    # collections office; at 08:00 exactly a payment and a deferred reminder would race.
+    events_at: time = time(7, 30)
     totals: ReplayDayResult = field(default_factory=ReplayDayResult)
 
 
