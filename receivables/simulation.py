@@ -24,6 +24,7 @@ from receivables.policy import load_policy_book
 from receivables.schema import migrate
 from receivables.settings import Settings
 from receivables.store import (
+    ContactAttempt,
     ContactLedgerEntry,
     ContactStatus,
     Invoice,
@@ -56,6 +57,7 @@ class SimulationSummary:
     reminders_by_channel: dict[str, int]
     contacts_cancelled_at_send: int
     contacts_blocked: int
+    contact_deferrals: int  # decisions that moved a contact to a lawful instant
     paid_before_due: int
     paid_after_step: dict[str, int]
     reminders_after_payment: int
@@ -81,6 +83,7 @@ class SimulationSummary:
                 f"  by channel             {top(self.reminders_by_channel)}",
                 f"cancelled at send time   {self.contacts_cancelled_at_send}",
                 f"blocked (no contact)     {self.contacts_blocked}",
+                f"deferred by a rule       {self.contact_deferrals} times",
                 f"paid on or before due    {self.paid_before_due}",
                 f"paid after step          {top(self.paid_after_step)}",
                 f"reminders after payment  {self.reminders_after_payment}",
@@ -224,6 +227,16 @@ def summarize(
             select(ContactLedgerEntry).where(ContactLedgerEntry.tenant == tenant)
         ).all()
         payments = session.exec(select(Payment).where(Payment.tenant == tenant)).all()
+        deferrals = len(
+            session.exec(
+                select(ContactAttempt.id)
+                .join(ContactLedgerEntry)
+                .where(
+                    ContactLedgerEntry.tenant == tenant,
+                    ContactAttempt.outcome == "defer",
+                )
+            ).all()
+        )
 
     paid_at = {p.invoice_number: as_utc(p.received_at) for p in payments}
     sent = [e for e in entries if e.status == ContactStatus.SENT]
@@ -246,6 +259,7 @@ def summarize(
             e.status == ContactStatus.CANCELLED for e in entries
         ),
         contacts_blocked=sum(e.status == ContactStatus.BLOCKED for e in entries),
+        contact_deferrals=deferrals,
         paid_before_due=sum(
             1
             for i in invoices
