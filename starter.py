@@ -43,6 +43,7 @@ from receivables.mapping import MappingError
 from receivables.messages import format_lint_report, lint_templates
 from receivables.money import MoneyError, format_amount, parse_operator_amount
 from receivables.people_cli import add_people_commands
+from receivables.planning import format_local
 from receivables.policy import PolicyError, load_policy_book
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
@@ -50,6 +51,7 @@ from receivables.store import (
     Invoice,
     OutboxMessage,
     PaymentKind,
+    find_customer,
     find_invoice,
     make_engine,
     session_scope,
@@ -258,7 +260,9 @@ def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
-    """Show a case as its workflow sees it: stage, balance, next step and timeline."""
+    """Show a case as its workflow sees it: stage, balance, next step, timeline and ledger."""
+    invoice = _invoice(settings, args.invoice)
+    zone = _debtor_zone(settings, invoice)
 
     async def show() -> None:
         client = await connect(settings.temporal)
@@ -266,26 +270,32 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
         state = await handle.query(InvoiceWorkflow.state)
         timeline = await handle.query(InvoiceWorkflow.timeline)
         print(
-            f"invoice {args.invoice}: {state.stage}, balance {state.balance_minor} "
-            f"{state.currency}, policy {state.policy_name}@{state.policy_version}"
+            f"invoice {args.invoice}: {state.stage}, balance "
+            f"{format_amount(state.balance_minor, state.currency)}, due {state.due_date}, "
+            f"policy {state.policy_name}@{state.policy_version}"
         )
-        if state.next_step:
-            print(
-                f"next: {state.next_step.step_id} by {state.next_step.channel} "
-                f"at {state.next_step.at.isoformat()}"
-            )
+        if state.waiting_for:
+            print(f"waiting for: {state.waiting_for}")
         for entry in timeline:
-            print(f"  {entry.at.isoformat()}  {entry.kind:<18} {entry.detail}")
+            print(f"  {format_local(entry.at, zone)}  {entry.kind:<18} {entry.detail}")
 
     asyncio.run(show())
+    print("contact ledger (step, channel, status, attempts, last reason):")
     for entry in ContactLedger(make_engine(settings.resolved_database_url)).entries_for(
         settings.tenant, args.invoice
     ):
+        reason = "" if entry.reason in (None, "sent") else f"  {entry.reason}"
         print(
-            f"  ledger {entry.step_id:<8} {entry.channel:<8} {entry.status:<9} "
-            f"attempts {entry.attempts}  {entry.reason or ''}"
+            f"  {entry.step_id:<8} {entry.channel:<8} {entry.status:<9} "
+            f"x{entry.attempts}{reason}"
         )
     return 0
+
+
+def _debtor_zone(settings: Settings, invoice: Invoice) -> str:
+    with session_scope(make_engine(settings.resolved_database_url)) as session:
+        customer = find_customer(session, invoice.tenant, invoice.customer_id)
+    return customer.time_zone if customer else "UTC"
 
 
 def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,1 +1,1 @@
-"""Temporal activities: the side effects a case asks for (sending, recording, starting)."""
+"""Temporal activities: the side effects a case asks for (sending, tasks, replay days)."""

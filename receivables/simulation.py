@@ -203,7 +203,11 @@ async def _drive(client: Client, engine: Engine, settings: Settings) -> ReplayDa
         time_zone=settings_time_zone(book),
         case_task_queue=queue,
     )
-    log.info("replaying %d event days from %s", len(plan.days), plan.days[0])
+    print(
+        f"replaying {len(plan.days)} event days from {plan.days[0]} to {plan.days[-1]} "
+        "(dates moved forward by whole weeks); this takes a few minutes",
+        flush=True,
+    )
     async with worker:
         return await client.execute_workflow(
             PortfolioReplayWorkflow.run, plan, id=f"replay/{queue}", task_queue=queue
