@@ -23,7 +23,7 @@ from receivables.cases import report_payment
 from receivables.governance import sync_governance
 from receivables.ledger import ContactLedger
 from receivables.settings import PROJECT_ROOT
-from receivables.store import make_engine
+from receivables.store import Customer, find_customer, make_engine, session_scope
 from receivables.tasks import HumanTask
 from tests.case_helpers import (
     CaseRun,
@@ -79,8 +79,6 @@ async def pay_in_full(
 
 def tasks_of(engine: Engine, invoice_number: str) -> list[HumanTask]:
     """Every human task opened for an invoice, oldest first."""
-    from receivables.store import session_scope
-
     with session_scope(engine) as session:
         statement = (
             select(HumanTask)
@@ -214,3 +212,40 @@ async def test_a_missed_task_sla_escalates_to_the_supervisor_once(
     assert task.kind == "call_debtor" and task.escalation_level == 1
     assert sum(e.kind == "task_escalated" for e in timeline) == 1
     assert state.escalation_level == 1
+
+
+async def test_no_reachable_contact_asks_a_person_once_and_other_channels_carry_on(
+    time_skipping_env: WorkflowEnvironment, engine: Engine, year: int
+) -> None:
+    env = time_skipping_env
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 3, 2),
+        due_date=date(year, 4, 1),
+        amount_minor=210_000,
+    )
+    with session_scope(engine) as session:
+        stored: Customer | None = find_customer(session, "test", customer.customer_id)
+        assert stored is not None
+        stored.phone = None
+        session.add(stored)
+    policy = policy_with_steps(
+        {"id": "S+1", "offset_days": 1, "channel": "sms", "template": "overdue-first"},
+        {
+            "id": "E+3",
+            "offset_days": 3,
+            "channel": "email",
+            "template": "overdue-first",
+        },
+        {"id": "S+5", "offset_days": 5, "channel": "sms", "template": "overdue-second"},
+    )
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        await pay_in_full(env, run, santiago(date(year, 4, 8), time(12, 0)))
+
+    assert [t.kind for t in tasks_of(engine, invoice.invoice_number)] == [
+        "verify_contact"
+    ]
+    assert [m.step_id for m in run.outbox()] == ["E+3"]

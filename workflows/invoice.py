@@ -68,6 +68,8 @@ with workflow.unsafe.imports_passed_through():
         silence_reason,
     )
 
+# The send activity's reason when no channel of a step has a usable address.
+NO_REACHABLE_CONTACT = "no reachable contact"
 # A step noticed this long after its time, outside usual contact hours, waits for its
 # next local send time.
 LATE_TOLERANCE = timedelta(minutes=30)
@@ -113,6 +115,7 @@ class InvoiceWorkflow:
         self._promise: ActivePromise | None = None
         self._promises_made = 0
         self._contact_under_repair = False
+        self._contact_task_asked = False
         self._tasks: dict[int, TaskInFlight] = {}
         self._tasks_to_open: list[_TaskToOpen] = []
         self._escalation = GovernanceLevel.EXECUTIVE
@@ -584,6 +587,10 @@ class InvoiceWorkflow:
         self._record(
             f"reminder_{outcome.status}", self._describe_outcome(step, outcome)
         )
+        if outcome.status is SendStatus.BLOCKED and outcome.reason.startswith(
+            NO_REACHABLE_CONTACT
+        ):
+            self._ask_for_contact(outcome.reason)
 
     async def _open_task(self, task: _TaskToOpen) -> None:
         request = TaskRequest(
@@ -715,8 +722,16 @@ class InvoiceWorkflow:
             reason = "wrong or unreachable contact: fix the data"
             self._tasks_to_open.append(_TaskToOpen(f"FIX-{task.task_id}", fix, reason))
             self._contact_under_repair = True
-        elif task.kind in ("data_fix", "payment_check"):
+        elif task.kind in ("data_fix", "payment_check", "verify_contact"):
             self._contact_under_repair = False
+
+    def _ask_for_contact(self, reason: str) -> None:
+        """Once per case, ask a person for a reachable contact; other channels carry on."""
+        if self._contact_task_asked:
+            return
+        self._contact_task_asked = True
+        spec = TaskSpec(kind="verify_contact", role="executive", sla_business_days=2)
+        self._tasks_to_open.append(_TaskToOpen("VERIFY-CONTACT", spec, reason))
 
     def _finish_task_of_step(self, step_id: str) -> None:
         for task_id, task in list(self._tasks.items()):
