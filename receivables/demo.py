@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio.client import Client
 
 from receivables.cases import case_from_store, connect, start_case
@@ -20,7 +20,7 @@ from receivables.importer import import_portfolio
 from receivables.policy import load_policy_book
 from receivables.sample_portfolio import write_sample_portfolio
 from receivables.schema import migrate
-from receivables.settings import Settings
+from receivables.settings import DEFAULT_TENANT, Settings
 from receivables.store import (
     Customer,
     Invoice,
@@ -152,22 +152,52 @@ async def _until_interrupted(
             await worker
 
 
+def _an_open_invoice(settings: Settings) -> tuple[str, str] | None:
+    """A folio and balance to show in the examples, so they can be pasted as they are."""
+    with session_scope(make_engine(settings.resolved_database_url)) as session:
+        invoice = session.exec(
+            select(Invoice)
+            .where(
+                Invoice.tenant == settings.tenant, Invoice.status == InvoiceStatus.OPEN
+            )
+            .order_by(col(Invoice.due_date))
+        ).first()
+    if invoice is None:
+        return None
+    return invoice.invoice_number, str(invoice.balance_minor)
+
+
+def _environment_prefix(settings: Settings) -> str:
+    """The variables another terminal needs to reach this run, when they are not defaults."""
+    defaults = Settings()
+    wanted = {
+        "DUNNING_DATA_DIR": (str(settings.data_dir), str(defaults.data_dir)),
+        "DUNNING_TENANT": (settings.tenant, DEFAULT_TENANT),
+        "TEMPORAL_ADDRESS": (settings.temporal.address, defaults.temporal.address),
+    }
+    return "".join(
+        f"{name}={value} "
+        for name, (value, default) in wanted.items()
+        if value != default
+    )
+
+
 def _welcome(config: DevServerConfig, settings: Settings, outcome: Counter[str]) -> str:
     opened = ", ".join(f"{n} {what}" for what, n in sorted(outcome.items())) or "none"
-    database = settings.resolved_database_url
-    root = Path.cwd()
+    folio, amount = _an_open_invoice(settings) or ("<folio>", "<amount>")
+    command = f"  {_environment_prefix(settings)}.venv/bin/python starter.py"
     return "\n".join(
         [
             "",
-            f"Cases: {opened}.",
+            f"Cases: {opened} (settled rows of the sample are history, with no case).",
             f"Temporal Web UI:  {config.ui_url}/namespaces/{config.namespace}/workflows",
-            f"Store:            {database}",
+            f"Store:            {settings.resolved_database_url}",
             "",
-            "Try, in another terminal (from " + str(root) + "):",
-            "  .venv/bin/python starter.py outbox list          # messages sent so far",
-            "  .venv/bin/python starter.py outbox show 1",
-            "  .venv/bin/python starter.py case <folio>         # stage, timeline, ledger",
-            "  .venv/bin/python starter.py pay <folio> <amount> --reference TRX-1",
+            f"Try, in another terminal (from {Path.cwd()}):",
+            f"{command} outbox list            # messages sent so far",
+            f"{command} case {folio}        # stage, timeline, ledger",
+            f"{command} pay {folio} {amount} --reference TRX-1",
+            f"{command} report                 # KPIs of the portfolio",
             "",
             "Press Ctrl-C to stop the worker and the dev server.",
         ]
