@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -610,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     except RPCError as error:
         print(f"error: Temporal refused: {_explain(error)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`outbox list | head`): nothing more to say.
+        return 0
 
 
 def _explain(error: RPCError) -> str:
@@ -623,8 +627,9 @@ def _explain(error: RPCError) -> str:
 
 if __name__ == "__main__":
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    with contextlib.suppress(BrokenPipeError):
+        sys.stdout.flush()
+        sys.stderr.flush()
     # Leave without interpreter finalisation: the Temporal client's native threads can
     # abort a finalising interpreter (sdk-python issue 300), turning success into exit 134.
     os._exit(code)
