@@ -1,4 +1,4 @@
-"""The send activity: re-check the invoice, render, record in the ledger, deliver once."""
+"""The send activity: re-check the invoice, route past closed addresses, deliver once."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from receivables.channels import (
 )
 from receivables.contact_gate import gate_contact, trace
 from receivables.contact_rules import Verdict
+from receivables.deliveries import OPTED_OUT, Suppression, find_suppressions, suppress
 from receivables.ledger import ContactKey, ContactLedger, LedgerSnapshot
 from receivables.messages import (
     MessageContext,
@@ -28,7 +29,10 @@ from receivables.messages import (
 )
 from receivables.money import format_amount
 from receivables.planning import local_date_of
+from receivables.providers.errors import Failure, ProviderError
+from receivables.providers.sms_encoding import analyse_sms
 from receivables.store import (
+    ContactLedgerEntry,
     ContactStatus,
     Customer,
     Invoice,
@@ -51,10 +55,24 @@ class CreditorProfile:
     )
 
 
+# The workflow turns a BLOCKED outcome whose reason starts so into a "verify contact" task.
+NO_REACHABLE_CONTACT = "no reachable contact"
+# Texts billed by encoding and segments; their cost is recorded before they are sent.
+SMS_CHANNELS = frozenset({"sms", "whatsapp"})
+
+
 @dataclass(frozen=True)
 class _Route:
     channel: str
     recipient: str
+    closed: Suppression | None = None  # a bounce or opt-out closed this address
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A channel refused one route for good; the step passes to its next channel."""
+
+    reason: str
 
 
 class ReminderSender:
@@ -75,8 +93,27 @@ class ReminderSender:
 
     @activity.defn(name="send_reminder")
     def send_reminder(self, request: SendReminderRequest) -> SendOutcome:
-        """Deliver a reminder unless committed state says the invoice is no longer payable."""
+        """Deliver a reminder by the step's first open channel while the invoice is payable."""
         now = activity.info().current_attempt_scheduled_time
+        invoice, customer = self._load(request)
+        routes = self._routes(request, customer)
+
+        for route in routes:
+            delivered = self._delivered_before(self._key(request, route), now)
+            if delivered is not None:
+                return delivered
+        refusal = _why_not_payable(invoice)
+        if refusal is not None:
+            first = next((route for route in routes if route.closed is None), None)
+            key = self._key(request, first)
+            return self._decide(request, key, ContactStatus.CANCELLED, refusal, now)
+        if customer is None or not routes:
+            return self._unreachable(request, routes, [], now)
+
+        return self._send_by_first_open_route(request, routes, invoice, customer, now)
+
+    def _load(self, request: SendReminderRequest) -> tuple[Invoice, Customer | None]:
+        """The committed invoice and its customer; an invoice not in the store fails for good."""
         with session_scope(self._engine) as session:
             invoice = find_invoice(session, request.tenant, request.invoice_number)
             if invoice is None:
@@ -85,26 +122,55 @@ class ReminderSender:
                     "the store; import it before starting its case",
                     non_retryable=True,
                 )
-            customer = find_customer(session, invoice.tenant, invoice.customer_id)
+            return invoice, find_customer(session, invoice.tenant, invoice.customer_id)
 
-        route = self._choose_route(request, customer)
-        key = self._key(request, route)
-        delivered = self._delivered_before(key, now)
-        if delivered is not None:
-            return delivered
-        refusal = _why_not_payable(invoice)
-        if refusal is not None:
-            return self._decide(request, key, ContactStatus.CANCELLED, refusal, now)
-        if route is None or customer is None:
-            reason = "no reachable contact on " + ", ".join(_channels_of(request))
-            return self._decide(request, key, ContactStatus.BLOCKED, reason, now)
-
-        try:
-            rendered = self._render(request, route, invoice, customer, now)
-        except (TemplateRenderError, ValueError) as error:
-            return self._decide(request, key, ContactStatus.BLOCKED, str(error), now)
+    def _send_by_first_open_route(
+        self,
+        request: SendReminderRequest,
+        routes: list[_Route],
+        invoice: Invoice,
+        customer: Customer,
+        now: datetime,
+    ) -> SendOutcome:
+        """Try the routes in the step's order; a closed or refused one passes to the next."""
         variables = _template_variables(invoice, request)
-        return self._deliver(request, key, customer, rendered, now, variables)
+        failures: list[str] = []
+        for route in routes:
+            key = self._key(request, route)
+            if route.closed is not None:
+                reason = _closed_reason(route.closed)
+                self._decide(request, key, ContactStatus.FAILED, reason, now)
+                failures.append(f"{route.channel}: {reason}")
+                continue
+            try:
+                rendered = self._render(request, route, invoice, customer, now)
+            except (TemplateRenderError, ValueError) as error:
+                return self._decide(
+                    request, key, ContactStatus.BLOCKED, str(error), now
+                )
+            result = self._deliver(request, key, customer, rendered, now, variables)
+            if isinstance(result, SendOutcome):
+                return result
+            failures.append(f"{route.channel}: {result.reason}")
+        return self._unreachable(request, routes, failures, now)
+
+    def _unreachable(
+        self,
+        request: SendReminderRequest,
+        routes: list[_Route],
+        failures: list[str],
+        now: datetime,
+    ) -> SendOutcome:
+        """Block the step for a person: no channel of it is left, and why each one is not."""
+        routed = {route.channel for route in routes}
+        unrouted = [
+            channel for channel in _channels_of(request) if channel not in routed
+        ]
+        if unrouted:
+            failures = [*failures, "no usable address on " + ", ".join(unrouted)]
+        reason = f"{NO_REACHABLE_CONTACT}: " + "; ".join(failures)
+        key = self._key(request, None)
+        return self._decide(request, key, ContactStatus.BLOCKED, reason, now)
 
     def _begin(
         self,
@@ -164,38 +230,25 @@ class ReminderSender:
         rendered: RenderedMessage,
         now: datetime,
         variables: dict[str, str],
-    ) -> SendOutcome:
-        entry_or_outcome = self._begin(request, key, customer, now)
-        if isinstance(entry_or_outcome, SendOutcome):
-            return entry_or_outcome
-        entry = entry_or_outcome
+    ) -> SendOutcome | _Refused:
+        """Send by one route; a permanent refusal is recorded and handed back, not raised."""
+        entry = self._begin(request, key, customer, now)
+        if isinstance(entry, SendOutcome):
+            return entry
+        if key.channel in SMS_CHANNELS:
+            self._record_sms_cost(entry.entry_id, rendered.body)
 
         channel = self._channels[key.channel]
         message_key = idempotency_key(*key.__dict__.values())
-        if entry.attempts > 1:
-            # The previous attempt may have reached the channel before the worker died.
-            already = channel.find_sent(message_key)
-            if already is not None:
-                self._ledger.finish(
-                    entry.entry_id,
-                    ContactStatus.SENT,
-                    reason="accepted by the channel on an earlier attempt",
-                    at=now,
-                    provider_message_id=already,
-                )
-                return SendOutcome(SendStatus.SENT, key.channel, "sent", already, True)
-
         try:
             message_id = channel.send(
                 _outgoing(message_key, key, request, rendered, variables)
             )
         except ChannelError as error:
-            status = ContactStatus.PENDING if error.retryable else ContactStatus.FAILED
-            self._ledger.finish(entry.entry_id, status, reason=str(error), at=now)
-            _count("failed", key.channel)
+            self._record_refusal(key, entry.entry_id, error, now)
             if error.retryable:
                 raise
-            return SendOutcome(SendStatus.FAILED, key.channel, str(error))
+            return _Refused(str(error))
 
         self._ledger.finish(
             entry.entry_id,
@@ -210,9 +263,53 @@ class ReminderSender:
         _count("sent", key.channel)
         return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id)
 
+    def _record_refusal(
+        self, key: ContactKey, entry_id: int, error: ChannelError, now: datetime
+    ) -> None:
+        """Keep a channel's refusal in the ledger; an opt-out also closes the address."""
+        status = ContactStatus.PENDING if error.retryable else ContactStatus.FAILED
+        self._ledger.finish(entry_id, status, reason=str(error), at=now)
+        _count("failed", key.channel)
+        if error.retryable:
+            return
+        failure = error.failure if isinstance(error, ProviderError) else "permanent"
+        activity.logger.info(
+            "%s refused %s of %s (%s): trying the next channel",
+            key.channel,
+            key.step_id,
+            key.invoice_number,
+            failure,
+        )
+        if isinstance(error, ProviderError) and error.failure is Failure.OPTED_OUT:
+            suppress(
+                self._engine,
+                tenant=key.tenant,
+                channel=key.channel,
+                address=key.recipient,
+                reason=OPTED_OUT,
+                source=f"{error.provider} error {error.code}",
+                at=now,
+            )
+
+    def _record_sms_cost(self, entry_id: int, body: str) -> None:
+        """Write the text's encoding and billed segments on its ledger entry before sending."""
+        # Limit: WhatsApp outside its 24-hour window sends an approved template instead of
+        # this body; the figures then say what the text would have cost, not the template.
+        cost = analyse_sms(body)
+        with session_scope(self._engine) as session:
+            entry = session.get(ContactLedgerEntry, entry_id)
+            assert entry is not None
+            entry.sms_encoding = cost.encoding
+            entry.sms_segments = cost.segments
+            session.add(entry)
+
     def _delivered_before(self, key: ContactKey, now: datetime) -> SendOutcome | None:
-        """An attempt that died after the channel accepted it counts as sent, paid or not."""
+        """A route already sent, or whose attempt died after the channel took it, counts as sent."""
         entry = self._ledger.find(key)
+        if entry is not None and entry.status == ContactStatus.SENT:
+            return SendOutcome(
+                SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
+            )
         if (
             entry is None
             or entry.status != ContactStatus.PENDING
@@ -260,16 +357,23 @@ class ReminderSender:
         )
         return SendOutcome(SendStatus(str(status)), key.channel, reason)
 
-    def _choose_route(
+    def _routes(
         self, request: SendReminderRequest, customer: Customer | None
-    ) -> _Route | None:
+    ) -> list[_Route]:
+        """The step's channels in order that have an address and a channel here."""
         if customer is None:
-            return None
+            return []
+        pairs: dict[tuple[str, str], None] = {}
         for channel in _channels_of(request):
             recipient = _address_for(customer, channel)
             if recipient and channel in self._channels:
-                return _Route(channel, recipient)
-        return None
+                pairs[(channel, recipient)] = None
+        # A closed address stays in the list, marked, so the ledger shows why it was passed.
+        closed = find_suppressions(self._engine, request.tenant, pairs)
+        return [
+            _Route(channel, address, closed.get((channel, address)))
+            for channel, address in pairs
+        ]
 
     def _key(self, request: SendReminderRequest, route: _Route | None) -> ContactKey:
         return ContactKey(
@@ -323,6 +427,11 @@ def _why_not_payable(invoice: Invoice) -> str | None:
     if invoice.balance_minor <= 0:
         return f"balance is {invoice.balance_minor} at send time: nothing to collect"
     return None
+
+
+def _closed_reason(closed: Suppression) -> str:
+    """Why a closed address was passed over, without the address: it reaches the workflow."""
+    return f"address closed ({closed.reason}, {closed.source}, {closed.at:%Y-%m-%d})"
 
 
 def _channels_of(request: SendReminderRequest) -> list[str]:

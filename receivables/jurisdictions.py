@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Sequence
 from datetime import date, time
 from functools import cache
@@ -22,12 +23,14 @@ from pydantic import (
     model_validator,
 )
 
+from receivables.mapping import CUSTOMER_TYPES
 from receivables.policy import PolicyError
 
 JURISDICTIONS_DIR = Path(__file__).resolve().parents[1] / "policies" / "jurisdictions"
 RuleId = Annotated[
     str, Field(pattern=r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*-[0-9]{2,}$", max_length=30)
 ]
+_PHRASE = re.compile(r"\w[^*]*\*?")
 
 
 class JurisdictionError(PolicyError):
@@ -275,6 +278,31 @@ class ContentRule(_RuleBase):
     kind: Literal["content"]
     check: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     min_days_past_due: int | None = Field(default=None, ge=0, le=365)
+    # Words a message must not say, matched whole and ignoring case and accents; a trailing
+    # "*" also matches longer words that start so ("demanda*": demandado, demandaremos).
+    phrases: tuple[str, ...] = ()
+    # Phrases that contain a listed word but mean something else ("sin embargo": however).
+    allowed: tuple[str, ...] = ()
+    # Only policies that segments.yaml may give debts of these customer types; empty: all.
+    customer_types: tuple[str, ...] = ()
+
+    @field_validator("phrases", "allowed")
+    @classmethod
+    def _phrases_are_words(cls, phrases: tuple[str, ...]) -> tuple[str, ...]:
+        for phrase in phrases:
+            if not _PHRASE.fullmatch(phrase):
+                raise ValueError(
+                    f"{phrase!r} must be words, with '*' only at the end of the last one"
+                )
+        return phrases
+
+    @field_validator("customer_types")
+    @classmethod
+    def _known_customer_types(cls, types: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [kind for kind in types if kind not in CUSTOMER_TYPES]
+        if unknown:
+            raise ValueError(f"unknown {unknown}; use {', '.join(CUSTOMER_TYPES)}")
+        return types
 
     def governs(self, channel: str | None, channel_class: ChannelClass | None) -> bool:
         """Content rules never decide timing."""
@@ -555,6 +583,7 @@ _FIXED_FIELDS = frozenset(
         "condition",
         "country",
         "check",
+        "customer_types",
     }
 )
 
@@ -642,6 +671,11 @@ def _fewer_is_looser(before: tuple[Any, ...], after: tuple[Any, ...]) -> str | N
     return f"drops {dropped}" if dropped else None
 
 
+def _more_is_looser(before: tuple[Any, ...], after: tuple[Any, ...]) -> str | None:
+    added = [item for item in after if item not in before]
+    return f"adds {added}" if added else None
+
+
 def _channels_looser(before: tuple[str, ...], after: tuple[str, ...]) -> str | None:
     # An empty list means "the whole class", the widest reach a rule can have.
     if not before:
@@ -697,6 +731,8 @@ _JUDGES: dict[str, Callable[[Any, Any], str | None]] = {
     "clear_days": _lower_is_looser,
     "days": _lower_is_looser,
     "min_days_past_due": _min_days_looser,
+    "phrases": _fewer_is_looser,
+    "allowed": _more_is_looser,
     "effective_from": _from_looser,
     "effective_to": _to_looser,
 }

@@ -17,6 +17,13 @@ import jinja2
 from jinja2 import pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from receivables.content_lint import (
+    JURISDICTIONS_FOLDER,
+    BoundRule,
+    bind_rules,
+    check_message,
+    content_rules_by_policy,
+)
 from receivables.money import MoneyError, exponent_of, format_money
 from receivables.policy import Channel, PolicyBook, PolicyError, load_policy_book
 
@@ -477,9 +484,11 @@ def lint_samples(language: str) -> tuple[MessageContext, MessageContext]:
     return hostile, replace(hostile, contact_name=None, payment_link=None)
 
 
-def _template_uses(book: PolicyBook) -> dict[tuple[str, str, str], list[str]]:
-    """Every (template id, channel, language) a policy step may send, with the steps."""
-    uses: dict[tuple[str, str, str], list[str]] = {}
+def _template_uses(
+    book: PolicyBook,
+) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
+    """Every (template id, channel, language) a step may send, with (policy, step)."""
+    uses: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     for policy in book.policies.values():
         languages = dict.fromkeys((policy.language, *LINT_LANGUAGES))
         for step in policy.steps:
@@ -491,7 +500,7 @@ def _template_uses(book: PolicyBook) -> dict[tuple[str, str, str], list[str]]:
                     label += f" ({channel.value} fallback)"
                 for language in languages:
                     key = (step.template, channel.value, language)
-                    uses.setdefault(key, []).append(label)
+                    uses.setdefault(key, []).append((policy.name, label))
     return uses
 
 
@@ -542,6 +551,7 @@ def _lint_part(
     file: Path,
     sample: MessageContext,
     language: str,
+    bound: Sequence[BoundRule],
 ) -> list[LintProblem]:
     """Render one file against one sample and report what a debtor would see wrong."""
     try:
@@ -567,7 +577,11 @@ def _lint_part(
                 "Shorten it: one accent or ñ makes every segment 67 characters",
             )
         )
-    return [LintProblem(file, problem, fix) for problem, fix in findings]
+    problems = [LintProblem(file, problem, fix) for problem, fix in findings]
+    return problems + [
+        LintProblem(file, found.problem, found.fix, found.line, found.used_by)
+        for found in check_message(file, text, bound)
+    ]
 
 
 def _lint_use(
@@ -576,6 +590,7 @@ def _lint_use(
     template_id: str,
     channel: str,
     language: str,
+    bound: Sequence[BoundRule],
 ) -> list[LintProblem]:
     """Check every file of a template id, channel and language against each sample."""
     problems: list[LintProblem] = []
@@ -589,7 +604,9 @@ def _lint_use(
             )
     for file in files:
         for sample in lint_samples(language):
-            problems += _lint_part(environment, templates_dir, file, sample, language)
+            problems += _lint_part(
+                environment, templates_dir, file, sample, language, bound
+            )
     return problems
 
 
@@ -597,12 +614,16 @@ def lint_templates(policies_dir: Path, templates_dir: Path) -> list[LintProblem]
     """Render every template the policies may send, in each language; list defects."""
     try:
         book = load_policy_book(policies_dir)
-    except PolicyError as error:
+        rules_of = content_rules_by_policy(
+            book, policies_dir / JURISDICTIONS_FOLDER, date.today()
+        )
+    except PolicyError as error:  # a JurisdictionError too
         return [
             LintProblem(
                 Path(error.file),
                 f"{error.field}: {error.reason}",
-                "Fix the policy book first: templates are checked against its steps",
+                "Fix the policy book and its jurisdiction profiles first: templates "
+                "are checked against its steps and their content rules",
             )
         ]
     if not templates_dir.is_dir():
@@ -616,13 +637,17 @@ def lint_templates(policies_dir: Path, templates_dir: Path) -> list[LintProblem]
     environment = _environment(templates_dir)
     found: dict[tuple[Path, int | None, str], LintProblem] = {}
     for (template_id, channel, language), users in sorted(_template_uses(book).items()):
+        bound = bind_rules(users, rules_of)
+        labels = [label for _, label in users]
         for problem in _lint_use(
-            environment, templates_dir, template_id, channel, language
+            environment, templates_dir, template_id, channel, language, bound
         ):
             key = (problem.file, problem.line, problem.problem)
             earlier = found[key].used_by if key in found else ()
+            # A content problem names only the steps its rule binds; others, every step.
+            users_of = problem.used_by or labels
             found[key] = replace(
-                problem, used_by=tuple(dict.fromkeys((*earlier, *users)))
+                problem, used_by=tuple(dict.fromkeys((*earlier, *users_of)))
             )
     return list(found.values())
 

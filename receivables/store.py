@@ -133,6 +133,9 @@ class ContactLedgerEntry(SQLModel, table=True):
     planned_at: datetime
     decided_at: datetime | None = None
     provider_message_id: str | None = None
+    # What an SMS or WhatsApp text costs, counted before it is sent (GSM-7 or UCS-2).
+    sms_encoding: str | None = None
+    sms_segments: int | None = None
 
 
 class ContactAttempt(SQLModel, table=True):
@@ -144,6 +147,20 @@ class ContactAttempt(SQLModel, table=True):
     outcome: str
     detail: str | None = None
     at: datetime = Field(default_factory=utc_now)
+
+
+class ContactSuppression(SQLModel, table=True):
+    """An address closed on one channel: a hard bounce or an opt-out; nothing more goes to it."""
+
+    __table_args__ = (UniqueConstraint("tenant", "channel", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str
+    channel: str
+    address: str  # normalised: e-mail in lower case, phone as + and digits
+    reason: str  # bounced, opted_out
+    source: str  # what told us: "sendgrid bounced <message id>", "twilio error 21610"
+    at: datetime
 
 
 class OutboxMessage(SQLModel, table=True):

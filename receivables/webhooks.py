@@ -51,7 +51,7 @@ class DeliveryStatus(enum.StrEnum):
     """What became of a message we sent, as far as the ledger cares."""
 
     DELIVERED = "delivered"
-    BOUNCED = "bounced"  # the mailbox or number does not exist or refused it
+    BOUNCED = "bounced"  # a hard bounce: the mailbox or number does not exist
     FAILED = "failed"  # the provider gave up: carrier error, dropped, undelivered
     OPTED_OUT = "opted_out"  # unsubscribe link or spam report on an email
 
@@ -152,6 +152,10 @@ def parse_sendgrid_events(payload: str) -> list[DeliveryEvent]:
         status = _SENDGRID_STATUS.get(str(item.get("event")))
         if status is None or not item.get("sg_message_id"):
             continue
+        if status is DeliveryStatus.BOUNCED and item.get("type") == "blocked":
+            # A receiving server refused for now (reputation, full mailbox): this message
+            # failed, but the address exists and must not be closed as a hard bounce.
+            status = DeliveryStatus.FAILED
         # sg_message_id is the X-Message-Id we stored, then ".filter..." per recipient.
         message_id = str(item["sg_message_id"]).split(".", 1)[0]
         stamp = item.get("timestamp")

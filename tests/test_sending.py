@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import UTC, date, time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from sqlmodel import col, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.sending import ReminderSender
+from activities.sending import CreditorProfile, ReminderSender
 from receivables.case import SendOutcome, SendReminderRequest, SendStatus
 from receivables.channels import (
     ChannelError,
@@ -83,11 +84,12 @@ def send(
     engine: Engine,
     reminder: SendReminderRequest,
     channels: dict[str, MessageChannel] | None = None,
+    creditor: CreditorProfile | None = None,
 ) -> SendOutcome:
     """Run send_reminder as the worker would, scheduled at the planned instant."""
     outbox = OutboxChannel(engine)
     sender = ReminderSender(
-        engine, channels or {"email": outbox, "sms": outbox}, TEMPLATES_DIR
+        engine, channels or {"email": outbox, "sms": outbox}, TEMPLATES_DIR, creditor
     )
     environment = ActivityEnvironment()
     environment.info = dataclasses.replace(
@@ -261,7 +263,7 @@ def test_a_customer_without_any_contact_is_blocked(engine: Engine) -> None:
 
     assert (outcome.status, outcome.reason) == (
         SendStatus.BLOCKED,
-        "no reachable contact on email, sms",
+        "no reachable contact: no usable address on email, sms",
     )
     assert outbox(engine) == []
     [entry] = ledger(engine)
@@ -316,17 +318,88 @@ def test_a_retryable_channel_error_leaves_the_contact_pending_and_raises(
 
 
 @pytest.mark.usefixtures("invoice")
-def test_a_permanent_channel_error_fails_the_contact(engine: Engine) -> None:
+def test_a_permanent_refusal_on_the_only_channel_asks_a_person(engine: Engine) -> None:
     channel = FlakyChannel(
         OutboxChannel(engine), ChannelError("address rejected", retryable=False)
     )
 
     outcome = send(engine, request(), channels={"email": channel})
 
-    assert (outcome.status, outcome.reason) == (SendStatus.FAILED, "address rejected")
-    [entry] = ledger(engine)
-    assert (entry.status, entry.reason) == (ContactStatus.FAILED, "address rejected")
+    assert (outcome.status, outcome.reason) == (
+        SendStatus.BLOCKED,
+        "no reachable contact: email: address rejected",
+    )
+    [refused, blocked] = ledger(engine)
+    assert (refused.status, refused.reason) == (
+        ContactStatus.FAILED,
+        "address rejected",
+    )
+    assert (blocked.status, blocked.recipient) == (ContactStatus.BLOCKED, "(none)")
     assert outbox(engine) == []
+
+
+@pytest.mark.usefixtures("invoice")
+def test_a_permanent_refusal_falls_back_to_the_next_channel(engine: Engine) -> None:
+    email = FlakyChannel(
+        OutboxChannel(engine), ChannelError("mailbox unknown", retryable=False)
+    )
+    channels: dict[str, MessageChannel] = {
+        "email": email,
+        "sms": OutboxChannel(engine),
+    }
+
+    outcome = send(engine, request(fallback_channels=("sms",)), channels)
+
+    [message] = outbox(engine)
+    assert (outcome.status, outcome.channel) == (SendStatus.SENT, "sms")
+    assert (message.channel, message.recipient) == ("sms", "+56911112222")
+    assert [
+        (entry.channel, entry.status, entry.reason) for entry in ledger(engine)
+    ] == [
+        ("email", ContactStatus.FAILED, "mailbox unknown"),
+        ("sms", ContactStatus.SENT, "sent"),
+    ]
+
+
+@pytest.mark.usefixtures("invoice")
+def test_a_retry_after_the_fallback_was_sent_sends_nothing_again(
+    engine: Engine,
+) -> None:
+    # The result of the send by SMS was lost; the retry must not try e-mail again either.
+    email = FlakyChannel(
+        OutboxChannel(engine), ChannelError("mailbox unknown", retryable=False)
+    )
+    channels: dict[str, MessageChannel] = {
+        "email": email,
+        "sms": OutboxChannel(engine),
+    }
+    first = send(engine, request(fallback_channels=("sms",)), channels)
+
+    again = send(engine, request(fallback_channels=("sms",)), channels)
+
+    assert again == dataclasses.replace(first, duplicate=True)
+    assert email.calls == 1
+    assert len(outbox(engine)) == 1
+
+
+@pytest.mark.usefixtures("invoice")
+def test_a_retryable_refusal_of_the_fallback_raises_after_recording_the_first(
+    engine: Engine,
+) -> None:
+    email = FlakyChannel(
+        OutboxChannel(engine), ChannelError("mailbox unknown", retryable=False)
+    )
+    sms = FlakyChannel(
+        OutboxChannel(engine), ChannelError("carrier busy", retryable=True)
+    )
+
+    with pytest.raises(ChannelError, match="carrier busy"):
+        send(engine, request(fallback_channels=("sms",)), {"email": email, "sms": sms})
+
+    assert [(entry.channel, entry.status) for entry in ledger(engine)] == [
+        ("email", ContactStatus.FAILED),
+        ("sms", ContactStatus.PENDING),
+    ]
 
 
 @pytest.mark.usefixtures("invoice")
@@ -469,3 +542,72 @@ def test_a_message_accepted_before_a_crash_stays_sent_when_the_invoice_is_paid_m
     [entry] = ContactLedger(engine).entries_for("test", invoice)
     assert entry.status == ContactStatus.SENT
     assert entry.provider_message_id == outcome.message_id
+
+
+class CostReadingChannel:
+    """Notes what the ledger says a text costs at the moment the channel is called."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._outbox = OutboxChannel(engine)
+        self.seen: list[tuple[str | None, int | None]] = []
+
+    def send(self, message: OutgoingMessage) -> str:
+        """Read the entry's SMS cost, then store the message."""
+        with session_scope(self._engine) as session:
+            entry = session.exec(
+                select(ContactLedgerEntry).where(
+                    ContactLedgerEntry.channel == message.channel,
+                    ContactLedgerEntry.recipient == message.recipient,
+                )
+            ).one()
+            self.seen.append((entry.sms_encoding, entry.sms_segments))
+        return self._outbox.send(message)
+
+    def find_sent(self, idempotency_key: str) -> str | None:
+        """Ask the outbox."""
+        return self._outbox.find_sent(idempotency_key)
+
+
+@pytest.mark.parametrize(
+    ("creditor_name", "encoding", "part"),
+    [
+        # ú and á have no GSM-7 septet: the whole text goes as UCS-2, 67 per part.
+        ("José Núñez Ibáñez E.I.R.L.", "UCS-2", 67),
+        # é and ñ do: the text stays GSM-7, 153 septets per part.
+        ("José Muñoz E.I.R.L.", "GSM-7", 153),
+    ],
+)
+@pytest.mark.usefixtures("invoice")
+def test_an_sms_records_its_encoding_and_true_segments_before_it_is_sent(
+    engine: Engine, creditor_name: str, encoding: str, part: int
+) -> None:
+    change_customer(engine, email=None)
+    sms = CostReadingChannel(engine)
+
+    send(
+        engine,
+        request(fallback_channels=("sms",)),
+        {"email": OutboxChannel(engine), "sms": sms},
+        CreditorProfile(name=creditor_name),
+    )
+
+    [message] = outbox(engine)
+    assert creditor_name in message.body
+    # Long enough to be split; no character costs two units (no emoji, no € or brackets).
+    assert len(message.body) > 160
+    assert not set(message.body) & set("^{}\\[~]|€\f")
+    assert all(ord(char) <= 0xFFFF for char in message.body)
+    expected = (encoding, math.ceil(len(message.body) / part))
+    assert sms.seen == [expected]
+    [entry] = ledger(engine)
+    assert (entry.sms_encoding, entry.sms_segments) == expected
+
+
+@pytest.mark.usefixtures("invoice")
+def test_an_email_records_no_sms_cost(engine: Engine) -> None:
+    send(engine, request())
+
+    [entry] = ledger(engine)
+    assert entry.status == ContactStatus.SENT
+    assert (entry.sms_encoding, entry.sms_segments) == (None, None)

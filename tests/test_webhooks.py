@@ -31,6 +31,7 @@ from receivables.webhooks import (
     WebhookSecrets,
     WebhookServer,
     is_opt_out,
+    parse_sendgrid_events,
 )
 
 pytest_plugins = ("tests.fakes.fixtures",)
@@ -259,6 +260,27 @@ def test_signed_sendgrid_events_are_parsed(
     assert isinstance(first, DeliveryEvent)
     assert first.idempotency_key == SENDGRID_BATCH[0]["idempotency_key"]
     assert first.occurred_at == datetime.fromtimestamp(1774969200, UTC)
+
+
+@pytest.mark.parametrize(
+    ("bounce_type", "status"),
+    [("bounce", DeliveryStatus.BOUNCED), ("blocked", DeliveryStatus.FAILED)],
+)
+def test_only_a_hard_sendgrid_bounce_counts_as_bounced(
+    bounce_type: str, status: DeliveryStatus
+) -> None:
+    """A "blocked" bounce is a refusal for now: the message failed, the address exists."""
+    item = {
+        "email": "bruno@cliente.example",
+        "timestamp": 1774969400,
+        "event": "bounce",
+        "type": bounce_type,
+        "sg_message_id": "Xy12.filterdrecv-5f8d-1-1",
+    }
+
+    [event] = parse_sendgrid_events(json.dumps([item]))
+
+    assert (event.message_id, event.status) == ("Xy12", status)
 
 
 def test_sendgrid_events_with_a_changed_payload_are_refused(

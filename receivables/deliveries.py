@@ -1,0 +1,254 @@
+"""What providers report after sending: deliveries, bounces and opt-outs, each applied once."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from receivables.store import (
+    ContactAttempt,
+    ContactLedgerEntry,
+    ContactStatus,
+    ContactSuppression,
+    session_scope,
+    utc_now,
+)
+from receivables.webhooks import (
+    DeliveryEvent,
+    DeliveryStatus,
+    InboundMessage,
+    WebhookEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+BOUNCED = "bounced"
+OPTED_OUT = "opted_out"
+
+# The ContactAttempt outcome each report leaves; "delivery_failed" keeps a provider's later
+# report apart from the "failed" the send activity writes when a channel refuses at once.
+_REPORTED = {
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.BOUNCED: "bounced",
+    DeliveryStatus.FAILED: "delivery_failed",
+    DeliveryStatus.OPTED_OUT: "opted_out",
+}
+# A report that closes the address for good, on the channel the message went by.
+_CLOSES = {DeliveryStatus.BOUNCED: BOUNCED, DeliveryStatus.OPTED_OUT: OPTED_OUT}
+
+
+class Applied(enum.StrEnum):
+    """What applying one provider event did to the store."""
+
+    APPLIED = "applied"
+    ALREADY_APPLIED = "already_applied"  # the provider sent the same event again
+    UNKNOWN_MESSAGE = "unknown_message"  # no ledger entry of the tenant has that id
+    IGNORED = "ignored"  # an inbound text that is not an opt-out
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """A closed address as the send activity reads it, without the address itself."""
+
+    channel: str
+    reason: str
+    source: str
+    at: datetime
+
+
+def normalise_address(channel: str, address: str) -> str:
+    """The form an address is closed and looked up under: lower-case mail, ``+`` and digits."""
+    if channel == "email":
+        return address.strip().casefold()
+    if channel in ("sms", "whatsapp"):
+        # Imports keep numbers as written ("+56 9 1234 5678"); Twilio reports them bare.
+        bare = address.strip().removeprefix("whatsapp:")
+        digits = "".join(char for char in bare if char.isdigit())
+        return ("+" if bare.startswith("+") else "") + digits
+    return address.strip()
+
+
+def suppress(
+    engine: Engine,
+    *,
+    tenant: str,
+    channel: str,
+    address: str,
+    reason: str,
+    source: str,
+    at: datetime,
+) -> bool:
+    """Close an address on one channel; False when it was closed already."""
+    try:
+        with session_scope(engine) as session:
+            return _suppress(session, tenant, channel, address, reason, source, at)
+    except IntegrityError:
+        # Another callback closed the same address between our read and our insert.
+        return False
+
+
+def find_suppressions(
+    engine: Engine, tenant: str, routes: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Suppression]:
+    """The closed ones among (channel, address) pairs, keyed by the pair as given."""
+    found: dict[tuple[str, str], Suppression] = {}
+    with session_scope(engine) as session:
+        for channel, address in routes:
+            row = session.exec(
+                _suppression(tenant, channel, normalise_address(channel, address))
+            ).first()
+            if row is not None:
+                found[(channel, address)] = Suppression(
+                    channel, row.reason, row.source, row.at
+                )
+    return found
+
+
+def apply_delivery_event(engine: Engine, event: DeliveryEvent, tenant: str) -> Applied:
+    """Update the ledger entry of the reported message; a bounce or opt-out closes the address."""
+    try:
+        return _apply_delivery(engine, event, tenant)
+    except IntegrityError:
+        # A copy of the same callback, applied at the same moment, closed the address
+        # first and rolled this one back; applied again, it finds that copy's work.
+        return _apply_delivery(engine, event, tenant)
+
+
+def apply_inbound(engine: Engine, message: InboundMessage, tenant: str) -> Applied:
+    """An opt-out (STOP, BAJA...) closes the sender's number on the channel it wrote from."""
+    if not message.opt_out:
+        return Applied.IGNORED
+    closed = suppress(
+        engine,
+        tenant=tenant,
+        channel=message.channel,
+        address=message.sender,
+        reason=OPTED_OUT,
+        source=f"{message.provider} inbound opt-out {message.message_id}",
+        at=message.received_at,
+    )
+    logger.info(
+        "inbound opt-out %s on %s: %s",
+        message.message_id,
+        message.channel,
+        "closed the number" if closed else "number was closed already",
+    )
+    return Applied.APPLIED if closed else Applied.ALREADY_APPLIED
+
+
+def event_handler(engine: Engine, tenant: str) -> Callable[[WebhookEvent], None]:
+    """The ``on_event`` of a WebhookApp that applies every verified callback to the store."""
+
+    def apply(event: WebhookEvent) -> None:
+        """Apply one event; an error makes the app answer 500 so the provider retries."""
+        if isinstance(event, DeliveryEvent):
+            apply_delivery_event(engine, event, tenant)
+        else:
+            apply_inbound(engine, event, tenant)
+
+    return apply
+
+
+def _apply_delivery(engine: Engine, event: DeliveryEvent, tenant: str) -> Applied:
+    at = event.occurred_at or utc_now()
+    outcome = _REPORTED[event.status]
+    with session_scope(engine) as session:
+        entry = session.exec(_entry_of(tenant, event.message_id)).first()
+        if entry is None or entry.id is None:
+            logger.info("no %s ledger entry for %s", event.provider, event.message_id)
+            return Applied.UNKNOWN_MESSAGE
+        if _reported_before(session, entry.id, outcome):
+            return Applied.ALREADY_APPLIED
+        detail = _describe(event)
+        if event.status in (DeliveryStatus.BOUNCED, DeliveryStatus.FAILED):
+            entry.status = ContactStatus.FAILED
+            entry.reason = detail
+            entry.decided_at = at
+            session.add(entry)
+        session.add(
+            ContactAttempt(
+                ledger_entry_id=entry.id,
+                attempt=entry.attempts,
+                outcome=outcome,
+                detail=detail,
+                at=at,
+            )
+        )
+        closing = _CLOSES.get(event.status)
+        if closing is not None:
+            source = f"{event.provider} {event.status} {event.message_id}"
+            _suppress(
+                session, tenant, entry.channel, entry.recipient, closing, source, at
+            )
+    logger.info("%s message %s: %s", event.provider, event.message_id, outcome)
+    return Applied.APPLIED
+
+
+def _describe(event: DeliveryEvent) -> str:
+    code = f" with error {event.error_code}" if event.error_code is not None else ""
+    return f"{event.provider} reported {event.status}{code}"
+
+
+def _suppress(
+    session: Session,
+    tenant: str,
+    channel: str,
+    address: str,
+    reason: str,
+    source: str,
+    at: datetime,
+) -> bool:
+    normalised = normalise_address(channel, address)
+    if session.exec(_suppression(tenant, channel, normalised)).first() is not None:
+        return False
+    session.add(
+        ContactSuppression(
+            tenant=tenant,
+            channel=channel,
+            address=normalised,
+            reason=reason,
+            source=source,
+            at=at,
+        )
+    )
+    session.flush()
+    return True
+
+
+def _entry_of(tenant: str, message_id: str) -> SelectOfScalar[ContactLedgerEntry]:
+    # FOR UPDATE on PostgreSQL: two copies of one callback apply one after the other.
+    # Limit: provider_message_id has no index, so this scans the tenant's ledger; an
+    # index on (tenant, provider_message_id) would lift it once callbacks are frequent.
+    return (
+        select(ContactLedgerEntry)
+        .where(
+            ContactLedgerEntry.tenant == tenant,
+            ContactLedgerEntry.provider_message_id == message_id,
+        )
+        .with_for_update()
+    )
+
+
+def _reported_before(session: Session, entry_id: int, outcome: str) -> bool:
+    statement = select(ContactAttempt.id).where(
+        ContactAttempt.ledger_entry_id == entry_id, ContactAttempt.outcome == outcome
+    )
+    return session.exec(statement).first() is not None
+
+
+def _suppression(
+    tenant: str, channel: str, normalised: str
+) -> SelectOfScalar[ContactSuppression]:
+    return select(ContactSuppression).where(
+        ContactSuppression.tenant == tenant,
+        ContactSuppression.channel == channel,
+        ContactSuppression.address == normalised,
+    )
