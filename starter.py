@@ -449,6 +449,37 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    """Receive Twilio and SendGrid callbacks: deliveries, bounces and opt-outs update the store."""
+    import time
+
+    from receivables.deliveries import event_handler
+    from receivables.webhooks import WebhookApp, WebhookSecrets, WebhookServer
+
+    secrets = WebhookSecrets(
+        public_url=os.environ.get("DUNNING_WEBHOOK_PUBLIC_URL", ""),
+        twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
+        sendgrid_public_key=os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
+    )
+    if not secrets.public_url or not (
+        secrets.twilio_auth_token or secrets.sendgrid_public_key
+    ):
+        raise OperatorError(
+            "set DUNNING_WEBHOOK_PUBLIC_URL (the https address the providers call) and "
+            "TWILIO_AUTH_TOKEN and/or SENDGRID_WEBHOOK_PUBLIC_KEY to verify their signatures"
+        )
+    engine = make_engine(settings.resolved_database_url)
+    app = WebhookApp(secrets, event_handler(engine, settings.tenant))
+    with WebhookServer(app, host=args.host, port=args.port) as server:
+        print(
+            f"webhooks on {server.url} (/twilio/status, /twilio/inbound, /sendgrid/events)"
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Measure case starts, lifecycles, billable actions and memory on a dev server."""
     from receivables.benchmark import run_benchmark
@@ -569,6 +600,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--csv", help="write the figures as CSV here")
     report.add_argument("--group-by", choices=["segment", "customer", "policy"])
     report.set_defaults(handler=cmd_report)
+
+    hooks = commands.add_parser("webhooks", help="receive provider delivery callbacks")
+    hooks.add_argument(
+        "--host", default="127.0.0.1", help="bind address (put TLS in front)"
+    )
+    hooks.add_argument("--port", type=int, default=8088)
+    hooks.set_defaults(handler=cmd_webhooks)
 
     bench = commands.add_parser("bench", help="benchmark on a fresh dev server")
     bench.add_argument("--cases", type=int, default=300, help="cases per measurement")

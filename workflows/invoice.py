@@ -14,7 +14,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.people import PeopleActivities
-    from activities.sending import ReminderSender
+    from activities.sending import NO_REACHABLE_CONTACT, ReminderSender
     from receivables import search_attributes as sa
     from receivables.case import (
         CaseClosed,
@@ -68,8 +68,6 @@ with workflow.unsafe.imports_passed_through():
         silence_reason,
     )
 
-# The send activity's reason when no channel of a step has a usable address.
-NO_REACHABLE_CONTACT = "no reachable contact"
 # A step noticed this long after its time, outside usual contact hours, waits for its
 # next local send time.
 LATE_TOLERANCE = timedelta(minutes=30)
