@@ -381,6 +381,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                     args.mapping,
                     settings=run_settings,
                     work_dir=Path(work_dir),
+                    jurisdiction=args.jurisdiction,
                 )
             )
             kpis = replay_kpis(Path(work_dir)) if args.report else None
@@ -534,6 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--mapping", required=True, help="a name in policies/mappings/")
     sim.add_argument("--json", help="write the summary as JSON here")
     sim.add_argument("--report", help="write the replay's KPI report (HTML) here")
+    sim.add_argument(
+        "--jurisdiction",
+        help="replay every policy under this contact-rule profile, e.g. cl.consumer",
+    )
     sim.add_argument(
         "--compare-policies",
         metavar="DIR",

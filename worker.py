@@ -85,6 +85,7 @@ def build_worker(
             sender.send_reminder,
             people.open_task,
             people.escalate_task,
+            people.close_tasks,
             *extra_activities,  # type: ignore[list-item]
         ],
         activity_executor=ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),

@@ -6,7 +6,12 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from receivables import tasks
-from receivables.case import EscalationRequest, OpenedTask, TaskRequest
+from receivables.case import (
+    CloseTasksRequest,
+    EscalationRequest,
+    OpenedTask,
+    TaskRequest,
+)
 
 
 class PeopleActivities:
@@ -27,6 +32,19 @@ class PeopleActivities:
             request.invoice_number,
         )
         return opened
+
+    @activity.defn(name="close_tasks")
+    def close_tasks(self, request: CloseTasksRequest) -> list[int]:
+        """Cancel tasks nobody needs any more; returns the ids that were still open."""
+        closed = tasks.cancel_open_tasks(
+            self._engine,
+            request.tenant,
+            request.workflow_id,
+            at=request.at,
+            task_ids=request.task_ids,
+        )
+        activity.logger.info("closed tasks %s: %s", closed, request.reason)
+        return closed
 
     @activity.defn(name="escalate_task")
     def escalate_task(self, request: EscalationRequest) -> str:

@@ -302,6 +302,17 @@ class EscalationRequest:
 
 
 @dataclass(frozen=True)
+class CloseTasksRequest:
+    """Cancel tasks that lost their purpose: those named, or all of a case that ended."""
+
+    tenant: str
+    workflow_id: str
+    at: datetime
+    reason: str
+    task_ids: list[int] | None = None
+
+
+@dataclass(frozen=True)
 class PauseCommand:
     """A supervisor's pause: until a local date, or until resumed when ``until`` is None."""
 

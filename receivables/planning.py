@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -80,10 +81,31 @@ def _occurrences(step: PolicyStep) -> list[tuple[str, int]]:
     ]
 
 
+def spread_offset(spread_key: str, window_minutes: int) -> timedelta:
+    """The whole minutes, below the window, that a case's sends come after the send time."""
+    if window_minutes <= 0 or not spread_key:
+        return timedelta(0)
+    # A workflow re-plans from its input on every replay and on every new fact, so the
+    # offset must come out the same in every process and every year: a salted hash()
+    # would move a timer on replay and fail the workflow as nondeterministic.
+    digest = hashlib.sha256(spread_key.encode("utf-8")).digest()
+    return timedelta(minutes=int.from_bytes(digest[:8], "big") % window_minutes)
+
+
 def plan_case(
-    policy: Policy, *, issue_date: date, due_date: date, time_zone: str
+    policy: Policy,
+    *,
+    issue_date: date,
+    due_date: date,
+    time_zone: str,
+    spread_key: str = "",
 ) -> tuple[PlannedStep, ...]:
     """Place every step of a policy for one invoice, earliest first."""
+    # spread_key names the invoice (its number or workflow id); without one, a policy's
+    # spread is not applied. The spread moves the instant only: the step keeps its
+    # calendar date, which says whether its wording (before or after the due date) is
+    # true, and the contact rules still decide whether the later instant may be used.
+    spread = spread_offset(spread_key, policy.send_spread_minutes)
     planned: list[PlannedStep] = []
     for step in policy.steps:
         anchor = due_date if step.anchor is Anchor.DUE else issue_date
@@ -97,7 +119,7 @@ def plan_case(
                     template=step.template or "",
                     fallback_channels=tuple(c.value for c in step.fallback_channels),
                     local_date=day,
-                    at=local_instant(day, clock, time_zone),
+                    at=local_instant(day, clock, time_zone) + spread,
                     task=step.task,
                 )
             )

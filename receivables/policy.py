@@ -138,6 +138,9 @@ class Policy(_Strict):
     jurisdiction: str | None = None
     # A step found due this long after its time (case opened late, workers down) is skipped.
     catch_up_days: int = Field(default=3, ge=0, le=30)
+    # Each case sends up to this many minutes after the send time, so a segment due the
+    # same minute reaches the channels over a window instead of all at once.
+    send_spread_minutes: int = Field(default=0, ge=0, le=240)
     steps: tuple[PolicyStep, ...] = Field(min_length=1)
     disputes: DisputeRules = DisputeRules()
     promises: PromiseRules = PromiseRules()

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time as wall_clock
 import uuid
+import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from temporalio.client import Client
 
-from activities.replay import ReplayActivities, ReplayDayResult
+from activities.replay import ReplayActivities, ReplayDayResult, ReplayDispute
+from receivables.case import DisputeCategory, TaskOutcomeKind
 from receivables.devserver import start_time_skipping_environment
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import import_portfolio
+from receivables.jurisdictions import JurisdictionError, load_profile
 from receivables.kpis import KpiReport, compute_kpis, portfolio_span
 from receivables.policy import load_policy_book
 from receivables.schema import migrate
@@ -33,6 +38,7 @@ from receivables.store import (
     make_engine,
     session_scope,
 )
+from receivables.tasks import HumanTask
 from worker import build_worker
 from workflows.replay import PortfolioReplayWorkflow, ReplayPlan
 
@@ -58,10 +64,18 @@ class SimulationSummary:
     contacts_cancelled_at_send: int
     contacts_blocked: int
     contact_deferrals: int  # decisions that moved a contact to a lawful instant
+    contact_deferrals_by_rule: dict[str, int]  # the rule each deferral names first
     paid_before_due: int
     paid_after_step: dict[str, int]
     reminders_after_payment: int
     replay_shift_days: int
+    disputes_opened: int = 0
+    disputes_resolved: int = 0
+    tasks_opened: int = 0
+    tasks_escalated: int = 0
+    # Tasks a person closed with a payment promise: nobody works tasks in a replay, so this
+    # stays 0 until the replay learns a promise path (a debtor's word before settlement).
+    promises: int = 0
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -83,11 +97,21 @@ class SimulationSummary:
                 f"  by channel             {top(self.reminders_by_channel)}",
                 f"cancelled at send time   {self.contacts_cancelled_at_send}",
                 f"blocked (no contact)     {self.contacts_blocked}",
-                f"deferred by a rule       {self.contact_deferrals} times",
+                f"deferred by a rule       {self.contact_deferrals} times"
+                + (
+                    f" ({top(self.contact_deferrals_by_rule)})"
+                    if self.contact_deferrals
+                    else ""
+                ),
+                f"disputes opened/ended    {self.disputes_opened} / {self.disputes_resolved}",
+                f"human tasks opened       {self.tasks_opened} "
+                f"({self.tasks_escalated} escalated)",
+                f"payment promises         {self.promises}",
                 f"paid on or before due    {self.paid_before_due}",
                 f"paid after step          {top(self.paid_after_step)}",
                 f"reminders after payment  {self.reminders_after_payment}",
                 f"wall time                {self.wall_seconds:.1f} s",
+                *(f"note: {note}" for note in self.notes),
             ]
         )
 
@@ -123,8 +147,91 @@ def shift_into_future(engine: Engine, tenant: str, today: date) -> int:
     return shift.days
 
 
-def event_days(engine: Engine, tenant: str) -> list[date]:
-    """Every day on which an invoice is issued or settled, in order."""
+@dataclass(frozen=True)
+class DisputeTiming:
+    """When a replayed dispute opens after issue and how long before settlement it ends."""
+
+    opens_after_days: int = 5
+    resolves_days_before: int = 3
+
+    def __post_init__(self) -> None:
+        if self.opens_after_days < 0 or self.resolves_days_before < 0:
+            raise SimulationError(
+                "dispute offsets are whole days, zero or more; got "
+                f"{self.opens_after_days} after issue, "
+                f"{self.resolves_days_before} before settlement"
+            )
+
+
+def withhold_disputes(
+    engine: Engine, tenant: str, timing: DisputeTiming
+) -> list[ReplayDispute]:
+    """Clear the imported dispute marks and plan each as a dispute raised during the replay."""
+    # A case opened in dispute would be silent from its first day, while the portfolio only
+    # says the invoice was contested at some point: the replay raises it after issue instead.
+    with session_scope(engine) as session:
+        marked = session.exec(
+            select(Invoice).where(
+                Invoice.tenant == tenant,
+                Invoice.status == InvoiceStatus.OPEN,
+                col(Invoice.disputed).is_(True),
+            )
+        ).all()
+        disputes = []
+        for invoice in marked:
+            invoice.disputed = False
+            session.add(invoice)
+            disputes.append(
+                plan_dispute(
+                    invoice.invoice_number,
+                    invoice.amount_minor,
+                    issued=invoice.issue_date,
+                    settled=invoice.settled_date,
+                    timing=timing,
+                )
+            )
+    return sorted(disputes, key=lambda d: (d.opens_on, d.invoice_number))
+
+
+def plan_dispute(
+    invoice_number: str,
+    amount_minor: int,
+    *,
+    issued: date,
+    settled: date | None,
+    timing: DisputeTiming,
+) -> ReplayDispute:
+    """The days one replayed dispute opens and ends, always before its invoice is paid."""
+    opens_on = issued + timedelta(days=timing.opens_after_days)
+    resolves_on = None
+    if settled is not None:
+        # Raised by the day before settlement at the latest (the issue day if that is it).
+        opens_on = max(issued, min(opens_on, settled - timedelta(days=1)))
+        resolves_on = settled - timedelta(days=timing.resolves_days_before)
+        if resolves_on <= opens_on:
+            # Too close to settle apart: rejected on the settlement morning, and the day's
+            # order (disputes before payments) still ends it before the money arrives.
+            resolves_on = settled
+    return ReplayDispute(
+        invoice_number,
+        amount_minor,
+        dispute_category(invoice_number),
+        opens_on,
+        resolves_on,
+    )
+
+
+def dispute_category(invoice_number: str) -> DisputeCategory:
+    """A category chosen by the invoice number alone, the same on every replay."""
+    # crc32, not hash(): Python salts str hashes per process.
+    categories = list(DisputeCategory)
+    return categories[zlib.crc32(invoice_number.encode()) % len(categories)]
+
+
+def event_days(
+    engine: Engine, tenant: str, disputes: Sequence[ReplayDispute] = ()
+) -> list[date]:
+    """Every day on which an invoice is issued or settled or a dispute opens or ends."""
     with session_scope(engine) as session:
         rows = session.exec(
             select(col(Invoice.issue_date), col(Invoice.settled_date)).where(
@@ -132,6 +239,8 @@ def event_days(engine: Engine, tenant: str) -> list[date]:
             )
         ).all()
     days = {issued for issued, _ in rows} | {settled for _, settled in rows if settled}
+    days |= {d.opens_on for d in disputes}
+    days |= {d.resolves_on for d in disputes if d.resolves_on is not None}
     return sorted(days)
 
 
@@ -141,9 +250,44 @@ async def simulate(
     *,
     settings: Settings,
     work_dir: Path,
+    jurisdiction: str | None = None,
+    disputes: DisputeTiming | None = None,
 ) -> SimulationSummary:
-    """Import a portfolio into a scratch store and replay it through real cases."""
+    """Replay a portfolio through real cases, under ``jurisdiction``'s rules if one is given."""
     started = wall_clock.perf_counter()
+    _check_jurisdiction(jurisdiction)
+    engine = _import_into_scratch(portfolio, mapping, settings, work_dir)
+    env = await start_time_skipping_environment()
+    try:
+        today = (await env.get_current_time()).date()
+        shift = shift_into_future(engine, REPLAY_TENANT, today)
+        planned = withhold_disputes(engine, REPLAY_TENANT, disputes or DisputeTiming())
+        totals = await _drive(env.client, engine, settings, planned, jurisdiction)
+    finally:
+        await env.shutdown()
+    summary = summarize(engine, REPLAY_TENANT, totals, shift)
+    summary.wall_seconds = round(wall_clock.perf_counter() - started, 1)
+    if jurisdiction is not None:
+        summary.notes.append(f"every policy replayed under the {jurisdiction} rules")
+    engine.dispose()
+    return summary
+
+
+def _check_jurisdiction(jurisdiction: str | None) -> None:
+    # Fail before the import and the server start, not on the first contact of the replay.
+    if jurisdiction is None:
+        return
+    try:
+        load_profile(jurisdiction)
+    except JurisdictionError as error:
+        raise SimulationError(
+            f"cannot replay under jurisdiction {jurisdiction!r}: {error}"
+        ) from None
+
+
+def _import_into_scratch(
+    portfolio: Path, mapping: str, settings: Settings, work_dir: Path
+) -> Engine:
     url = f"sqlite:///{work_dir / 'replay.sqlite'}"
     migrate(url)
     report = import_portfolio(
@@ -160,17 +304,7 @@ async def simulate(
         )
     engine = make_engine(url)
     sync_governance(engine, REPLAY_TENANT, settings.policies_dir / GOVERNANCE_FILE)
-    env = await start_time_skipping_environment()
-    try:
-        today = (await env.get_current_time()).date()
-        shift = shift_into_future(engine, REPLAY_TENANT, today)
-        totals = await _drive(env.client, engine, settings)
-    finally:
-        await env.shutdown()
-    summary = summarize(engine, REPLAY_TENANT, totals, shift)
-    summary.wall_seconds = round(wall_clock.perf_counter() - started, 1)
-    engine.dispose()
-    return summary
+    return engine
 
 
 def replay_kpis(work_dir: Path) -> KpiReport:
@@ -185,7 +319,13 @@ def replay_kpis(work_dir: Path) -> KpiReport:
         engine.dispose()
 
 
-async def _drive(client: Client, engine: Engine, settings: Settings) -> ReplayDayResult:
+async def _drive(
+    client: Client,
+    engine: Engine,
+    settings: Settings,
+    disputes: list[ReplayDispute],
+    jurisdiction: str | None,
+) -> ReplayDayResult:
     queue = f"replay-{uuid.uuid4().hex[:8]}"
     book = load_policy_book(settings.policies_dir)
     replay = ReplayActivities(client, engine, book)
@@ -199,13 +339,16 @@ async def _drive(client: Client, engine: Engine, settings: Settings) -> ReplayDa
     )
     plan = ReplayPlan(
         tenant=REPLAY_TENANT,
-        days=event_days(engine, REPLAY_TENANT),
+        days=event_days(engine, REPLAY_TENANT, disputes),
         time_zone=settings_time_zone(book),
         case_task_queue=queue,
+        disputes=disputes,
+        jurisdiction=jurisdiction,
     )
     print(
         f"replaying {len(plan.days)} event days from {plan.days[0]} to {plan.days[-1]} "
-        "(dates moved forward by whole weeks); this takes a few minutes",
+        f"with {len(disputes)} disputes (dates moved forward by whole weeks); "
+        "this takes a few minutes",
         flush=True,
     )
     async with worker:
@@ -224,23 +367,15 @@ def settings_time_zone(book: object) -> str:
 def summarize(
     engine: Engine, tenant: str, totals: ReplayDayResult, shift_days: int
 ) -> SimulationSummary:
-    """Count what the replay did from the store and the contact ledger."""
+    """Count what the replay did from the store, the contact ledger and the task list."""
     with session_scope(engine) as session:
         invoices = session.exec(select(Invoice).where(Invoice.tenant == tenant)).all()
         entries = session.exec(
             select(ContactLedgerEntry).where(ContactLedgerEntry.tenant == tenant)
         ).all()
         payments = session.exec(select(Payment).where(Payment.tenant == tenant)).all()
-        deferrals = len(
-            session.exec(
-                select(ContactAttempt.id)
-                .join(ContactLedgerEntry)
-                .where(
-                    ContactLedgerEntry.tenant == tenant,
-                    ContactAttempt.outcome == "defer",
-                )
-            ).all()
-        )
+        deferrals = _deferral_traces(session, tenant)
+        tasks = session.exec(select(HumanTask).where(HumanTask.tenant == tenant)).all()
 
     paid_at = {p.invoice_number: as_utc(p.received_at) for p in payments}
     sent = [e for e in entries if e.status == ContactStatus.SENT]
@@ -263,7 +398,8 @@ def summarize(
             e.status == ContactStatus.CANCELLED for e in entries
         ),
         contacts_blocked=sum(e.status == ContactStatus.BLOCKED for e in entries),
-        contact_deferrals=deferrals,
+        contact_deferrals=len(deferrals),
+        contact_deferrals_by_rule=dict(Counter(map(deferring_rule, deferrals))),
         paid_before_due=sum(
             1
             for i in invoices
@@ -272,7 +408,43 @@ def summarize(
         paid_after_step=_last_step_before_payment(sent, paid_at),
         reminders_after_payment=len(after_payment),
         replay_shift_days=shift_days,
+        disputes_opened=totals.disputes_opened,
+        disputes_resolved=totals.disputes_resolved,
+        tasks_opened=len(tasks),
+        tasks_escalated=sum(t.escalated_at is not None for t in tasks),
+        promises=sum(t.outcome_kind == TaskOutcomeKind.PAYMENT_PROMISE for t in tasks),
     )
+
+
+def _deferral_traces(session: Session, tenant: str) -> list[str]:
+    """The audit trace of every decision that deferred one of the tenant's contacts."""
+    details = session.exec(
+        select(ContactAttempt.detail)
+        .join(ContactLedgerEntry)
+        .where(ContactLedgerEntry.tenant == tenant, ContactAttempt.outcome == "defer")
+    ).all()
+    return [detail or "" for detail in details]
+
+
+UNNAMED_RULE = "(no rule named)"
+
+
+def deferring_rule(trace: str) -> str:
+    """The rule a deferral's reason names first, e.g. CL-C-01 in the contact gate's trace."""
+    # The trace reads "defer until <instant>: <reason> [rules: <ids evaluated>]; flags: ..."
+    # and the reason may name several rules: the deferral counts under the first one named.
+    _, _, rest = trace.partition(": ")
+    reason, marker, evaluated = rest.partition(" [rules: ")
+    if not marker:
+        return UNNAMED_RULE
+    ids = [rule.strip() for rule in evaluated.split("]", 1)[0].split(",")]
+    named = [
+        (found.start(), rule)
+        for rule in ids
+        if rule
+        and (found := re.search(rf"(?<![\w-]){re.escape(rule)}(?![\w-])", reason))
+    ]
+    return min(named)[1] if named else UNNAMED_RULE
 
 
 def _last_step_before_payment(

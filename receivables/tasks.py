@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -300,19 +301,23 @@ def complete_task(
 
 
 def cancel_open_tasks(
-    engine: Engine, tenant: str, workflow_id: str, *, at: datetime
+    engine: Engine,
+    tenant: str,
+    workflow_id: str,
+    *,
+    at: datetime,
+    task_ids: Sequence[int] | None = None,
 ) -> list[int]:
-    """Cancel a case's tasks nobody finished, when the case ends; returns their ids."""
+    """Cancel a case's unfinished tasks (all, or those named) when they lost their purpose."""
     with session_scope(engine) as session:
-        tasks = session.exec(
-            select(HumanTask)
-            .where(
-                HumanTask.tenant == tenant,
-                HumanTask.workflow_id == workflow_id,
-                col(HumanTask.status).in_(OPEN_STATUSES),
-            )
-            .with_for_update()
-        ).all()
+        statement = select(HumanTask).where(
+            HumanTask.tenant == tenant,
+            HumanTask.workflow_id == workflow_id,
+            col(HumanTask.status).in_(OPEN_STATUSES),
+        )
+        if task_ids is not None:
+            statement = statement.where(col(HumanTask.id).in_(list(task_ids)))
+        tasks = session.exec(statement.with_for_update()).all()
         for task in tasks:
             task.sqlmodel_update({"status": TaskStatus.CANCELLED, "completed_at": at})
             session.add(task)

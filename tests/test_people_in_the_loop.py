@@ -131,6 +131,10 @@ async def test_whole_invoice_dispute_silences_then_resumes_at_the_next_step_shif
         ("R+7", santiago(date(year, 4, 25), time(9, 0)).astimezone(UTC)),
     ]
     assert final.stage is Stage.PAID
+    # The dispute's resolution task lost its purpose when the dispute ended.
+    assert [(t.kind, t.status) for t in tasks_of(engine, run.case.invoice_number)] == [
+        ("resolve_dispute", "cancelled")
+    ]
 
 
 async def test_partial_dispute_keeps_the_cadence_for_the_undisputed_amount(
@@ -210,6 +214,9 @@ async def test_a_missed_task_sla_escalates_to_the_supervisor_once(
 
     [task] = tasks_of(engine, invoice.invoice_number)
     assert task.kind == "call_debtor" and task.escalation_level == 1
+    assert (
+        task.status == "cancelled"
+    )  # the case ended paid; nobody should call any more
     assert sum(e.kind == "task_escalated" for e in timeline) == 1
     assert state.escalation_level == 1
 

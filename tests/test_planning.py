@@ -13,6 +13,7 @@ from receivables.planning import (
     local_instant,
     next_due_step,
     plan_case,
+    spread_offset,
     upcoming_step,
 )
 from receivables.policy import Policy
@@ -356,3 +357,65 @@ def test_the_upcoming_step_is_the_first_one_ahead_that_is_not_done() -> None:
     assert upcoming_step(plan, set(), now) == by_id(plan, "R+1")
     assert upcoming_step(plan, {"R+1"}, now) == by_id(plan, "R+8")
     assert upcoming_step(plan, set(), by_id(plan, "R+8").at) is None
+
+
+def spread_policy(minutes: int) -> Policy:
+    """A two-step Santiago policy whose sends spread over ``minutes``."""
+    return Policy.model_validate(
+        {
+            "name": "planning-test",
+            "version": 1,
+            "description": "spread send times",
+            "time_zone": SANTIAGO,
+            "send_spread_minutes": minutes,
+            "steps": [step("R-1", -1), step("R+1", 1)],
+        }
+    )
+
+
+def spread_plan(minutes: int, key: str) -> tuple[PlannedStep, ...]:
+    """The plan of an invoice due on DUE under a policy spread over ``minutes``."""
+    return plan_case(
+        spread_policy(minutes),
+        issue_date=ISSUED,
+        due_date=DUE,
+        time_zone=SANTIAGO,
+        spread_key=key,
+    )
+
+
+def test_the_same_invoice_always_gets_the_same_minute_of_the_spread() -> None:
+    first = spread_plan(120, "acme/F-1001")
+
+    assert spread_plan(120, "acme/F-1001") == first
+    # The offset is the same for every step of a case, and keeps its calendar dates.
+    offsets = {p.at - local_instant(p.local_date, time(9, 0), SANTIAGO) for p in first}
+    assert len(offsets) == 1
+    assert [p.local_date for p in first] == [date(2026, 3, 30), date(2026, 4, 1)]
+
+
+def test_the_spread_minute_is_the_same_in_every_process() -> None:
+    # Pinned: a replay on another worker, or after an upgrade, must place the same timer.
+    assert spread_offset("acme/F-1001", 120) == timedelta(minutes=109)
+    assert spread_offset("acme/F-1001", 240) == timedelta(minutes=229)
+
+
+def test_invoices_spread_over_whole_minutes_within_the_window() -> None:
+    nine = local_instant(date(2026, 3, 30), time(9, 0), SANTIAGO)
+
+    offsets = {spread_plan(30, f"acme/F-{n}")[0].at - nine for n in range(300)}
+
+    assert offsets == {timedelta(minutes=m) for m in range(30)}
+
+
+def test_no_spread_or_no_key_plans_as_before() -> None:
+    unspread = santiago_plan(step("R-1", -1), step("R+1", 1))
+
+    assert spread_plan(0, "acme/F-1001") == unspread
+    assert spread_plan(120, "") == unspread
+    assert [p.at for p in unspread] == [utc(2026, 3, 30, 12, 0), utc(2026, 4, 1, 12, 0)]
+
+
+def test_a_spread_beyond_four_hours_is_refused() -> None:
+    with pytest.raises(ValueError, match="send_spread_minutes"):
+        spread_policy(241)

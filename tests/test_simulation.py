@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from receivables.case import DisputeCategory
 from receivables.settings import PROJECT_ROOT, Settings
-from receivables.simulation import SimulationError, simulate
+from receivables.simulation import (
+    UNNAMED_RULE,
+    DisputeTiming,
+    SimulationError,
+    deferring_rule,
+    dispute_category,
+    plan_dispute,
+    simulate,
+)
 
 IBM_FILE = Path("data/ar/ibm_accounts_receivable.csv")
 
@@ -45,6 +56,136 @@ async def test_replay_of_ibm_slice_sends_no_reminder_after_payment(
     assert sum(summary.paid_after_step.values()) == 150
     assert summary.reminders_sent > 0
     assert summary.replay_shift_days % 7 == 0
+
+
+def disputed_rows_in(portfolio: Path) -> int:
+    """How many rows of an IBM-format file say ``Disputed=Yes``."""
+    with portfolio.open(newline="", encoding="utf-8") as handle:
+        return sum(row["Disputed"] == "Yes" for row in csv.DictReader(handle))
+
+
+async def test_replay_opens_and_rejects_each_disputed_row_before_its_payment(
+    shared_dir: Path, tmp_path: Path, settings: Settings
+) -> None:
+    portfolio = first_rows_of(shared_dir / IBM_FILE, tmp_path / "slice.csv", 60)
+    disputed = disputed_rows_in(portfolio)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    summary = await simulate(portfolio, "ibm-ar", settings=settings, work_dir=work)
+
+    assert disputed > 0
+    assert summary.disputes_opened == summary.disputes_resolved == disputed
+    assert summary.payments_reported == 60
+    assert summary.reminders_after_payment == 0
+    # Every dispute hands a resolve task to a person, so there are at least as many tasks.
+    assert summary.tasks_opened >= summary.disputes_opened
+    assert summary.tasks_escalated <= summary.tasks_opened
+    assert summary.promises == 0
+
+
+async def test_replay_under_another_jurisdiction_names_a_rule_for_every_deferral(
+    shared_dir: Path, tmp_path: Path, settings: Settings
+) -> None:
+    portfolio = first_rows_of(shared_dir / IBM_FILE, tmp_path / "slice.csv", 60)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    summary = await simulate(
+        portfolio,
+        "ibm-ar",
+        settings=settings,
+        work_dir=work,
+        jurisdiction="cl.consumer",
+    )
+
+    assert summary.contact_deferrals > 0
+    assert sum(summary.contact_deferrals_by_rule.values()) == summary.contact_deferrals
+    # The IBM policies name cl.b2b: only consumer rules deferring shows the override held.
+    assert all(rule.startswith("CL-C-") for rule in summary.contact_deferrals_by_rule)
+    assert summary.reminders_after_payment == 0
+    assert "cl.consumer" in summary.to_text()
+
+
+async def test_replay_refuses_an_unknown_jurisdiction_before_importing(
+    tmp_path: Path, settings: Settings
+) -> None:
+    with pytest.raises(SimulationError, match=r"xx\.nowhere.*cl\.consumer"):
+        await simulate(
+            tmp_path / "never-read.csv",
+            "ibm-ar",
+            settings=settings,
+            work_dir=tmp_path,
+            jurisdiction="xx.nowhere",
+        )
+    assert not (tmp_path / "replay.sqlite").exists()
+
+
+def test_replayed_dispute_opens_after_issue_and_ends_days_before_settlement() -> None:
+    dispute = plan_dispute(
+        "F-1",
+        10_000,
+        issued=date(2027, 1, 4),
+        settled=date(2027, 2, 1),
+        timing=DisputeTiming(),
+    )
+
+    assert dispute.opens_on == date(2027, 1, 9)
+    assert dispute.resolves_on == date(2027, 1, 29)
+    assert dispute.amount_minor == 10_000
+
+
+def test_dispute_close_to_settlement_ends_on_the_settlement_morning() -> None:
+    dispute = plan_dispute(
+        "F-1",
+        10_000,
+        issued=date(2027, 1, 4),
+        settled=date(2027, 1, 7),
+        timing=DisputeTiming(opens_after_days=5, resolves_days_before=3),
+    )
+
+    assert dispute.opens_on == date(2027, 1, 6)
+    assert dispute.resolves_on == date(2027, 1, 7)
+
+
+def test_replayed_dispute_of_an_invoice_never_settled_stays_open() -> None:
+    dispute = plan_dispute(
+        "F-1",
+        10_000,
+        issued=date(2027, 1, 4),
+        settled=None,
+        timing=DisputeTiming(opens_after_days=2),
+    )
+
+    assert dispute.opens_on == date(2027, 1, 6)
+    assert dispute.resolves_on is None
+
+
+def test_dispute_timing_refuses_negative_offsets() -> None:
+    with pytest.raises(SimulationError, match="zero or more"):
+        DisputeTiming(opens_after_days=-1)
+
+
+def test_dispute_category_depends_on_the_invoice_number_alone() -> None:
+    numbers = [f"{n:010d}" for n in range(200)]
+
+    first = [dispute_category(n) for n in numbers]
+
+    assert first == [dispute_category(n) for n in numbers]
+    assert set(first) == set(DisputeCategory)
+
+
+def test_deferral_counts_under_the_rule_its_reason_names_first() -> None:
+    trace = (
+        "defer until 2027-01-23T11:00Z: CL-C-05 2 whole days needed after the written "
+        "contact of 2027-01-20; CL-C-01 before 08:00 on Saturday 2027-01-23 "
+        "[rules: CL-C-01, CL-C-02, CL-C-05]; flags: region unknown"
+    )
+
+    assert deferring_rule(trace) == "CL-C-05"
+    assert (
+        deferring_rule("defer until 2027-01-04T11:00Z: busy [rules: ]") == UNNAMED_RULE
+    )
 
 
 async def test_replay_refuses_a_portfolio_with_rejected_rows(

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from receivables.case import (
         CaseClosed,
         CaseState,
+        CloseTasksRequest,
         CommandReceipt,
         CreditApplied,
         DisputeCategory,
@@ -116,6 +117,7 @@ class InvoiceWorkflow:
         self._contact_task_asked = False
         self._tasks: dict[int, TaskInFlight] = {}
         self._tasks_to_open: list[_TaskToOpen] = []
+        self._tasks_to_close: list[int] = []
         self._escalation = GovernanceLevel.EXECUTIVE
         self._assignee: str | None = None
         self._silenced_since: datetime | None = None
@@ -151,6 +153,9 @@ class InvoiceWorkflow:
 
             await self._wait_for_next_event()
 
+        if self._tasks or self._tasks_to_close:
+            # Tasks of an ended case lost their purpose: nobody should work them any more.
+            await self._close_tasks(None, f"case {self._stage()}")
         self._publish()
         return self.state()
 
@@ -456,6 +461,10 @@ class InvoiceWorkflow:
         if self._tasks_to_open:
             await self._open_task(self._tasks_to_open.pop(0))
             return True
+        if self._tasks_to_close:
+            ids, self._tasks_to_close = self._tasks_to_close, []
+            await self._close_tasks(ids, "its dispute was resolved")
+            return True
         if self._pause and self._pause.until and self._pause.until <= now:
             self._pause = None
             self._facts_changed("resumed", "pause ended on its date")
@@ -735,6 +744,24 @@ class InvoiceWorkflow:
         for task_id, task in list(self._tasks.items()):
             if task.step_id == step_id:
                 del self._tasks[task_id]
+                self._tasks_to_close.append(task_id)
+
+    async def _close_tasks(self, task_ids: list[int] | None, reason: str) -> None:
+        request = CloseTasksRequest(
+            self._case.tenant,
+            workflow.info().workflow_id,
+            workflow.now(),
+            reason,
+            task_ids,
+        )
+        closed = await workflow.execute_activity_method(
+            PeopleActivities.close_tasks,
+            request,
+            start_to_close_timeout=timedelta(minutes=1),
+            summary=f"close tasks: {reason}",
+        )
+        if closed:
+            self._record("tasks_closed", f"{', '.join(map(str, closed))}: {reason}")
 
     # -- facts and stage -----------------------------------------------------------------
 
