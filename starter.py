@@ -450,6 +450,24 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench_scale(args: argparse.Namespace, settings: Settings) -> int:
+    """Import, open and burst-send a replicated IBM portfolio at each size; print the table."""
+    from receivables.scale_benchmark import run_scale_benchmark
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    report = asyncio.run(
+        run_scale_benchmark(
+            sizes=sizes,
+            work_dir=Path(args.work_dir),
+            spread_minutes=args.spread_minutes,
+        )
+    )
+    print(report.to_markdown())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return 0
+
+
 def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     """Receive Twilio and SendGrid callbacks: deliveries, bounces and opt-outs update the store."""
     import time
@@ -606,6 +624,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--group-by", choices=["segment", "customer", "policy"])
     report.set_defaults(handler=cmd_report)
 
+    scale = commands.add_parser(
+        "bench-scale", help="benchmark on replicated portfolios"
+    )
+    scale.add_argument(
+        "--sizes", default="2466,5000", help="comma-separated invoice counts"
+    )
+    scale.add_argument("--work-dir", default="var/bench-scale", help="scratch folder")
+    scale.add_argument(
+        "--spread-minutes", type=int, default=5, help="policy send spread"
+    )
+    scale.add_argument("--json", help="also write the figures as JSON here")
+    scale.set_defaults(handler=cmd_bench_scale)
+
     hooks = commands.add_parser("webhooks", help="receive provider delivery callbacks")
     hooks.add_argument(
         "--host", default="127.0.0.1", help="bind address (put TLS in front)"
@@ -623,7 +654,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS_WITHOUT_STORE = {"server", "simulate", "bench", "lint-templates"}
+COMMANDS_WITHOUT_STORE = {
+    "server",
+    "simulate",
+    "bench",
+    "bench-scale",
+    "lint-templates",
+}
 USER_ERRORS = (
     OperatorError,
     PolicyError,

@@ -130,6 +130,7 @@ async def start_case(
         issue_date=case.issue_date,
         due_date=case.due_date,
         time_zone=case.time_zone,
+        spread_key=case.invoice_number,
     )
     upcoming = upcoming_step(plan, set(), now)
     late = days_past_due(case.due_date, now, case.time_zone)

@@ -771,6 +771,7 @@ class InvoiceWorkflow:
             issue_date=self._case.issue_date,
             due_date=self._due_date,
             time_zone=self._case.time_zone,
+            spread_key=self._case.invoice_number,
         )
 
     def _plan(self) -> tuple[PlannedStep, ...]:
