@@ -322,25 +322,7 @@ class InvoiceWorkflow:
     @workflow.update
     def resolve_dispute(self, resolution: DisputeResolved) -> CommandReceipt:
         """End a dispute: upheld credits the debtor, rejected resumes the plan shifted."""
-        dispute = self._disputes.pop(resolution.dispute_id)
-        self._finish_task_of_step(dispute.task_step_id)
-        if (
-            resolution.resolution is DisputeResolution.UPHELD
-            and resolution.credit_minor
-        ):
-            self.apply_credit(
-                CreditApplied(
-                    f"dispute-{resolution.dispute_id}",
-                    resolution.credit_minor,
-                    self._case.currency,
-                    workflow.now(),
-                )
-            )
-        self._facts_changed(
-            "dispute_resolved",
-            f"{resolution.dispute_id} {resolution.resolution} by {resolution.resolved_by}"
-            + (f": {resolution.note}" if resolution.note else ""),
-        )
+        self._end_dispute(resolution)
         return CommandReceipt(
             self._case.invoice_number, f"dispute {resolution.resolution}"
         )
@@ -352,6 +334,26 @@ class InvoiceWorkflow:
             raise ValueError(
                 f"no open dispute {resolution.dispute_id} (open: {open_ids})"
             )
+
+    @workflow.signal
+    def report_dispute(self, dispute: DisputeOpened) -> None:
+        """A dispute from a feed (ERP, replay): applied if valid, else recorded and ignored."""
+        try:
+            self._validate_open_dispute(dispute)
+        except ValueError as refused:
+            self._record("ignored", f"dispute {dispute.dispute_id}: {refused}")
+            return
+        self._open_dispute(dispute)
+
+    @workflow.signal
+    def report_dispute_resolution(self, resolution: DisputeResolved) -> None:
+        """A dispute's end from a feed: applied if that dispute is open, else recorded."""
+        try:
+            self._validate_resolve_dispute(resolution)
+        except ValueError as refused:
+            self._record("ignored", f"dispute {resolution.dispute_id}: {refused}")
+            return
+        self._end_dispute(resolution)
 
     @workflow.update
     def record_promise(self, promise: PaymentPromise) -> CommandReceipt:
@@ -739,6 +741,25 @@ class InvoiceWorkflow:
         self._contact_task_asked = True
         spec = TaskSpec(kind="verify_contact", role="executive", sla_business_days=2)
         self._tasks_to_open.append(_TaskToOpen("VERIFY-CONTACT", spec, reason))
+
+    def _end_dispute(self, resolution: DisputeResolved) -> None:
+        dispute = self._disputes.pop(resolution.dispute_id)
+        self._finish_task_of_step(dispute.task_step_id)
+        upheld = resolution.resolution is DisputeResolution.UPHELD
+        if upheld and resolution.credit_minor:
+            self.apply_credit(
+                CreditApplied(
+                    f"dispute-{resolution.dispute_id}",
+                    resolution.credit_minor,
+                    self._case.currency,
+                    workflow.now(),
+                )
+            )
+        self._facts_changed(
+            "dispute_resolved",
+            f"{resolution.dispute_id} {resolution.resolution} by {resolution.resolved_by}"
+            + (f": {resolution.note}" if resolution.note else ""),
+        )
 
     def _finish_task_of_step(self, step_id: str) -> None:
         for task_id, task in list(self._tasks.items()):
