@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -44,6 +45,7 @@ from workflows.replay import PortfolioReplayWorkflow, ReplayPlan
 
 log = logging.getLogger(__name__)
 REPLAY_TENANT = "replay"
+REPLAY_WALL_LIMIT = timedelta(minutes=15)
 
 
 class SimulationError(RuntimeError):
@@ -352,9 +354,21 @@ async def _drive(
         flush=True,
     )
     async with worker:
-        return await client.execute_workflow(
+        running = client.execute_workflow(
             PortfolioReplayWorkflow.run, plan, id=f"replay/{queue}", task_queue=queue
         )
+        try:
+            return await asyncio.wait_for(
+                running, timeout=REPLAY_WALL_LIMIT.total_seconds()
+            )
+        except TimeoutError:
+            # Limit: the Java time-skipping server has been seen to stop advancing its clock
+            # on long replays (all workers idle, nothing due). Fail loudly instead of hanging.
+            raise SimulationError(
+                f"the replay made no progress within {REPLAY_WALL_LIMIT}; the time-skipping "
+                "test server stopped advancing. Run the command again, or replay a smaller "
+                "slice of the portfolio"
+            ) from None
 
 
 def settings_time_zone(book: object) -> str:
