@@ -364,7 +364,7 @@ def cmd_lint_templates(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a historical portfolio through the real workflows on the time-skipping server."""
     from receivables.report import headline_text, write_html_report
-    from receivables.simulation import replay_kpis, simulate
+    from receivables.simulation import DisputeTiming, replay_kpis, simulate
 
     runs = [("policies", settings)]
     if args.compare_policies:
@@ -382,6 +382,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                     settings=run_settings,
                     work_dir=Path(work_dir),
                     jurisdiction=args.jurisdiction,
+                    disputes=DisputeTiming() if args.replay_disputes else None,
                 )
             )
             kpis = replay_kpis(Path(work_dir)) if args.report else None
@@ -553,6 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--mapping", required=True, help="a name in policies/mappings/")
     sim.add_argument("--json", help="write the summary as JSON here")
     sim.add_argument("--report", help="write the replay's KPI report (HTML) here")
+    sim.add_argument(
+        "--replay-disputes",
+        action="store_true",
+        help="open each disputed row's dispute 5 days after issue and reject it 3 days "
+        "before settlement (default: disputed rows open in dispute)",
+    )
     sim.add_argument(
         "--jurisdiction",
         help="replay every policy under this contact-rule profile, e.g. cl.consumer",

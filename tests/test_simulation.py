@@ -72,7 +72,9 @@ async def test_replay_opens_and_rejects_each_disputed_row_before_its_payment(
     work = tmp_path / "work"
     work.mkdir()
 
-    summary = await simulate(portfolio, "ibm-ar", settings=settings, work_dir=work)
+    summary = await simulate(
+        portfolio, "ibm-ar", settings=settings, work_dir=work, disputes=DisputeTiming()
+    )
 
     assert disputed > 0
     assert summary.disputes_opened == summary.disputes_resolved == disputed
