@@ -6,13 +6,14 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from receivables.case import InvoiceCase
@@ -92,6 +93,13 @@ def add_invoice(
         session.add(customer)
         session.add(invoice)
     return invoice, customer
+
+
+async def advance_to(env: WorkflowEnvironment, instant: datetime) -> None:
+    """Skip the time-skipping server's clock to an instant, firing every timer on the way."""
+    delta = instant - await env.get_current_time()
+    assert delta > timedelta(0), f"{instant} is already past"
+    await env.sleep(delta)
 
 
 def zone_in_contact_hours(now: datetime) -> str:

@@ -125,3 +125,9 @@ async def local_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await start_local_environment(None)
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+async def year(time_skipping_env: WorkflowEnvironment) -> int:
+    """The issues' scenarios happen in spring; replay them in the next spring still ahead."""
+    return (await time_skipping_env.get_current_time()).year + 1

@@ -21,6 +21,7 @@ from receivables.ledger import ContactLedger
 from receivables.store import ContactStatus, make_engine
 from tests.case_helpers import (
     add_invoice,
+    advance_to,
     open_case,
     policy_with_steps,
     running_worker,
@@ -34,20 +35,6 @@ DUE_DAY_STEPS = (
     {"id": "R+1", "offset_days": 1, "channel": "email", "template": "overdue-first"},
     {"id": "R+10", "offset_days": 10, "channel": "sms", "template": "overdue-second"},
 )
-
-
-@pytest.fixture
-async def year(time_skipping_env: WorkflowEnvironment) -> int:
-    """The issue's scenarios happen in spring; replay them in the next spring still ahead."""
-    now = await time_skipping_env.get_current_time()
-    return now.year + 1
-
-
-async def advance_to(env: WorkflowEnvironment, instant: datetime) -> None:
-    """Skip the server clock forward to an instant, firing every timer on the way."""
-    delta = instant - await env.get_current_time()
-    assert delta > timedelta(0), f"{instant} is already past"
-    await env.sleep(delta)
 
 
 def payment(reference: str, amount: int, at: datetime) -> PaymentReceived:

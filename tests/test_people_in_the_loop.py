@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -28,6 +28,7 @@ from receivables.tasks import HumanTask
 from tests.case_helpers import (
     CaseRun,
     add_invoice,
+    advance_to,
     open_case,
     policy_with_steps,
     running_worker,
@@ -44,24 +45,11 @@ POST_DUE_STEPS = (
 
 
 @pytest.fixture
-async def year(time_skipping_env: WorkflowEnvironment) -> int:
-    """The issue's spring scenarios, replayed in the next spring still ahead."""
-    return (await time_skipping_env.get_current_time()).year + 1
-
-
-@pytest.fixture
 def engine(sqlite_url: str) -> Engine:
     """A migrated store whose governance knows the shipped executives and supervisors."""
     engine = make_engine(sqlite_url)
     sync_governance(engine, "test", PROJECT_ROOT / "policies" / "governance.yaml")
     return engine
-
-
-async def advance_to(env: WorkflowEnvironment, instant: datetime) -> None:
-    """Skip the server clock forward to an instant, firing every timer on the way."""
-    delta = instant - await env.get_current_time()
-    assert delta > timedelta(0), f"{instant} is already past"
-    await env.sleep(delta)
 
 
 async def pay_in_full(
