@@ -20,7 +20,6 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from receivables.case import (
-    CaseClosed,
     CaseState,
     CreditApplied,
     DueDateChanged,
@@ -373,25 +372,6 @@ def close_in_store(
         invoice.status = status[stage]
         session.add(invoice)
     return had_case
-
-
-async def close_case(
-    client: Client,
-    engine: Engine,
-    tenant: str,
-    invoice_number: str,
-    *,
-    stage: Stage,
-    closing: CaseClosed,
-) -> None:
-    """Cancel or write off an open invoice: the store first, then its case."""
-    if close_in_store(engine, tenant, invoice_number, stage):
-        signal = (
-            InvoiceWorkflow.cancel
-            if stage == Stage.CANCELLED
-            else InvoiceWorkflow.write_off
-        )
-        await case_handle(client, tenant, invoice_number).signal(signal, closing)
 
 
 async def change_due_date(

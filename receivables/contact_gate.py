@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy import and_, update
@@ -28,6 +28,7 @@ from receivables.store import (
     ContactStatus,
     Customer,
     Invoice,
+    as_utc,
     session_scope,
 )
 
@@ -185,7 +186,7 @@ def _recent_contacts(
             exclude.channel,
         ):
             continue
-        at = _aware(row.decided_at or row.planned_at)
+        at = as_utc(row.decided_at or row.planned_at)
         if now - HISTORY_WINDOW <= at <= now + timedelta(minutes=1):
             contacts.append(
                 PastContact(
@@ -217,7 +218,3 @@ def _entry(
         policy_version=policy[1],
         planned_at=planned_at,
     )
-
-
-def _aware(instant: datetime) -> datetime:
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)

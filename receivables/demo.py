@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from receivables.cases import case_from_store, connect, start_case
+from receivables.cases import connect, open_cases_without_one
 from receivables.devserver import DevServer, DevServerConfig, start_dev_server
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import import_portfolio
@@ -22,7 +22,6 @@ from receivables.sample_portfolio import write_sample_portfolio
 from receivables.schema import migrate
 from receivables.settings import DEFAULT_TENANT, Settings
 from receivables.store import (
-    Customer,
     Invoice,
     InvoiceStatus,
     make_engine,
@@ -72,28 +71,13 @@ def load_sample_portfolio(settings: Settings, size: int) -> str:
 
 async def open_every_case(client: Client, settings: Settings) -> Counter[str]:
     """Start a case for every open invoice of the tenant; re-running opens none twice."""
-    book = load_policy_book(settings.policies_dir)
-    engine = make_engine(settings.resolved_database_url)
-    with session_scope(engine) as session:
-        rows = session.exec(
-            select(Invoice, Customer)
-            .join(Customer, Customer.customer_id == Invoice.customer_id)  # type: ignore[arg-type]
-            .where(
-                Invoice.tenant == settings.tenant,
-                Customer.tenant == settings.tenant,
-                Invoice.status == InvoiceStatus.OPEN,
-            )
-        ).all()
-    outcome: Counter[str] = Counter()
-    now = datetime.now(UTC)
-    for invoice, customer in rows:
-        policy = book.policies[invoice.policy_name or ""]
-        case = case_from_store(invoice, customer, policy, invoice.segment or "")
-        result = await start_case(
-            client, case, task_queue=settings.temporal.task_queue, now=now
-        )
-        outcome["opened" if result.started else "already open"] += 1
-    return outcome
+    return await open_cases_without_one(
+        client,
+        make_engine(settings.resolved_database_url),
+        load_policy_book(settings.policies_dir),
+        settings.tenant,
+        task_queue=settings.temporal.task_queue,
+    )
 
 
 async def run_demo(settings: Settings, *, exit_after: float | None, size: int) -> int:

@@ -6,7 +6,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Literal, get_args
 
@@ -21,6 +21,7 @@ from receivables.store import (
     InvoiceStatus,
     Payment,
     PaymentKind,
+    as_utc,
     make_engine,
     session_scope,
     utc_now,
@@ -329,11 +330,6 @@ class StoreFacts:
             [c for c in self.contacts if c.invoice_number in numbers],
             [t for t in self.tasks if t.invoice_number in numbers],
         )
-
-
-def as_utc(instant: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every instant the store keeps is UTC."""
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def payment_date(amount_minor: int, movements: Sequence[Movement]) -> date | None:

@@ -12,7 +12,7 @@ import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -36,6 +36,7 @@ from receivables.store import (
     Invoice,
     InvoiceStatus,
     Payment,
+    as_utc,
     make_engine,
     session_scope,
 )
@@ -116,11 +117,6 @@ class SimulationSummary:
                 *(f"note: {note}" for note in self.notes),
             ]
         )
-
-
-def as_utc(instant: datetime) -> datetime:
-    """SQLite returns naive datetimes; every instant we store is UTC."""
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def shift_into_future(engine: Engine, tenant: str, today: date) -> int:

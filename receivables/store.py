@@ -18,6 +18,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(instant: datetime) -> datetime:
+    """An instant read back from the store, aware: SQLite hands back naive UTC datetimes."""
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
 class InvoiceStatus(enum.StrEnum):
     """Where an invoice stands in the committed store."""
 
