@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 Interval = tuple[float, float]  # seconds since the epoch, on this host's clock
 Row = tuple[str, str, str, str]  # metric, value, target, met?
+Sizes = tuple[int | None, int | None]  # resident KiB before and after, where readable
 
 TENANT = "bench"
 TASK_QUEUE = "bench"
@@ -73,6 +74,8 @@ CONCURRENT_CALLS = 50
 # Invoice cases opened and cached before memory is read, so imports and the sandbox's
 # first load of InvoiceWorkflow are not charged to the measured cases.
 WARM_UP_CASES = 5
+# Cases and waiting workflows are cached side by side, within the SDK's 1000-run cache.
+DEFAULT_CACHED_CASES = 300
 
 START_RATIO_TARGET = 0.9
 LIFECYCLE_RATIO_TARGET = 0.8
@@ -116,6 +119,22 @@ class TrivialWorkflow:
         )
 
 
+@workflow.defn(name="BenchWaitingWorkflow")
+class WaitingWorkflow:
+    """A workflow that only waits: what the SDK itself holds for one cached run."""
+
+    @workflow.run
+    async def run(self, value: int) -> int:
+        """Wait until terminated; a case's timer is the same kind of wait."""
+        await workflow.wait_condition(lambda: False)
+        return value
+
+    @workflow.query
+    def ready(self) -> bool:
+        """Answered once the run sits in the worker's cache."""
+        return True
+
+
 # -- the report ------------------------------------------------------------------------
 
 
@@ -137,6 +156,8 @@ class BenchmarkReport:
     cached_cases: int
     rss_before_kib: int | None
     rss_after_kib: int | None
+    waiting_rss_before_kib: int | None
+    waiting_rss_after_kib: int | None
     total_seconds: float
     server_version: str
     python_version: str
@@ -182,6 +203,14 @@ class BenchmarkReport:
         if self.rss_before_kib is None or self.rss_after_kib is None:
             return None
         return (self.rss_after_kib - self.rss_before_kib) / self.cached_cases
+
+    @property
+    def kib_per_cached_waiting_workflow(self) -> float | None:
+        """The same growth for a workflow that does nothing but wait: the SDK's own share."""
+        if self.waiting_rss_before_kib is None or self.waiting_rss_after_kib is None:
+            return None
+        growth = self.waiting_rss_after_kib - self.waiting_rss_before_kib
+        return growth / self.cached_cases
 
     def rows(self) -> list[Row]:
         """The table's rows: metric, value, target, and whether the target was met."""
@@ -234,7 +263,7 @@ class BenchmarkReport:
         ]
 
     def _footprint_rows(self) -> list[Row]:
-        kib = self.kib_per_cached_case
+        kib, floor = self.kib_per_cached_case, self.kib_per_cached_waiting_workflow
         return [
             _capped("History events, typical case", self.history_events, None),
             _capped(
@@ -247,6 +276,12 @@ class BenchmarkReport:
                 "n/a" if kib is None else f"{kib:.1f} KiB",
                 f"< {KIB_PER_CACHED_CASE_TARGET:g} KiB",
                 "" if kib is None else _yes(kib < KIB_PER_CACHED_CASE_TARGET),
+            ),
+            (
+                "Same for a workflow that only waits (the SDK's floor)",
+                "n/a" if floor is None else f"{floor:.1f} KiB",
+                "",
+                "",
             ),
         ]
 
@@ -410,6 +445,7 @@ async def run_benchmark(
     if cases < 1:
         raise ValueError(f"cases must be at least 1, not {cases}")
     began, load_before = time.perf_counter(), _load_average()
+    cached_cases = cached_cases or min(cases, DEFAULT_CACHED_CASES)
     engine = make_engine(_fresh_store(work_dir))
     server = await asyncio.to_thread(
         start_dev_server,
@@ -418,7 +454,7 @@ async def run_benchmark(
     try:
         bench = _Bench(await connect(TemporalSettings(address=server.address)), engine)
         async with bench.worker:
-            rss = await bench.cached_case_memory(cached_cases or cases)
+            waiting_rss, rss = await bench.cached_memory(cached_cases)
             trivial = await bench.trivial(cases)
             lifecycle = await bench.lifecycles(cases, *trivial)
     finally:
@@ -429,9 +465,11 @@ async def run_benchmark(
         trivial_starts_per_second=trivial[0],
         trivial_completions_per_second=trivial[1],
         **lifecycle,
-        cached_cases=cached_cases or cases,
+        cached_cases=cached_cases,
         rss_before_kib=rss[0],
         rss_after_kib=rss[1],
+        waiting_rss_before_kib=waiting_rss[0],
+        waiting_rss_after_kib=waiting_rss[1],
         total_seconds=time.perf_counter() - began,
         server_version=_server_version(),
         python_version=platform.python_version(),
@@ -476,6 +514,11 @@ def _load_average() -> float | None:
         return os.getloadavg()[0]
     except OSError:
         return None
+
+
+def _settled_rss() -> int | None:
+    gc.collect()
+    return _rss_kib()
 
 
 def _rss_kib() -> int | None:
@@ -581,7 +624,7 @@ class _Bench:
             Settings(),
             task_queue=TASK_QUEUE,
             channels=dict.fromkeys(default_channels(engine), outbox),
-            extra_workflows=(TrivialWorkflow,),
+            extra_workflows=(TrivialWorkflow, WaitingWorkflow),
             extra_activities=(echo,),
         )
 
@@ -630,33 +673,68 @@ class _Bench:
     def _handles(self, cases: Iterable[InvoiceCase]) -> list[WorkflowHandle[Any, Any]]:
         return [case_handle(self.client, TENANT, c.invoice_number) for c in cases]
 
-    async def cached_case_memory(self, count: int) -> tuple[int | None, int | None]:
-        """Resident memory before and after ``count`` open cases sit in the worker's cache."""
+    async def cached_memory(self, count: int) -> tuple[Sizes, Sizes]:
+        """Resident memory as ``count`` waiting workflows, then ``count`` cases, get cached.
+
+        Returns (before, after) for the waiting workflows and for the cases. Both stay
+        cached until the end: memory freed by one phase would otherwise be reused by the
+        next and make it look cheaper than it is.
+        """
         # Limit: build_worker takes no max_cached_workflows, so the SDK's default cache
         # (1000 runs) bounds the cases measured here; a keyword there would lift it.
         capacity = self.worker.config().get("max_cached_workflows", 0)
-        if count + WARM_UP_CASES > capacity:
+        if 2 * (count + WARM_UP_CASES) > capacity:
             raise ValueError(
                 f"the worker caches at most {capacity} workflows: ask for at most "
-                f"{capacity - WARM_UP_CASES} cached cases"
+                f"{capacity // 2 - WARM_UP_CASES} cached cases"
             )
+        waiting = await self._start_waiting("bench-waiting-warm", WARM_UP_CASES)
+        waiting_before = _settled_rss()
+        waiting += await self._start_waiting("bench-waiting", count)
+        waiting_after = _settled_rss()
         far = datetime.now(UTC) + timedelta(days=30)
         policy, due = two_step_policy(far, far + timedelta(days=1))
         warm_up = self._add_cases("W", WARM_UP_CASES, policy, due)
         measured = self._add_cases("M", count, policy, due)
         await self._open_and_cache(warm_up)
-        gc.collect()
-        before = _rss_kib()
+        cases_before = _settled_rss()
         await self._open_and_cache(measured)
-        gc.collect()
-        after = _rss_kib()
-        logger.info("%s cases cached: RSS %s -> %s KiB", count, before, after)
-        handles = self._handles([*warm_up, *measured])
+        cases_after = _settled_rss()
+        logger.info(
+            "%s cached: waiting RSS %s -> %s KiB, cases RSS %s -> %s KiB",
+            count,
+            waiting_before,
+            waiting_after,
+            cases_before,
+            cases_after,
+        )
         # Ended so that they hold no cache slot during the throughput phases.
+        handles = [*waiting, *self._handles([*warm_up, *measured])]
         await _timed_calls(
             [partial(h.terminate, reason="benchmark over") for h in handles]
         )
-        return before, after
+        return (waiting_before, waiting_after), (cases_before, cases_after)
+
+    async def _start_waiting(
+        self, prefix: str, count: int
+    ) -> list[WorkflowHandle[Any, Any]]:
+        handles = [
+            self.client.get_workflow_handle(f"{prefix}-{i}") for i in range(count)
+        ]
+        await _timed_calls(
+            [
+                partial(
+                    self.client.start_workflow,
+                    WaitingWorkflow.run,
+                    index,
+                    id=handle.id,
+                    task_queue=TASK_QUEUE,
+                )
+                for index, handle in enumerate(handles)
+            ]
+        )
+        await _timed_calls([partial(h.query, WaitingWorkflow.ready) for h in handles])
+        return handles
 
     async def _open_and_cache(self, cases: Sequence[InvoiceCase]) -> None:
         await self._start_cases(cases)

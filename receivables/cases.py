@@ -14,7 +14,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
@@ -30,6 +29,7 @@ from receivables.case import (
 )
 from receivables.case_attributes import initial_attributes
 from receivables.money import format_money
+from receivables.payloads import CASE_DATA_CONVERTER
 from receivables.planning import days_past_due, plan_case, upcoming_step
 from receivables.policy import Policy, PolicyBook
 from receivables.settings import TemporalSettings
@@ -63,7 +63,7 @@ async def connect(settings: TemporalSettings) -> Client:
         namespace=settings.namespace,
         api_key=settings.api_key,
         tls=tls,
-        data_converter=pydantic_data_converter,
+        data_converter=CASE_DATA_CONVERTER,
         runtime=metrics_runtime(settings.metrics_address),
     )
 

@@ -22,10 +22,10 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from receivables.payloads import CASE_DATA_CONVERTER
 from receivables.search_attributes import ALL_SEARCH_ATTRIBUTES, search_attribute_args
 
 logger = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def _log_tail(config: DevServerConfig, lines: int = 30) -> str:
 async def start_local_environment(
     data_dir: Path | None = None,
     *,
-    data_converter: DataConverter = pydantic_data_converter,
+    data_converter: DataConverter = CASE_DATA_CONVERTER,
 ) -> WorkflowEnvironment:
     """A dev server on a free loopback port, kept in data_dir or else in memory."""
     db_file = None
@@ -298,7 +298,7 @@ async def start_local_environment(
 
 
 async def start_time_skipping_environment(
-    *, data_converter: DataConverter = pydantic_data_converter
+    *, data_converter: DataConverter = CASE_DATA_CONVERTER
 ) -> WorkflowEnvironment:
     """The Java test server, whose clock jumps ahead whenever every workflow waits."""
     env = await WorkflowEnvironment.start_time_skipping(

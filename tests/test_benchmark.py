@@ -84,6 +84,10 @@ def test_a_tiny_run_reports_coherent_figures(
     assert report.lifecycle_activities_per_second == 2 * report.lifecycles_per_second
     assert report.cached_cases == 4
     assert report.rss_before_kib is not None and report.rss_after_kib is not None
+    # The waiting workflows were read the same way, beside the cases, for the SDK's floor.
+    assert report.waiting_rss_before_kib is not None
+    assert report.waiting_rss_after_kib is not None
+    assert report.waiting_rss_after_kib >= report.waiting_rss_before_kib > 0
 
 
 def test_the_typical_case_is_counted_from_a_real_history(
