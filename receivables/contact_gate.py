@@ -20,6 +20,7 @@ from receivables.contact_rules import (
 )
 from receivables.jurisdictions import JurisdictionProfile, load_profile
 from receivables.ledger import ContactKey
+from receivables.locations import subdivision_of
 from receivables.store import (
     ContactAttempt as AttemptRow,
 )
@@ -34,43 +35,12 @@ from receivables.store import (
 
 # Caps look back a week (rolling or by dates); two weeks of history covers every rule.
 HISTORY_WINDOW = timedelta(days=14)
-# Region names as imports write them, to the ISO 3166-2 codes the holiday calendars use.
-CHILEAN_REGIONS = {
-    "arica y parinacota": "AP",
-    "tarapacá": "TA",
-    "antofagasta": "AN",
-    "atacama": "AT",
-    "coquimbo": "CO",
-    "valparaíso": "VS",
-    "metropolitana": "RM",
-    "o'higgins": "LI",
-    "maule": "ML",
-    "ñuble": "NB",
-    "biobío": "BI",
-    "la araucanía": "AR",
-    "los ríos": "LR",
-    "los lagos": "LL",
-    "aysén": "AI",
-    "magallanes": "MA",
-}
 
 
 @lru_cache(maxsize=32)
 def profile_for(jurisdiction: str) -> JurisdictionProfile:
     """The jurisdiction's profile, loaded once per worker."""
     return load_profile(jurisdiction)
-
-
-def subdivision_of(region: str | None) -> str | None:
-    """The region's ISO code, or None (the rules then avoid every regional holiday)."""
-    if not region:
-        return None
-    text = region.strip()
-    return (
-        text.upper()
-        if text.upper() in CHILEAN_REGIONS.values()
-        else (CHILEAN_REGIONS.get(text.lower()))
-    )
 
 
 @dataclass(frozen=True)

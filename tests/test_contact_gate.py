@@ -9,9 +9,10 @@ from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
 from receivables.case import CaseClosed
-from receivables.contact_gate import gate_contact, subdivision_of
+from receivables.contact_gate import gate_contact
 from receivables.contact_rules import Verdict
 from receivables.ledger import ContactKey, ContactLedger
+from receivables.locations import subdivision_of
 from receivables.store import ContactAttempt, ContactStatus, make_engine, session_scope
 from tests.case_helpers import (
     add_invoice,
