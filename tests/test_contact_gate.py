@@ -9,7 +9,7 @@ from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
 from receivables.case import CaseClosed
-from receivables.contact_gate import gate_contact
+from receivables.contact_gate import GateResult, gate_contact
 from receivables.contact_rules import Verdict
 from receivables.ledger import ContactKey, ContactLedger
 from receivables.locations import subdivision_of
@@ -31,12 +31,13 @@ def test_two_workers_contacting_one_debtor_at_once_take_turns(
     engine = make_engine(database_url)
     customer_id = f"C-{unique_number()}"
     folios = [unique_number(), unique_number()]
-    for folio in folios:
+    # Due on different days, so neither invoice's reminder may ride on the other's statement.
+    for day, folio in enumerate(folios, start=1):
         _, customer = add_invoice(
             engine,
             invoice_number=folio,
             issue_date=date(2026, 5, 1),
-            due_date=date(2026, 6, 1),
+            due_date=date(2026, 6, day),
             amount_minor=100_000,
             customer_id=customer_id,
         )
@@ -54,6 +55,7 @@ def test_two_workers_contacting_one_debtor_at_once_take_turns(
             planned_at=wednesday_ten,
             now=wednesday_ten,
         )
+        assert isinstance(result, GateResult)
         verdicts.append(result.decision.verdict)
 
     workers = [threading.Thread(target=contact, args=(folio,)) for folio in folios]
