@@ -257,6 +257,36 @@ def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_stop_fact(args: argparse.Namespace, settings: Settings) -> int:
+    """Record a lawsuit served, an insolvency or a cession; reminders stop at the next send."""
+    from receivables.stop_facts import StopFact, StopFactRefused, record_stop_fact
+
+    migrate(settings.resolved_database_url)
+    fact = StopFact(args.fact)
+    try:
+        change = record_stop_fact(
+            make_engine(settings.resolved_database_url),
+            settings.tenant,
+            fact,
+            target=args.target,
+            on=_date(args.on, "--on"),
+            recorded_by=args.by,
+            reason=args.reason,
+            assignee=args.assignee,
+        )
+    except StopFactRefused as error:
+        raise OperatorError(str(error)) from None
+    subject = change.invoice_number or f"customer {change.customer_id}"
+    if change.already_recorded:
+        print(f"{subject}: {fact} was already recorded; its first date is kept")
+    else:
+        print(
+            f"{subject}: {fact} on {change.on} recorded; the next reminder is denied "
+            "and the case stops contacting the debtor"
+        )
+    return 0
+
+
 # -- inspecting --------------------------------------------------------------------------
 
 
@@ -602,6 +632,23 @@ def build_parser() -> argparse.ArgumentParser:
         close.add_argument("--reason", required=True, help="why, for the case file")
         close.add_argument("--by", default="operator", help="who decided it")
         close.set_defaults(handler=cmd_close)
+
+    stop = commands.add_parser(
+        "stop-fact", help="record a lawsuit served, an insolvency or a cession"
+    )
+    stop.add_argument(
+        "fact",
+        choices=["lawsuit-served", "insolvency", "ceded"],
+        help="lawsuit-served and insolvency are the debtor's; ceded is an invoice's",
+    )
+    stop.add_argument(
+        "target", metavar="CUSTOMER_OR_FOLIO", help="customer id, or folio if ceded"
+    )
+    stop.add_argument("--on", required=True, help="the date it happened, YYYY-MM-DD")
+    stop.add_argument("--reason", required=True, help="the source, for the audit")
+    stop.add_argument("--by", default="operator", help="who records it")
+    stop.add_argument("--assignee", help="for ceded: the factor (cesionario)")
+    stop.set_defaults(handler=cmd_stop_fact)
 
     case = commands.add_parser("case", help="show one case: stage, timeline, ledger")
     case.add_argument("invoice", metavar="FOLIO", help="the invoice number")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -22,8 +22,10 @@ from receivables.contact_rules import Verdict
 from receivables.deliveries import OPTED_OUT, Suppression, find_suppressions, suppress
 from receivables.ledger import ContactKey, ContactLedger, LedgerSnapshot
 from receivables.messages import (
+    STATEMENT_TEMPLATE,
     MessageContext,
     RenderedMessage,
+    StatementLine,
     TemplateRenderError,
     render_message,
 )
@@ -31,6 +33,12 @@ from receivables.money import format_amount
 from receivables.planning import local_date_of
 from receivables.providers.errors import Failure, ProviderError
 from receivables.providers.sms_encoding import analyse_sms
+from receivables.statements import (
+    STATEMENT_IN_FLIGHT_RECHECK,
+    CoveredByStatement,
+    CoveredInvoice,
+    release_statement,
+)
 from receivables.store import (
     ContactLedgerEntry,
     ContactStatus,
@@ -66,6 +74,14 @@ class _Route:
     channel: str
     recipient: str
     closed: Suppression | None = None  # a bounce or opt-out closed this address
+
+
+@dataclass(frozen=True)
+class _Allowed:
+    """The gate let the contact through; ``covered`` are the invoices it must also name."""
+
+    entry: LedgerSnapshot
+    covered: tuple[CoveredInvoice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,9 @@ class ReminderSender:
                 return self._decide(
                     request, key, ContactStatus.BLOCKED, str(error), now
                 )
-            result = self._deliver(request, key, customer, rendered, now, variables)
+            result = self._deliver(
+                request, key, (invoice, customer), rendered, now, variables
+            )
             if isinstance(result, SendOutcome):
                 return result
             failures.append(f"{route.channel}: {result.reason}")
@@ -178,7 +196,7 @@ class ReminderSender:
         key: ContactKey,
         customer: Customer,
         now: datetime,
-    ) -> LedgerSnapshot | SendOutcome:
+    ) -> _Allowed | SendOutcome:
         """Count one more attempt, after the contact rules allowed it where a profile applies."""
         policy = (request.policy_name, request.policy_version)
         known = self._ledger.find(key)
@@ -187,8 +205,10 @@ class ReminderSender:
                 SendStatus.SENT, key.channel, "sent", known.provider_message_id, True
             )
         if request.jurisdiction is None:
-            return self._ledger.begin_attempt(
-                key, policy=policy, planned_at=request.planned_at
+            return _Allowed(
+                self._ledger.begin_attempt(
+                    key, policy=policy, planned_at=request.planned_at
+                )
             )
         gate = gate_contact(
             self._engine,
@@ -199,12 +219,15 @@ class ReminderSender:
             planned_at=request.planned_at,
             now=now,
         )
+        if isinstance(gate, CoveredByStatement):
+            return _covered_outcome(key, gate, now)
         verdict = gate.decision.verdict
         if verdict is Verdict.ALLOW:
             assert gate.entry_id is not None
-            return LedgerSnapshot(
+            snapshot = LedgerSnapshot(
                 gate.entry_id, ContactStatus.PENDING, gate.attempts, None
             )
+            return _Allowed(snapshot, gate.covered)
         activity.logger.info(
             "%s %s of %s: %s",
             verdict,
@@ -220,21 +243,28 @@ class ReminderSender:
                 trace(gate.decision),
                 retry_at=gate.decision.at,
             )
-        return SendOutcome(SendStatus.CANCELLED, key.channel, trace(gate.decision))
+        return SendOutcome(SendStatus.STOPPED, key.channel, trace(gate.decision))
 
     def _deliver(
         self,
         request: SendReminderRequest,
         key: ContactKey,
-        customer: Customer,
+        debt: tuple[Invoice, Customer],
         rendered: RenderedMessage,
         now: datetime,
         variables: dict[str, str],
     ) -> SendOutcome | _Refused:
         """Send by one route; a permanent refusal is recorded and handed back, not raised."""
-        entry = self._begin(request, key, customer, now)
-        if isinstance(entry, SendOutcome):
-            return entry
+        allowed = self._begin(request, key, debt[1], now)
+        if isinstance(allowed, SendOutcome):
+            return allowed
+        entry = allowed.entry
+        if allowed.covered:
+            statement = self._statement(request, key, debt, allowed, now)
+            if isinstance(statement, SendOutcome):
+                return statement
+            rendered = statement
+            request = replace(request, template=STATEMENT_TEMPLATE)
         if key.channel in SMS_CHANNELS:
             self._record_sms_cost(entry.entry_id, rendered.body)
 
@@ -262,6 +292,33 @@ class ReminderSender:
         )
         _count("sent", key.channel)
         return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id)
+
+    def _statement(
+        self,
+        request: SendReminderRequest,
+        key: ContactKey,
+        debt: tuple[Invoice, Customer],
+        allowed: _Allowed,
+        now: datetime,
+    ) -> RenderedMessage | SendOutcome:
+        """Render the statement naming every covered invoice, or free them if it cannot be."""
+        invoice, customer = debt
+        try:
+            return self._render(
+                request,
+                _Route(key.channel, key.recipient),
+                invoice,
+                customer,
+                now,
+                covered=allowed.covered,
+            )
+        except (TemplateRenderError, ValueError) as error:
+            with session_scope(self._engine) as session:
+                release_statement(session, allowed.entry.entry_id, str(error))
+            self._ledger.finish(
+                allowed.entry.entry_id, ContactStatus.BLOCKED, reason=str(error), at=now
+            )
+            return SendOutcome(SendStatus.BLOCKED, key.channel, str(error))
 
     def _record_refusal(
         self, key: ContactKey, entry_id: int, error: ChannelError, now: datetime
@@ -391,8 +448,18 @@ class ReminderSender:
         invoice: Invoice,
         customer: Customer,
         now: datetime,
+        *,
+        covered: tuple[CoveredInvoice, ...] = (),
     ) -> RenderedMessage:
         assert invoice.due_date is not None
+        asked = invoice.balance_minor - request.disputed_minor
+        own = StatementLine(
+            invoice.invoice_number,
+            invoice.issue_date,
+            invoice.due_date,
+            asked,
+            invoice.currency,
+        )
         context = MessageContext(
             creditor_name=self._creditor.name,
             customer_name=customer.name,
@@ -400,16 +467,49 @@ class ReminderSender:
             issue_date=invoice.issue_date,
             due_date=invoice.due_date,
             amount_minor=invoice.amount_minor,
-            balance_minor=invoice.balance_minor - request.disputed_minor,
+            balance_minor=asked,
             currency=invoice.currency,
             sent_on=local_date_of(now, customer.time_zone),
             payment_instructions=self._creditor.payment_instructions,
             creditor_contact=self._creditor.contact,
+            statement=(own, *(_statement_line(other) for other in covered)),
         )
         language = customer.language or request.language
+        template = STATEMENT_TEMPLATE if covered else request.template
         return render_message(
-            self._templates_dir, request.template, route.channel, language, context
+            self._templates_dir, template, route.channel, language, context
         )
+
+
+def _covered_outcome(
+    key: ContactKey, covered: CoveredByStatement, now: datetime
+) -> SendOutcome:
+    """This step rides on another invoice's statement; while it is in flight, look again."""
+    if covered.pending:
+        reason = f"the statement of {covered.statement} that names it is being sent"
+        return SendOutcome(
+            SendStatus.DEFERRED,
+            key.channel,
+            reason,
+            retry_at=now + STATEMENT_IN_FLIGHT_RECHECK,
+        )
+    activity.logger.info(
+        "%s of %s %s", key.step_id, key.invoice_number, covered.describe()
+    )
+    _count("consolidated", key.channel)
+    return SendOutcome(
+        SendStatus.CONSOLIDATED, key.channel, covered.describe(), covered.message_id
+    )
+
+
+def _statement_line(covered: CoveredInvoice) -> StatementLine:
+    return StatementLine(
+        covered.invoice_number,
+        covered.issue_date,
+        covered.due_date,
+        covered.balance_minor,
+        covered.currency,
+    )
 
 
 def _count(outcome: str, channel: str) -> None:

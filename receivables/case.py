@@ -161,6 +161,11 @@ class SendStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     BLOCKED = "blocked"
     FAILED = "failed"
+    # Another invoice's statement named this one: the debtor has it, nothing more to send.
+    CONSOLIDATED = "consolidated"
+    # A stop rule (lawsuit served, insolvency, cession, cash or free invoice) denied it:
+    # no later step may contact the debtor about this invoice either.
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)

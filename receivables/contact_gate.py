@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, update
 from sqlalchemy.engine import Engine
@@ -15,11 +16,21 @@ from receivables.contact_rules import (
     ContactDecision,
     DebtorFacts,
     PastContact,
+    PaymentForm,
     Verdict,
     decide,
 )
 from receivables.jurisdictions import JurisdictionProfile, load_profile
 from receivables.ledger import ContactKey
+from receivables.locations import candidates_of, subdivision_of
+from receivables.planning import local_date_of
+from receivables.statements import (
+    CoveredByStatement,
+    CoveredInvoice,
+    consolidates,
+    cover_invoices_due_together,
+    covering_statement,
+)
 from receivables.store import (
     ContactAttempt as AttemptRow,
 )
@@ -29,30 +40,12 @@ from receivables.store import (
     Customer,
     Invoice,
     as_utc,
+    find_invoice,
     session_scope,
 )
 
 # Caps look back a week (rolling or by dates); two weeks of history covers every rule.
 HISTORY_WINDOW = timedelta(days=14)
-# Region names as imports write them, to the ISO 3166-2 codes the holiday calendars use.
-CHILEAN_REGIONS = {
-    "arica y parinacota": "AP",
-    "tarapacá": "TA",
-    "antofagasta": "AN",
-    "atacama": "AT",
-    "coquimbo": "CO",
-    "valparaíso": "VS",
-    "metropolitana": "RM",
-    "o'higgins": "LI",
-    "maule": "ML",
-    "ñuble": "NB",
-    "biobío": "BI",
-    "la araucanía": "AR",
-    "los ríos": "LR",
-    "los lagos": "LL",
-    "aysén": "AI",
-    "magallanes": "MA",
-}
 
 
 @lru_cache(maxsize=32)
@@ -61,25 +54,38 @@ def profile_for(jurisdiction: str) -> JurisdictionProfile:
     return load_profile(jurisdiction)
 
 
-def subdivision_of(region: str | None) -> str | None:
-    """The region's ISO code, or None (the rules then avoid every regional holiday)."""
-    if not region:
-        return None
-    text = region.strip()
-    return (
-        text.upper()
-        if text.upper() in CHILEAN_REGIONS.values()
-        else (CHILEAN_REGIONS.get(text.lower()))
-    )
-
-
 @dataclass(frozen=True)
 class GateResult:
-    """The decision for one contact and, when allowed, the ledger entry now pending."""
+    """The decision for one contact and, when allowed, the ledger entry now pending.
+
+    ``covered`` lists the other invoices the message must name: when the profile
+    consolidates written contacts, they ride on this one instead of being sent apart.
+    """
 
     decision: ContactDecision
     entry_id: int | None
     attempts: int
+    covered: tuple[CoveredInvoice, ...] = ()
+
+
+def debtor_facts(
+    customer: Customer, invoice: Invoice | None, now: datetime
+) -> DebtorFacts:
+    """What the rules know of the debtor and this invoice on the debtor's date of ``now``."""
+    today = local_date_of(now, customer.time_zone)
+    candidates = candidates_of(customer.time_zone_candidates)
+    payment_form = invoice.payment_form if invoice is not None else None
+    return DebtorFacts(
+        # An unknown zone is passed as unknown: the rules use the hours of every candidate.
+        time_zone=None if candidates else customer.time_zone or None,
+        candidate_time_zones=candidates,
+        subdivision=subdivision_of(customer.region),
+        lawsuit_served=_on_or_before(customer.lawsuit_served_on, today),
+        insolvent=_on_or_before(customer.insolvency_opened_on, today),
+        invoice_ceded=invoice is not None and _on_or_before(invoice.ceded_on, today),
+        payment_form=PaymentForm(payment_form) if payment_form else None,
+        invoice_received_at=_received_at(invoice, customer.time_zone),
+    )
 
 
 def gate_contact(
@@ -91,47 +97,94 @@ def gate_contact(
     policy: tuple[str, int],
     planned_at: datetime,
     now: datetime,
-) -> GateResult:
+) -> GateResult | CoveredByStatement:
     """Decide a contact and, if allowed, mark it pending, in one transaction per debtor.
 
     Locking the debtor's row first makes two workers contacting the same debtor at the same
-    instant take turns: the second sees the first one's pending contact and is deferred.
+    instant take turns: the second sees the first one's pending contact and is deferred, or,
+    when the first one's statement already lists its invoice, learns it is covered.
     """
     profile = profile_for(jurisdiction)
-    debtor = DebtorFacts(
-        time_zone=customer.time_zone or None,
-        subdivision=subdivision_of(customer.region),
-    )
     with session_scope(engine) as session:
         _lock_debtor(session, customer)
+        # Read again under the lock: an operator may have recorded a stop fact meanwhile.
+        debtor = session.get(Customer, customer.id) or customer
+        invoice = find_invoice(session, key.tenant, key.invoice_number)
+        entry = _entry(session, key, policy, planned_at)
+        covering = covering_statement(session, entry)
+        if covering is not None:
+            return covering
         history = _recent_contacts(session, customer, now, exclude=key)
         attempt = ContactAttempt(
             key.channel, now, key.tenant, customer.customer_id, (key.invoice_number,)
         )
-        decision = decide(attempt, history, profile, debtor)
-        entry = _entry(session, key, policy, planned_at)
-        if decision.verdict is Verdict.ALLOW:
-            entry.attempts += 1
-            entry.status = ContactStatus.PENDING
-        else:
-            status = (
-                ContactStatus.DEFERRED
-                if decision.verdict is Verdict.DEFER
-                else (ContactStatus.CANCELLED)
-            )
-            entry.status, entry.reason, entry.decided_at = status, trace(decision), now
+        decision = decide(attempt, history, profile, debtor_facts(debtor, invoice, now))
+        _apply(entry, decision, now)
         session.add(entry)
         session.flush()
         assert entry.id is not None
+        covered: tuple[CoveredInvoice, ...] = ()
+        if (
+            decision.verdict is Verdict.ALLOW
+            and invoice is not None
+            and consolidates(profile, key.channel)
+        ):
+            covered = cover_invoices_due_together(
+                session,
+                entry,
+                invoice,
+                admits=lambda other: _admits(attempt, history, profile, debtor, other),
+                now=now,
+            )
+        listed = f"; statement lists {', '.join(c.invoice_number for c in covered)}"
         session.add(
             AttemptRow(
                 ledger_entry_id=entry.id,
                 attempt=entry.attempts,
                 outcome=str(decision.verdict),
-                detail=trace(decision),
+                detail=trace(decision) + (listed if covered else ""),
             )
         )
-        return GateResult(decision, entry.id, entry.attempts)
+        return GateResult(decision, entry.id, entry.attempts, covered)
+
+
+def _apply(entry: ContactLedgerEntry, decision: ContactDecision, now: datetime) -> None:
+    """Write the verdict on the ledger entry: pending when allowed, else why not."""
+    entry.consolidated_into_id = None
+    if decision.verdict is Verdict.ALLOW:
+        entry.attempts += 1
+        entry.status = ContactStatus.PENDING
+        return
+    status = (
+        ContactStatus.DEFERRED
+        if decision.verdict is Verdict.DEFER
+        else ContactStatus.CANCELLED
+    )
+    entry.status, entry.reason, entry.decided_at = status, trace(decision), now
+
+
+def _admits(
+    attempt: ContactAttempt,
+    history: list[PastContact],
+    profile: JurisdictionProfile,
+    customer: Customer,
+    other: Invoice,
+) -> bool:
+    """Whether another invoice may be named now: its own stops and holds decide it."""
+    named = replace(attempt, invoice_ids=(other.invoice_number,))
+    facts = debtor_facts(customer, other, attempt.wanted_at)
+    return decide(named, history, profile, facts).verdict is Verdict.ALLOW
+
+
+def _on_or_before(day: date | None, today: date) -> bool:
+    return day is not None and day <= today
+
+
+def _received_at(invoice: Invoice | None, time_zone: str) -> datetime | None:
+    # The SII gives the reception's date; local noon keeps that date in every Chilean zone.
+    if invoice is None or invoice.sii_received_on is None:
+        return None
+    return datetime.combine(invoice.sii_received_on, time(12), ZoneInfo(time_zone))
 
 
 def trace(decision: ContactDecision) -> str:

@@ -20,11 +20,13 @@ from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from receivables.locations import DebtorLocation, locate
 from receivables.mapping import (
     CUSTOMER_TYPES,
     LATEST_YEAR,
     CellError,
     ImportMapping,
+    check_payment_form,
     check_time_zone,
     load_mapping,
 )
@@ -35,6 +37,7 @@ from receivables.store import (
     ImportBatch,
     Invoice,
     InvoiceStatus,
+    StopFactRecord,
     make_engine,
     session_scope,
 )
@@ -101,8 +104,20 @@ class CustomerFacts:
     email: str
     phone: str
     whatsapp: str
-    time_zone: str
+    location: DebtorLocation
     region: str
+    lawsuit_served_on: date | None = None
+    insolvency_opened_on: date | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceStopFacts:
+    """What a row says about its invoice's DTE: payment form, SII reception, cession."""
+
+    payment_form: int | None = None
+    sii_received_on: date | None = None
+    ceded_on: date | None = None
+    ceded_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,7 @@ class InvoiceRow:
     disputed: bool
     terms_days: int | None
     customer: CustomerFacts
+    stop_facts: InvoiceStopFacts = InvoiceStopFacts()
 
 
 @dataclass(frozen=True)
@@ -670,6 +686,8 @@ def _read_customer(reader: _RowReader) -> CustomerFacts:
         "use an IANA name like America/Santiago, or leave it empty",
     )
     phone_hint = "write it like +56 9 1234 5678, or leave it empty"
+    region = reader.text("region")
+    stop_hint = _date_hint(reader.mapping) + "; leave it empty if it never happened"
     return CustomerFacts(
         name=reader.text("customer_name"),
         customer_type=kind or reader.mapping.defaults.customer_type,
@@ -681,8 +699,42 @@ def _read_customer(reader: _RowReader) -> CustomerFacts:
         or "",
         phone=reader.optional("phone", check_phone, phone_hint) or "",
         whatsapp=reader.optional("whatsapp", check_phone, phone_hint) or "",
-        time_zone=zone or reader.mapping.defaults.time_zone,
-        region=reader.text("region"),
+        location=locate(zone, region, reader.mapping.defaults.time_zone),
+        region=region,
+        lawsuit_served_on=reader.optional(
+            "lawsuit_served_on", reader.mapping.parse_date, stop_hint
+        ),
+        insolvency_opened_on=reader.optional(
+            "insolvency_opened_on", reader.mapping.parse_date, stop_hint
+        ),
+    )
+
+
+def _read_invoice_stop_facts(reader: _RowReader) -> InvoiceStopFacts:
+    stop_hint = _date_hint(reader.mapping) + "; leave it empty if it never happened"
+    ceded_on = reader.optional("ceded_on", reader.mapping.parse_date, stop_hint)
+    ceded_to = reader.text("ceded_to")
+    if ceded_to and ceded_on is None and not reader.text("ceded_on"):
+        reader.fail(
+            "ceded_on",
+            "",
+            f"is empty but ceded_to names an assignee ({ceded_to!r})",
+            "write the date of the cession, or empty ceded_to if it was not ceded",
+        )
+    return InvoiceStopFacts(
+        payment_form=reader.optional(
+            "payment_form",
+            check_payment_form,
+            "write the DTE's FmaPago: 1 (contado), 2 (crédito) or 3 (sin costo), "
+            "or leave it empty",
+        ),
+        sii_received_on=reader.optional(
+            "sii_received_on",
+            reader.mapping.parse_date,
+            _date_hint(reader.mapping) + "; or leave it empty if not known",
+        ),
+        ceded_on=ceded_on,
+        ceded_to=ceded_to or None,
     )
 
 
@@ -706,6 +758,7 @@ def parse_row(
         "payment_terms_days", _read_terms, "write whole days like 30, or leave it empty"
     )
     customer = _read_customer(reader)
+    stop_facts = _read_invoice_stop_facts(reader)
     if issue is not None and due is None and terms is not None:
         _check_derived_due(reader, issue, terms)
     if reader.errors or issue is None or amount is None or currency is None:
@@ -722,6 +775,7 @@ def parse_row(
         disputed=bool(disputed),
         terms_days=terms,
         customer=customer,
+        stop_facts=stop_facts,
     ), []
 
 
@@ -1026,9 +1080,12 @@ def _new_customer(
         email=email or None,
         phone=facts.phone or None,
         whatsapp=facts.whatsapp or None,
-        time_zone=facts.time_zone,
+        time_zone=facts.location.time_zone,
+        time_zone_candidates=",".join(facts.location.candidates) or None,
         region=facts.region or None,
         payment_terms_days=terms,
+        lawsuit_served_on=facts.lawsuit_served_on,
+        insolvency_opened_on=facts.insolvency_opened_on,
     )
 
 
@@ -1041,6 +1098,11 @@ def _fill_blanks(customer: Customer, row: InvoiceRow, terms: int | None) -> None
     customer.region = customer.region or facts.region or None
     if customer.payment_terms_days is None:
         customer.payment_terms_days = terms
+    # A stop fact is never undone by a file that says nothing about it.
+    customer.lawsuit_served_on = customer.lawsuit_served_on or facts.lawsuit_served_on
+    customer.insolvency_opened_on = (
+        customer.insolvency_opened_on or facts.insolvency_opened_on
+    )
 
 
 def ensure_customers(
@@ -1138,6 +1200,10 @@ def _new_invoice(
         disputed=row.disputed,
         settled_date=row.settled_date,
         import_batch_id=batch_id,
+        payment_form=row.stop_facts.payment_form,
+        sii_received_on=row.stop_facts.sii_received_on,
+        ceded_on=row.stop_facts.ceded_on,
+        ceded_to=row.stop_facts.ceded_to,
     )
 
 
@@ -1188,10 +1254,42 @@ def write_batch(
             batch.id,
         )
         session.add(invoice)
+        session.add_all(_stop_fact_records(row, report))
         report.accepted.append(row.invoice_number)
         if invoice.status == InvoiceStatus.NEEDS_DUE_DATE:
             report.needs_due_date.append(row.invoice_number)
     report.batch_id = batch.id
+
+
+def _stop_fact_records(row: InvoiceRow, report: ImportReport) -> list[StopFactRecord]:
+    """The audit lines of the stop facts a row brought in, naming the file and row."""
+    facts: list[tuple[str | None, str, object]] = [
+        (None, "lawsuit_served", row.customer.lawsuit_served_on),
+        (None, "insolvency_opened", row.customer.insolvency_opened_on),
+        (row.invoice_number, "payment_form", row.stop_facts.payment_form),
+        (row.invoice_number, "sii_received", row.stop_facts.sii_received_on),
+        (row.invoice_number, "ceded", row.stop_facts.ceded_on),
+    ]
+    source = f"import {Path(report.file).name} row {row.row}"
+    return [
+        StopFactRecord(
+            tenant=report.tenant,
+            customer_id=row.customer_id,
+            invoice_number=invoice_number,
+            fact=fact,
+            value=str(value)
+            + (
+                f" to {row.stop_facts.ceded_to}"
+                if fact == "ceded" and row.stop_facts.ceded_to
+                else ""
+            ),
+            source=source,
+            recorded_by=f"mapping {report.mapping}",
+            reason="stated in the imported file",
+        )
+        for invoice_number, fact, value in facts
+        if value is not None
+    ]
 
 
 # --- the entry points ---

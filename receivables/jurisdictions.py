@@ -348,6 +348,9 @@ class JurisdictionProfile(_Strict):
     channels: ChannelClasses
     rules: tuple[Rule, ...] = Field(min_length=1)
     overlays: tuple[str, ...] = ()
+    # One statement-style message for a debtor's invoices whose written reminders fall due
+    # together, counted once by the caps. Strict: "yes" or 1 is a typo, not a choice.
+    consolidate_written: bool = Field(default=False, strict=True)
 
     @field_validator("default_time_zones")
     @classmethod
@@ -378,6 +381,15 @@ class JurisdictionProfile(_Strict):
                     raise ValueError(
                         f"rule {rule.id} names {stray}, not {rule.channel_class} channels"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _consolidation_has_written_channels(self) -> Self:
+        if self.consolidate_written and not self.channels.written:
+            raise ValueError(
+                "consolidate_written is true but channels.written lists no channel; "
+                "list the written channels or drop consolidate_written"
+            )
         return self
 
     def channel_class(self, channel: str) -> ChannelClass:

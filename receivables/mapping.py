@@ -81,6 +81,15 @@ class Columns(_Strict):
     time_zone: str | None = None
     region: str | None = None
     payment_terms_days: str | None = None  # used only when the due date is empty
+    # Stop facts, all optional. The debtor's: served in a lawsuit, insolvency opened (dates).
+    lawsuit_served_on: str | None = None
+    insolvency_opened_on: str | None = None
+    # The invoice's, from its SII DTE: FmaPago (1 cash, 2 credit, 3 free), the date the
+    # buyer received it at the SII, and its cession to a factor (date and assignee).
+    payment_form: str | None = None
+    sii_received_on: str | None = None
+    ceded_on: str | None = None
+    ceded_to: str | None = None
 
     def declared(self) -> dict[str, str]:
         """Field name to header, for every field the file provides."""
@@ -154,7 +163,9 @@ class Defaults(_Strict):
     """Customer attributes for a file without their column, or with an empty cell."""
 
     customer_type: str = "company"
-    time_zone: str = "America/Santiago"
+    # The zone of a customer whose row names neither a zone nor a one-zone region. null
+    # stores such a customer with its zone unknown, flagged, with the zones it may be in.
+    time_zone: str | None = "America/Santiago"
 
     @field_validator("customer_type")
     @classmethod
@@ -163,8 +174,8 @@ class Defaults(_Strict):
 
     @field_validator("time_zone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
-        return check_time_zone(value)
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_time_zone(value)
 
 
 class ImportMapping(_Strict):
@@ -317,6 +328,16 @@ def _date_parts(text: str, date_format: str) -> tuple[int, int, int] | None:
     if not (1 <= month <= 12 and 1 <= day <= 31):
         return None
     return year, month, day
+
+
+def check_payment_form(text: str) -> int:
+    """Read an SII FmaPago: 1 (contado, cash), 2 (crédito) or 3 (sin costo, free)."""
+    value = text.strip()
+    if value not in ("1", "2", "3"):
+        raise ValueError(
+            f"{text!r} is not an SII payment form (FmaPago): 1 cash, 2 credit, 3 free"
+        )
+    return int(value)
 
 
 def check_customer_type(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import re
@@ -24,6 +25,7 @@ from receivables.content_lint import (
     check_message,
     content_rules_by_policy,
 )
+from receivables.jurisdictions import load_profile
 from receivables.money import MoneyError, exponent_of, format_money
 from receivables.policy import Channel, PolicyBook, PolicyError, load_policy_book
 
@@ -38,6 +40,8 @@ CHANNEL_PARTS: dict[str, tuple[str, ...]] = {
 }
 # Every template is checked in these languages, besides the language its policy names.
 LINT_LANGUAGES = ("es-CL", "en")
+# The template of a consolidated reminder: one message listing several invoices of a debtor.
+STATEMENT_TEMPLATE = "statement"
 MAX_SMS_SEGMENTS = 3
 
 _TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9\-]*$")
@@ -99,6 +103,17 @@ class MissingTemplateError(TemplateRenderError):
 
 
 @dataclass(frozen=True)
+class StatementLine:
+    """One invoice of a statement: its folio, dates and what is asked for it."""
+
+    invoice_number: str
+    issue_date: date
+    due_date: date
+    balance_minor: int
+    currency: str
+
+
+@dataclass(frozen=True)
 class MessageContext:
     """What a message may say about one invoice, as of the local day it is sent."""
 
@@ -116,6 +131,8 @@ class MessageContext:
     creditor_contact: str  # where to ask or report a payment: mailbox, phone
     contact_name: str | None = None  # the person addressed at the customer, when known
     payment_link: str | None = None
+    # For the statement template: every invoice it names, this one first.
+    statement: tuple[StatementLine, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("creditor_name", "customer_name", "invoice_number", "currency"):
@@ -160,7 +177,29 @@ class MessageContext:
         values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         values["days_past_due"] = self.days_past_due
         values["days_to_due"] = self.days_to_due
+        values["statement"] = self.statement_lines
+        values["statement_total_minor"] = self.statement_total_minor
         return values
+
+    @property
+    def statement_lines(self) -> tuple[StatementLine, ...]:
+        """The invoices a statement names; this invoice alone when none was given."""
+        own = StatementLine(
+            self.invoice_number,
+            self.issue_date,
+            self.due_date,
+            self.balance_minor,
+            self.currency,
+        )
+        return self.statement or (own,)
+
+    @property
+    def statement_total_minor(self) -> int | None:
+        """What the statement asks in all, when its invoices share one currency."""
+        lines = self.statement_lines
+        if {line.currency for line in lines} != {self.currency}:
+            return None
+        return sum(line.balance_minor for line in lines)
 
 
 @dataclass(frozen=True)
@@ -481,27 +520,57 @@ def lint_samples(language: str) -> tuple[MessageContext, MessageContext]:
         creditor_contact="cobranza@example.cl, +56 2 2345 6789",
         payment_link="https://pagos.example.cl/f/25568?ref=a&b=1",
     )
+    # A statement names this invoice and another one of the same debtor, due together.
+    other = StatementLine(
+        "25570",
+        hostile.issue_date,
+        hostile.due_date,
+        hostile.balance_minor * 2,
+        hostile.currency,
+    )
+    hostile = replace(hostile, statement=(*hostile.statement_lines, other))
     return hostile, replace(hostile, contact_name=None, payment_link=None)
 
 
 def _template_uses(
-    book: PolicyBook,
+    book: PolicyBook, consolidating: frozenset[str] = frozenset()
 ) -> dict[tuple[str, str, str], list[tuple[str, str]]]:
-    """Every (template id, channel, language) a step may send, with (policy, step)."""
+    """Every (template id, channel, language) a step may send, with (policy, step).
+
+    A step of a policy in ``consolidating`` may also send the statement template instead.
+    """
     uses: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     for policy in book.policies.values():
         languages = dict.fromkeys((policy.language, *LINT_LANGUAGES))
         for step in policy.steps:
             if step.channel is None or step.template is None:
                 continue  # a task step: a person acts, no message is rendered
+            templates = [step.template]
+            if policy.name in consolidating:
+                templates.append(STATEMENT_TEMPLATE)
             for channel in (step.channel, *step.fallback_channels):
                 label = f"{policy.name} {step.id}"
                 if channel != step.channel:
                     label += f" ({channel.value} fallback)"
-                for language in languages:
-                    key = (step.template, channel.value, language)
+                for template, language in itertools.product(templates, languages):
+                    key = (template, channel.value, language)
                     uses.setdefault(key, []).append((policy.name, label))
     return uses
+
+
+def _consolidating_policies(
+    book: PolicyBook, jurisdictions_dir: Path
+) -> frozenset[str]:
+    """Policies whose jurisdiction sends written reminders due together as one statement."""
+    profiles = {
+        name: load_profile(name, folder=jurisdictions_dir)
+        for name in {p.jurisdiction for p in book.policies.values() if p.jurisdiction}
+    }
+    return frozenset(
+        policy.name
+        for policy in book.policies.values()
+        if policy.jurisdiction and profiles[policy.jurisdiction].consolidate_written
+    )
 
 
 def _plain_text_findings(text: str) -> Iterator[tuple[str, str]]:
@@ -617,6 +686,9 @@ def lint_templates(policies_dir: Path, templates_dir: Path) -> list[LintProblem]
         rules_of = content_rules_by_policy(
             book, policies_dir / JURISDICTIONS_FOLDER, date.today()
         )
+        consolidating = _consolidating_policies(
+            book, policies_dir / JURISDICTIONS_FOLDER
+        )
     except PolicyError as error:  # a JurisdictionError too
         return [
             LintProblem(
@@ -636,7 +708,9 @@ def lint_templates(policies_dir: Path, templates_dir: Path) -> list[LintProblem]
         ]
     environment = _environment(templates_dir)
     found: dict[tuple[Path, int | None, str], LintProblem] = {}
-    for (template_id, channel, language), users in sorted(_template_uses(book).items()):
+    for (template_id, channel, language), users in sorted(
+        _template_uses(book, consolidating).items()
+    ):
         bound = bind_rules(users, rules_of)
         labels = [label for _, label in users]
         for problem in _lint_use(

@@ -443,7 +443,11 @@ class _Portfolio:
         cls, invoices: int, folder: Path, url: str, options: _Options
     ) -> _Portfolio:
         """Write the replica and its policies, then import it under both tenants."""
-        zone = load_mapping(options.policies_dir, MAPPING).defaults.time_zone
+        # The replicated mapping names a default zone; without one, plan in Santiago's.
+        zone = (
+            load_mapping(options.policies_dir, MAPPING).defaults.time_zone
+            or "America/Santiago"
+        )
         due = datetime.now(ZoneInfo(zone)).date() + timedelta(days=DAYS_TO_DUE)
         placeholder = burst_policy(
             datetime.now(UTC), due=due, zone=zone, spread_minutes=0

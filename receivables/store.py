@@ -55,6 +55,8 @@ class ContactStatus(enum.StrEnum):
     BLOCKED = (
         "blocked"  # could not be rendered or addressed; a person must fix the data
     )
+    # Another invoice's statement listed this one: one message, one contact for the caps.
+    CONSOLIDATED = "consolidated"
 
 
 class Customer(SQLModel, table=True):
@@ -71,9 +73,22 @@ class Customer(SQLModel, table=True):
     phone: str | None = None
     whatsapp: str | None = None
     language: str = "es-CL"
+    # The zone plans are made in. When the import could not tell where the debtor is,
+    # time_zone_candidates lists every zone they may be in ("America/Santiago,Pacific/Easter")
+    # and time_zone holds the first of them for planning only: the contact rules then use
+    # the hours lawful in all of the candidates.
     time_zone: str = "America/Santiago"
+    time_zone_candidates: str | None = None
     region: str | None = None
     payment_terms_days: int | None = None
+    # Stop facts: from these dates on, no extrajudicial collection reaches the debtor.
+    lawsuit_served_on: date | None = None  # served (emplazado) in a collection lawsuit
+    insolvency_opened_on: date | None = None  # a Ley 20.720 procedure opened
+
+    @property
+    def zone_unknown(self) -> bool:
+        """True when the import could not tell the debtor's time zone."""
+        return bool(self.time_zone_candidates)
 
 
 class Invoice(SQLModel, table=True):
@@ -98,6 +113,12 @@ class Invoice(SQLModel, table=True):
     policy_version: int | None = None
     disputed: bool = False
     settled_date: date | None = None  # historical portfolios only
+    # Chilean electronic invoices (DTE): the SII payment form (FmaPago 1 cash, 2 credit,
+    # 3 free), when the buyer received it at the SII, and its cession to a factor.
+    payment_form: int | None = None
+    sii_received_on: date | None = None
+    ceded_on: date | None = None
+    ceded_to: str | None = None  # the assignee (cesionario), when known
     import_batch_id: int | None = Field(default=None, foreign_key="importbatch.id")
     updated_at: datetime = Field(default_factory=utc_now)
 
@@ -141,6 +162,9 @@ class ContactLedgerEntry(SQLModel, table=True):
     # What an SMS or WhatsApp text costs, counted before it is sent (GSM-7 or UCS-2).
     sms_encoding: str | None = None
     sms_segments: int | None = None
+    # A CONSOLIDATED entry points at the ledger entry of the statement that covered it.
+    # No foreign key: on SQLite adding one would copy the ledger table under its attempts.
+    consolidated_into_id: int | None = None
 
 
 class ContactAttempt(SQLModel, table=True):
@@ -151,6 +175,21 @@ class ContactAttempt(SQLModel, table=True):
     attempt: int
     outcome: str
     detail: str | None = None
+    at: datetime = Field(default_factory=utc_now)
+
+
+class StopFactRecord(SQLModel, table=True):
+    """Who recorded a stop fact (lawsuit, insolvency, cession, payment form), when and why."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True)
+    customer_id: str
+    invoice_number: str | None = None  # None for a fact about the debtor
+    fact: str  # lawsuit_served, insolvency_opened, ceded, payment_form, sii_received
+    value: str  # the date or form recorded, as text
+    source: str  # "import <file> row <n>" or "operator"
+    recorded_by: str
+    reason: str
     at: datetime = Field(default_factory=utc_now)
 
 

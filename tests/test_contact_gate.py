@@ -9,10 +9,17 @@ from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
 from receivables.case import CaseClosed
-from receivables.contact_gate import gate_contact, subdivision_of
+from receivables.contact_gate import GateResult, gate_contact
 from receivables.contact_rules import Verdict
 from receivables.ledger import ContactKey, ContactLedger
-from receivables.store import ContactAttempt, ContactStatus, make_engine, session_scope
+from receivables.locations import subdivision_of
+from receivables.store import (
+    ContactAttempt,
+    ContactStatus,
+    Customer,
+    make_engine,
+    session_scope,
+)
 from tests.case_helpers import (
     add_invoice,
     open_case,
@@ -30,12 +37,13 @@ def test_two_workers_contacting_one_debtor_at_once_take_turns(
     engine = make_engine(database_url)
     customer_id = f"C-{unique_number()}"
     folios = [unique_number(), unique_number()]
-    for folio in folios:
+    # Due on different days, so neither invoice's reminder may ride on the other's statement.
+    for day, folio in enumerate(folios, start=1):
         _, customer = add_invoice(
             engine,
             invoice_number=folio,
             issue_date=date(2026, 5, 1),
-            due_date=date(2026, 6, 1),
+            due_date=date(2026, 6, day),
             amount_minor=100_000,
             customer_id=customer_id,
         )
@@ -53,6 +61,7 @@ def test_two_workers_contacting_one_debtor_at_once_take_turns(
             planned_at=wednesday_ten,
             now=wednesday_ten,
         )
+        assert isinstance(result, GateResult)
         verdicts.append(result.decision.verdict)
 
     workers = [threading.Thread(target=contact, args=(folio,)) for folio in folios]
@@ -120,3 +129,52 @@ async def test_a_sunday_reminder_is_deferred_to_monday_and_the_ledger_says_why(
 
 def _closing() -> CaseClosed:
     return CaseClosed("the test is over", "test")
+
+
+async def test_a_served_lawsuit_stops_the_case_and_skips_its_remaining_steps(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    now = await env.get_current_time()
+    monday = (now + timedelta(days=30)).date()
+    monday += timedelta(days=(7 - monday.weekday()) % 7)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=monday - timedelta(days=31),
+        due_date=monday - timedelta(days=1),
+        amount_minor=85_000,
+    )
+    with session_scope(engine) as session:
+        stored = session.get(Customer, customer.id)
+        assert stored is not None
+        stored.lawsuit_served_on = monday - timedelta(days=10)
+        session.add(stored)
+    steps = [
+        {
+            "id": "R+1",
+            "offset_days": 1,
+            "channel": "email",
+            "template": "overdue-first",
+        },
+        {"id": "R+8", "offset_days": 8, "channel": "sms", "template": "overdue-second"},
+    ]
+    policy = policy_with_steps(*steps, jurisdiction="cl.consumer")
+    async with running_worker(env.client, engine) as (_, queue):
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        await env.sleep(santiago(monday, time(12, 0)) - await env.get_current_time())
+        state = await run.handle.query(InvoiceWorkflow.state)
+        timeline = await run.handle.query(InvoiceWorkflow.timeline)
+        await run.handle.signal(InvoiceWorkflow.cancel, _closing())
+        await run.handle.result()
+
+    assert state.next_step is None
+    assert "collection stopped" in state.waiting_for
+    kinds = [e.kind for e in timeline]
+    assert "reminder_stopped" in kinds and "collection_stopped" in kinds
+    skipped = [e.detail for e in timeline if e.kind == "step_skipped"]
+    assert len(skipped) == 1 and skipped[0].startswith("R+8: collection stopped")
+    assert "CL-C-10" in skipped[0]
+    [entry] = ContactLedger(engine).entries_for("test", invoice.invoice_number)
+    assert entry.status == ContactStatus.CANCELLED
+    assert entry.reason is not None and "CL-C-10 lawsuit served" in entry.reason

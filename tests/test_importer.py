@@ -31,6 +31,7 @@ from receivables.store import (
     ImportBatch,
     Invoice,
     InvoiceStatus,
+    StopFactRecord,
     find_customer,
     find_invoice,
     make_engine,
@@ -1259,3 +1260,139 @@ def test_mapping_named_with_its_file_extension_is_found(
     assert report.mapping == "plain" and report.accepted == ["0001"]
     with pytest.raises(MappingError, match="like sample for policies/mappings"):
         load_mapping(policies, "mappings/sample.yaml")
+
+
+# --- stop facts and unknown zones ---
+
+STOP_HEADER = [
+    *HEADER,
+    "zone",
+    "region",
+    "served",
+    "insolvent",
+    "FmaPago",
+    "received",
+    "ceded",
+    "assignee",
+]
+
+
+def stop_fact_mapping(**defaults: Any) -> dict[str, Any]:
+    """The plain mapping with the optional stop-fact, zone and region columns."""
+    mapping = plain_mapping(name="facts")
+    mapping["columns"] |= {
+        "time_zone": "zone",
+        "region": "region",
+        "lawsuit_served_on": "served",
+        "insolvency_opened_on": "insolvent",
+        "payment_form": "FmaPago",
+        "sii_received_on": "received",
+        "ceded_on": "ceded",
+        "ceded_to": "assignee",
+    }
+    if defaults:
+        mapping["defaults"] = defaults
+    return mapping
+
+
+def stop_fact_row(folio: str, customer: str, **cells: str) -> list[str]:
+    extra = {column: cells.pop(column, "") for column in STOP_HEADER[len(HEADER) :]}
+    return invoice_row(folio, customer=customer, **cells) + list(extra.values())
+
+
+def test_stop_facts_are_stored_and_audited_with_file_and_row(
+    database_url: str, policies: Path, tmp_path: Path
+) -> None:
+    add_mapping(policies, stop_fact_mapping())
+    path = write_rows(
+        tmp_path / "facts.csv",
+        [
+            stop_fact_row("1001", "C-1", served="02/02/2026", insolvent="03/02/2026"),
+            stop_fact_row("1002", "C-2", FmaPago="1", received="06/01/2026"),
+            stop_fact_row("1003", "C-3", ceded="10/01/2026", assignee="Factor SpA"),
+        ],
+        header=STOP_HEADER,
+    )
+
+    report = run_import(path, database_url, policies, "facts")
+
+    assert sorted(report.accepted) == ["1001", "1002", "1003"]
+    customers = {c.customer_id: c for c in stored(database_url, Customer)}
+    assert customers["C-1"].lawsuit_served_on == date(2026, 2, 2)
+    assert customers["C-1"].insolvency_opened_on == date(2026, 2, 3)
+    assert customers["C-2"].lawsuit_served_on is None
+    cash = stored_invoice(database_url, "1002")
+    assert (cash.payment_form, cash.sii_received_on) == (1, date(2026, 1, 6))
+    ceded = stored_invoice(database_url, "1003")
+    assert (ceded.ceded_on, ceded.ceded_to) == (date(2026, 1, 10), "Factor SpA")
+    audit = {
+        (r.customer_id, r.invoice_number, r.fact): r
+        for r in stored(database_url, StopFactRecord)
+    }
+    assert set(audit) == {
+        ("C-1", None, "lawsuit_served"),
+        ("C-1", None, "insolvency_opened"),
+        ("C-2", "1002", "payment_form"),
+        ("C-2", "1002", "sii_received"),
+        ("C-3", "1003", "ceded"),
+    }
+    assert audit[("C-3", "1003", "ceded")].value == "2026-01-10 to Factor SpA"
+    assert audit[("C-1", None, "lawsuit_served")].source == "import facts.csv row 2"
+
+
+def test_a_payment_form_other_than_1_2_or_3_names_file_row_and_field(
+    database_url: str, policies: Path, tmp_path: Path
+) -> None:
+    add_mapping(policies, stop_fact_mapping())
+    path = write_rows(
+        tmp_path / "facts.csv",
+        [
+            stop_fact_row("1001", "C-1", FmaPago="2"),
+            stop_fact_row("1002", "C-1", FmaPago="4"),
+            stop_fact_row("1003", "C-1", assignee="Factor SpA"),
+        ],
+        header=STOP_HEADER,
+    )
+
+    report = run_import(path, database_url, policies, "facts")
+
+    assert report.accepted == []
+    errors = {error.row: error for error in report.rejected}
+    assert errors[3].field == "payment_form"
+    message = errors[3].describe("facts.csv")
+    assert "facts.csv row 3, payment_form '4'" in message
+    assert "1 cash, 2 credit, 3 free" in message
+    assert errors[4].field == "ceded_on"
+    assert "Write the date of the cession" in errors[4].describe("facts.csv")
+    assert stored(database_url, Invoice) == []
+
+
+def test_a_customer_without_zone_or_one_zone_region_is_stored_flagged(
+    database_url: str, policies: Path, tmp_path: Path
+) -> None:
+    add_mapping(policies, stop_fact_mapping(time_zone=None))
+    path = write_rows(
+        tmp_path / "zones.csv",
+        [
+            stop_fact_row("1001", "ZONED", zone="America/Punta_Arenas"),
+            stop_fact_row("1002", "SOUTH", region="Magallanes"),
+            stop_fact_row("1003", "COAST", region="Valparaíso"),
+            stop_fact_row("1004", "NOWHERE"),
+        ],
+        header=STOP_HEADER,
+    )
+
+    run_import(path, database_url, policies, "facts")
+
+    customers = {c.customer_id: c for c in stored(database_url, Customer)}
+    assert customers["ZONED"].time_zone == "America/Punta_Arenas"
+    assert not customers["ZONED"].zone_unknown
+    assert customers["SOUTH"].time_zone == "America/Punta_Arenas"
+    assert not customers["SOUTH"].zone_unknown
+    # Rapa Nui belongs to Valparaíso: the region alone does not say which clock applies.
+    assert customers["COAST"].time_zone_candidates == "America/Santiago,Pacific/Easter"
+    assert customers["NOWHERE"].zone_unknown
+    assert customers["NOWHERE"].time_zone_candidates == (
+        "America/Santiago,America/Punta_Arenas,America/Coyhaique,Pacific/Easter"
+    )
+    assert customers["NOWHERE"].time_zone == "America/Santiago"

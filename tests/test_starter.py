@@ -9,7 +9,15 @@ import pytest
 from sqlmodel import select
 
 import starter
-from receivables.store import Invoice, InvoiceStatus, make_engine, session_scope
+from receivables.store import (
+    Invoice,
+    InvoiceStatus,
+    StopFactRecord,
+    find_customer,
+    find_invoice,
+    make_engine,
+    session_scope,
+)
 from tests.case_helpers import add_invoice
 
 
@@ -86,3 +94,49 @@ def test_impossible_commands_are_refused_before_anything_changes(
             select(Invoice).where(Invoice.invoice_number == "0000000042")
         ).one()
     assert (stored.status, stored.balance_minor) == (InvoiceStatus.PAID, 0)
+
+
+def test_stop_fact_command_records_a_lawsuit_and_a_cession_with_an_audit_line(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = make_engine(store)
+    add_invoice(
+        engine,
+        invoice_number="0000000042",
+        issue_date=date(2026, 1, 5),
+        due_date=date(2026, 2, 4),
+        amount_minor=300_000,
+        customer_id="C-7",
+    )
+
+    served = starter.main(
+        [
+            *("stop-fact", "lawsuit-served", "C-7", "--on", "2026-03-02"),
+            *("--reason", "receptor's certificate", "--by", "ana"),
+        ]
+    )
+    ceded = starter.main(
+        [
+            *("stop-fact", "ceded", "0000000042", "--on", "2026-01-20"),
+            *("--reason", "AEC from the SII", "--assignee", "Factor SpA"),
+        ]
+    )
+    unknown = starter.main(
+        ["stop-fact", "insolvency", "C-404", "--on", "2026-03-02", "--reason", "x"]
+    )
+
+    assert (served, ceded, unknown) == (0, 0, 2)
+    output = capsys.readouterr()
+    assert "customer C-7: lawsuit-served on 2026-03-02 recorded" in output.out
+    assert "customer C-404 is not in the store" in output.err
+    with session_scope(engine) as session:
+        customer = find_customer(session, "test", "C-7")
+        invoice = find_invoice(session, "test", "0000000042")
+        audit = list(session.exec(select(StopFactRecord)))
+    assert customer is not None and customer.lawsuit_served_on == date(2026, 3, 2)
+    assert invoice is not None
+    assert (invoice.ceded_on, invoice.ceded_to) == (date(2026, 1, 20), "Factor SpA")
+    assert [(r.fact, r.recorded_by, r.reason) for r in audit] == [
+        ("lawsuit-served", "ana", "receptor's certificate"),
+        ("ceded", "operator", "AEC from the SII"),
+    ]

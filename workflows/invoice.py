@@ -126,6 +126,9 @@ class InvoiceWorkflow:
         self._moved: dict[str, datetime] = {}
         self._sent = 0
         self._skipped = 0
+        # A stop rule's denial (lawsuit served, insolvency, cession...): no step contacts the
+        # debtor again; the case stays open for payments and for a person to close it.
+        self._stopped_by: str | None = None
         self._opened_at = workflow.now()
         self._shift_days = 0
         self._base_plan = self._make_plan()
@@ -548,6 +551,11 @@ class InvoiceWorkflow:
             )
             local = format_local(upcoming.at, self._case.time_zone)
             candidates.append((upcoming.at, f"{upcoming.step_id} {what} at {local}"))
+        if not candidates and self._stopped_by is not None:
+            return (
+                None,
+                f"a payment or a person: collection stopped ({self._stopped_by})",
+            )
         if not candidates:
             return None, silence or "a payment or a person: no step left in the policy"
         when, label = min(candidates)
@@ -600,6 +608,18 @@ class InvoiceWorkflow:
             NO_REACHABLE_CONTACT
         ):
             self._ask_for_contact(outcome.reason)
+        if outcome.status is SendStatus.STOPPED:
+            self._stop_collection(outcome.reason)
+
+    def _stop_collection(self, reason: str) -> None:
+        """Skip every remaining step: a stop rule is permanent, retrying would only re-deny."""
+        self._stopped_by = reason
+        self._record("collection_stopped", reason)
+        remaining = [p for p in self._plan() if p.step_id not in self._done]
+        self._skip([SkippedStep(p, f"collection stopped: {reason}") for p in remaining])
+        workflow.logger.info(
+            "case %s: collection stopped: %s", self._case.invoice_number, reason
+        )
 
     async def _open_task(self, task: _TaskToOpen) -> None:
         request = TaskRequest(
