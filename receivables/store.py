@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, UniqueConstraint, event
+from sqlalchemy import BigInteger, Index, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -55,6 +55,9 @@ class ContactStatus(enum.StrEnum):
     BLOCKED = (
         "blocked"  # could not be rendered or addressed; a person must fix the data
     )
+    # An attempt's outcome was lost and the channel cannot be asked whether it went: a
+    # person checks with the provider before anything is sent again (on_unknown_outcome).
+    HELD = "held"
 
 
 class Customer(SQLModel, table=True):
@@ -122,6 +125,12 @@ class ContactLedgerEntry(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("tenant", "invoice_number", "step_id", "channel", "recipient"),
+        # Delivery callbacks find their entry by the provider's message id.
+        Index(
+            "ix_contactledgerentry_tenant_provider_message_id",
+            "tenant",
+            "provider_message_id",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -141,6 +150,9 @@ class ContactLedgerEntry(SQLModel, table=True):
     # What an SMS or WhatsApp text costs, counted before it is sent (GSM-7 or UCS-2).
     sms_encoding: str | None = None
     sms_segments: int | None = None
+    # SHA-256 of the text handed to the channel, written before the call: a retry after a
+    # lost outcome finds that text among the provider's messages without keeping it here.
+    message_sha256: str | None = None
 
 
 class ContactAttempt(SQLModel, table=True):
