@@ -79,6 +79,7 @@ class ContractFake:
         self.violations: list[str] = []
         self._failures: deque[Answer] = deque()
         self._stalls: deque[Stall] = deque()
+        self._every_stall: list[Stall] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.fake = self  # type: ignore[attr-defined]
@@ -104,6 +105,9 @@ class ContractFake:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        # Closing the server waits for its handler threads, a stalled one included.
+        for stall in self._every_stall:
+            stall.release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -122,14 +126,8 @@ class ContractFake:
         stall = Stall()
         with self._lock:
             self._stalls.append(stall)
+            self._every_stall.append(stall)
         return stall
-
-    def release_stalls(self) -> None:
-        """Let every held answer go, for a test ending early."""
-        with self._lock:
-            stalls, self._stalls = list(self._stalls), deque()
-        for stall in stalls:
-            stall.release.set()
 
     def take_violations(self) -> list[str]:
         """Return and forget the violations, for tests that provoke one on purpose."""
