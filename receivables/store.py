@@ -178,6 +178,9 @@ class ContactSuppression(SQLModel, table=True):
     reason: str  # bounced, opted_out
     source: str  # what told us: "sendgrid bounced <message id>", "twilio error 21610"
     at: datetime
+    # An opt-out the debtor took back (START): the row stays, open again, for the audit.
+    reopened_at: datetime | None = None
+    reopened_by: str | None = None  # "twilio inbound opt-in <message id>"
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -1,4 +1,4 @@
-"""Index the contact ledger by provider message id; keep a fingerprint of the text sent."""
+"""Index the ledger by provider message id; fingerprint texts sent; reopen opt-outs."""
 
 from __future__ import annotations
 
@@ -14,17 +14,25 @@ INDEX = "ix_contactledgerentry_tenant_provider_message_id"
 
 
 def upgrade() -> None:
-    """Add the (tenant, provider_message_id) index and the message_sha256 column."""
+    """Add the message id index, the message_sha256 column and the reopening columns."""
     # Delivery callbacks look their ledger entry up by message id, once per event.
     op.create_index(
         INDEX, "contactledgerentry", ["tenant", "provider_message_id"], unique=False
     )
     with op.batch_alter_table("contactledgerentry") as ledger:
         ledger.add_column(sa.Column("message_sha256", sa.String(), nullable=True))
+    with op.batch_alter_table("contactsuppression") as closed:
+        closed.add_column(
+            sa.Column("reopened_at", sa.DateTime(timezone=True), nullable=True)
+        )
+        closed.add_column(sa.Column("reopened_by", sa.String(), nullable=True))
 
 
 def downgrade() -> None:
-    """Drop the fingerprint column and the index."""
+    """Drop the reopening columns, the fingerprint column and the index."""
+    with op.batch_alter_table("contactsuppression", recreate="never") as closed:
+        closed.drop_column("reopened_by")
+        closed.drop_column("reopened_at")
     # Never a table copy: contact attempts point at the ledger (see 0003's downgrade).
     with op.batch_alter_table("contactledgerentry", recreate="never") as ledger:
         ledger.drop_column("message_sha256")
