@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from activities.sending import CreditorProfile
 from receivables.case import SendStatus
+from receivables.channels import MessageChannel
 from receivables.providers import TwilioSmsChannel, analyse_sms, twilio_client
 from receivables.store import ContactAttempt, session_scope
 from tests.case_helpers import add_invoice
@@ -38,7 +39,7 @@ def invoice(engine: Engine) -> str:
 def send_sms(engine: Engine, fake: FakeTwilio, *fields: str) -> str:
     """Send the R+1 reminder as SMS through the fake; return the text Twilio received."""
     client = twilio_client(ACCOUNT_SID, AUTH_TOKEN, base_url=fake.base_url)
-    channels = {"sms": TwilioSmsChannel(client, SMS_FROM)}
+    channels: dict[str, MessageChannel] = {"sms": TwilioSmsChannel(client, SMS_FROM)}
     reminder = request(channel="sms", sms_transliterate=fields)
 
     outcome = send(engine, reminder, channels, CREDITOR)

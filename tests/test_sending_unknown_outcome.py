@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from activities.sending import OUTCOME_UNKNOWN
 from receivables.case import SendStatus
+from receivables.channels import MessageChannel
 from receivables.ledger import ContactKey, ContactLedger
 from receivables.policy import UnknownOutcome
 from receivables.providers import (
@@ -74,7 +75,7 @@ def email_through(fake: FakeSendGrid) -> SendGridEmailChannel:
 def test_an_sms_twilio_took_before_the_cut_is_found_and_not_sent_again(
     engine: Engine, fake_twilio: FakeTwilio
 ) -> None:
-    channels = {"sms": sms_through(fake_twilio)}
+    channels: dict[str, MessageChannel] = {"sms": sms_through(fake_twilio)}
     stall = fake_twilio.stall_next()
     with pytest.raises(ProviderError) as cut:
         send(engine, request(channel="sms"), channels)
@@ -123,7 +124,7 @@ def test_an_sms_cut_off_before_twilio_took_it_is_sent_once(
 def test_an_email_cut_off_is_held_for_a_person_when_the_policy_says_hold(
     engine: Engine, fake_sendgrid: FakeSendGrid
 ) -> None:
-    channels = {"email": email_through(fake_sendgrid)}
+    channels: dict[str, MessageChannel] = {"email": email_through(fake_sendgrid)}
     held = request(on_unknown_outcome=UnknownOutcome.HOLD)
     stall = fake_sendgrid.stall_next()
     with pytest.raises(ProviderError):
@@ -148,7 +149,7 @@ def test_an_email_cut_off_is_held_for_a_person_when_the_policy_says_hold(
 def test_an_email_cut_off_is_resent_with_the_risk_recorded_when_the_policy_says_resend(
     engine: Engine, fake_sendgrid: FakeSendGrid
 ) -> None:
-    channels = {"email": email_through(fake_sendgrid)}
+    channels: dict[str, MessageChannel] = {"email": email_through(fake_sendgrid)}
     resent = request(on_unknown_outcome=UnknownOutcome.RESEND)
     stall = fake_sendgrid.stall_next()
     with pytest.raises(ProviderError):

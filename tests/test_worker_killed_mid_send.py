@@ -132,7 +132,7 @@ async def kill_mid_call_then_recover(
     step: dict[str, object],
     settled: Callable[[], bool],
     tmp_path: Path,
-    **rules: object,
+    **rules: str,
 ) -> None:
     """Send one step by a worker process, kill it while the provider holds the call,
     then let a fresh worker on the same queue run until ``settled()`` is true."""
