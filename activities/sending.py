@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from receivables.case import SendOutcome, SendReminderRequest, SendStatus
 from receivables.channels import (
+    Answer,
     ChannelError,
+    EarlierAttempt,
     MessageChannel,
     OutgoingMessage,
     idempotency_key,
+    text_fingerprint,
 )
 from receivables.contact_gate import gate_contact, trace
 from receivables.contact_rules import Verdict
 from receivables.deliveries import OPTED_OUT, Suppression, find_suppressions, suppress
-from receivables.ledger import ContactKey, ContactLedger, LedgerSnapshot
+from receivables.ledger import (
+    ContactKey,
+    ContactLedger,
+    LedgerSnapshot,
+    UnsettledAttempt,
+)
 from receivables.messages import (
     STATEMENT_TEMPLATE,
     MessageContext,
@@ -31,8 +42,14 @@ from receivables.messages import (
 )
 from receivables.money import format_amount
 from receivables.planning import local_date_of
+from receivables.policy import UnknownOutcome
 from receivables.providers.errors import Failure, ProviderError
-from receivables.providers.sms_encoding import analyse_sms
+from receivables.providers.sms_encoding import (
+    FieldChange,
+    analyse_sms,
+    describe_changes,
+    transliterate,
+)
 from receivables.statements import (
     STATEMENT_IN_FLIGHT_RECHECK,
     CoveredByStatement,
@@ -65,6 +82,8 @@ class CreditorProfile:
 
 # The workflow turns a BLOCKED outcome whose reason starts so into a "verify contact" task.
 NO_REACHABLE_CONTACT = "no reachable contact"
+# The workflow turns a BLOCKED outcome whose reason starts so into a "verify delivery" task.
+OUTCOME_UNKNOWN = "outcome unknown"
 # Texts billed by encoding and segments; their cost is recorded before they are sent.
 SMS_CHANNELS = frozenset({"sms", "whatsapp"})
 
@@ -110,12 +129,16 @@ class ReminderSender:
     @activity.defn(name="send_reminder")
     def send_reminder(self, request: SendReminderRequest) -> SendOutcome:
         """Deliver a reminder by the step's first open channel while the invoice is payable."""
+        with heartbeating():
+            return self._send_reminder(request)
+
+    def _send_reminder(self, request: SendReminderRequest) -> SendOutcome:
         now = activity.info().current_attempt_scheduled_time
         invoice, customer = self._load(request)
         routes = self._routes(request, customer)
 
         for route in routes:
-            delivered = self._delivered_before(self._key(request, route), now)
+            delivered = self._delivered_before(request, self._key(request, route), now)
             if delivered is not None:
                 return delivered
         refusal = _why_not_payable(invoice)
@@ -159,13 +182,13 @@ class ReminderSender:
                 failures.append(f"{route.channel}: {reason}")
                 continue
             try:
-                rendered = self._render(request, route, invoice, customer, now)
+                rendered, respelt = self._render(request, route, invoice, customer, now)
             except (TemplateRenderError, ValueError) as error:
                 return self._decide(
                     request, key, ContactStatus.BLOCKED, str(error), now
                 )
             result = self._deliver(
-                request, key, (invoice, customer), rendered, now, variables
+                request, key, (invoice, customer), rendered, now, variables, respelt
             )
             if isinstance(result, SendOutcome):
                 return result
@@ -253,6 +276,7 @@ class ReminderSender:
         rendered: RenderedMessage,
         now: datetime,
         variables: dict[str, str],
+        respelt: tuple[FieldChange, ...] = (),
     ) -> SendOutcome | _Refused:
         """Send by one route; a permanent refusal is recorded and handed back, not raised."""
         allowed = self._begin(request, key, debt[1], now)
@@ -263,30 +287,36 @@ class ReminderSender:
             statement = self._statement(request, key, debt, allowed, now)
             if isinstance(statement, SendOutcome):
                 return statement
-            rendered = statement
+            rendered, respelt = statement
             request = replace(request, template=STATEMENT_TEMPLATE)
-        if key.channel in SMS_CHANNELS:
-            self._record_sms_cost(entry.entry_id, rendered.body)
+        self._record_before_sending(entry.entry_id, key.channel, rendered.body)
+        if respelt:
+            # Names are how debtors know a message is theirs: never respelt unrecorded.
+            changes = "; ".join(describe_changes(respelt))
+            self._ledger.note(entry.entry_id, "transliterated", changes)
 
         channel = self._channels[key.channel]
         message_key = idempotency_key(*key.__dict__.values())
-        try:
-            message_id = channel.send(
-                _outgoing(message_key, key, request, rendered, variables)
-            )
-        except ChannelError as error:
-            self._record_refusal(key, entry.entry_id, error, now)
-            if error.retryable:
-                raise
-            return _Refused(str(error))
+        # A cancellation raised into this thread mid-call would lose what the channel
+        # answered; the call and its record finish first.
+        with activity.shield_thread_cancel_exception():
+            try:
+                message_id = channel.send(
+                    _outgoing(message_key, key, request, rendered, variables)
+                )
+            except ChannelError as error:
+                self._record_refusal(key, entry.entry_id, error, now)
+                if error.retryable:
+                    raise
+                return _Refused(str(error))
 
-        self._ledger.finish(
-            entry.entry_id,
-            ContactStatus.SENT,
-            reason="sent",
-            at=now,
-            provider_message_id=message_id,
-        )
+            self._ledger.finish(
+                entry.entry_id,
+                ContactStatus.SENT,
+                reason="sent",
+                at=now,
+                provider_message_id=message_id,
+            )
         activity.logger.info(
             "sent %s of %s by %s", key.step_id, key.invoice_number, key.channel
         )
@@ -300,7 +330,7 @@ class ReminderSender:
         debt: tuple[Invoice, Customer],
         allowed: _Allowed,
         now: datetime,
-    ) -> RenderedMessage | SendOutcome:
+    ) -> tuple[RenderedMessage, tuple[FieldChange, ...]] | SendOutcome:
         """Render the statement naming every covered invoice, or free them if it cannot be."""
         invoice, customer = debt
         try:
@@ -325,7 +355,14 @@ class ReminderSender:
     ) -> None:
         """Keep a channel's refusal in the ledger; an opt-out also closes the address."""
         status = ContactStatus.PENDING if error.retryable else ContactStatus.FAILED
-        self._ledger.finish(entry_id, status, reason=str(error), at=now)
+        # A timeout may come after the provider took the message: the retry asks first.
+        in_doubt = (
+            isinstance(error, ProviderError) and error.failure is Failure.UNREACHABLE
+        )
+        outcome = "unknown" if in_doubt else None
+        self._ledger.finish(
+            entry_id, status, reason=str(error), at=now, outcome=outcome
+        )
         _count("failed", key.channel)
         if error.retryable:
             return
@@ -348,44 +385,93 @@ class ReminderSender:
                 at=now,
             )
 
-    def _record_sms_cost(self, entry_id: int, body: str) -> None:
-        """Write the text's encoding and billed segments on its ledger entry before sending."""
+    def _record_before_sending(self, entry_id: int, channel: str, body: str) -> None:
+        """Write the text's fingerprint, and an SMS's encoding and segments, before the call."""
         # Limit: WhatsApp outside its 24-hour window sends an approved template instead of
         # this body; the figures then say what the text would have cost, not the template.
-        cost = analyse_sms(body)
         with session_scope(self._engine) as session:
             entry = session.get(ContactLedgerEntry, entry_id)
             assert entry is not None
-            entry.sms_encoding = cost.encoding
-            entry.sms_segments = cost.segments
+            entry.message_sha256 = text_fingerprint(body)
+            if channel in SMS_CHANNELS:
+                cost = analyse_sms(body)
+                entry.sms_encoding = cost.encoding
+                entry.sms_segments = cost.segments
             session.add(entry)
 
-    def _delivered_before(self, key: ContactKey, now: datetime) -> SendOutcome | None:
-        """A route already sent, or whose attempt died after the channel took it, counts as sent."""
+    def _delivered_before(
+        self, request: SendReminderRequest, key: ContactKey, now: datetime
+    ) -> SendOutcome | None:
+        """A route already sent counts as sent; one whose attempt was cut off is asked about."""
         entry = self._ledger.find(key)
         if entry is not None and entry.status == ContactStatus.SENT:
             return SendOutcome(
                 SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
             )
+        if entry is not None and entry.status == ContactStatus.HELD:
+            return SendOutcome(SendStatus.BLOCKED, key.channel, _held_reason(key))
         if (
             entry is None
             or entry.status != ContactStatus.PENDING
             or key.channel not in self._channels
         ):
             return None
-        message_id = self._channels[key.channel].find_sent(
-            idempotency_key(*key.__dict__.values())
-        )
-        if message_id is None:
+        unsettled = self._ledger.unsettled_attempt(entry.entry_id)
+        if unsettled is None:
             return None
-        self._ledger.finish(
-            entry.entry_id,
-            ContactStatus.SENT,
-            reason="accepted by the channel on an earlier attempt",
-            at=now,
-            provider_message_id=message_id,
+        return self._settle(request, key, entry.entry_id, unsettled, now)
+
+    def _settle(
+        self,
+        request: SendReminderRequest,
+        key: ContactKey,
+        entry_id: int,
+        unsettled: UnsettledAttempt,
+        now: datetime,
+    ) -> SendOutcome | None:
+        """Ask the channel about a cut-off attempt; where it cannot say, the policy decides."""
+        earlier = EarlierAttempt(
+            idempotency_key(*key.__dict__.values()),
+            key.recipient,
+            unsettled.message_sha256,
+            unsettled.started_at,
         )
-        return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id, True)
+        lookup = self._channels[key.channel].look_up(earlier)
+        attempt = f"attempt {unsettled.attempt} on {key.channel}"
+        if lookup.answer is Answer.TAKEN:
+            self._ledger.finish(
+                entry_id,
+                ContactStatus.SENT,
+                reason=f"{attempt} was cut off after the channel took it",
+                at=now,
+                provider_message_id=lookup.message_id,
+            )
+            return SendOutcome(
+                SendStatus.SENT, key.channel, "sent", lookup.message_id, True
+            )
+        if lookup.answer is Answer.NOT_TAKEN:
+            self._ledger.note(
+                entry_id, "not_taken", f"{attempt}: channel never took it"
+            )
+            return None
+        if request.on_unknown_outcome is UnknownOutcome.HOLD:
+            activity.logger.info(
+                "held %s of %s: %s cut off, channel cannot be asked",
+                key.step_id,
+                key.invoice_number,
+                attempt,
+            )
+            reason = _held_reason(key)
+            self._ledger.finish(entry_id, ContactStatus.HELD, reason=reason, at=now)
+            _count("held", key.channel)
+            return SendOutcome(SendStatus.BLOCKED, key.channel, reason)
+        self._ledger.note(
+            entry_id,
+            "resent_after_unknown",
+            f"{attempt} was cut off and the channel cannot be asked; resent by policy "
+            "(on_unknown_outcome: resend): the debtor may get this message twice",
+        )
+        return None
 
     def _decide(
         self,
@@ -450,7 +536,8 @@ class ReminderSender:
         now: datetime,
         *,
         covered: tuple[CoveredInvoice, ...] = (),
-    ) -> RenderedMessage:
+    ) -> tuple[RenderedMessage, tuple[FieldChange, ...]]:
+        """The message for one route, and the fields respelt for SMS by the policy."""
         assert invoice.due_date is not None
         asked = invoice.balance_minor - request.disputed_minor
         own = StatementLine(
@@ -474,11 +561,15 @@ class ReminderSender:
             creditor_contact=self._creditor.contact,
             statement=(own, *(_statement_line(other) for other in covered)),
         )
+        respelt: tuple[FieldChange, ...] = ()
+        if route.channel == "sms" and request.sms_transliterate:
+            context, respelt = _spelt_for_gsm7(context, request.sms_transliterate)
         language = customer.language or request.language
         template = STATEMENT_TEMPLATE if covered else request.template
-        return render_message(
+        rendered = render_message(
             self._templates_dir, template, route.channel, language, context
         )
+        return rendered, respelt
 
 
 def _covered_outcome(
@@ -519,6 +610,25 @@ def _count(outcome: str, channel: str) -> None:
         "Contacts by outcome (sent, defer, deny, failed) and channel",
     )
     counter.add(1, {"outcome": outcome, "channel": channel})
+
+
+def _held_reason(key: ContactKey) -> str:
+    return (
+        f"{OUTCOME_UNKNOWN}: an attempt on {key.channel} was cut off and the channel "
+        "cannot be asked whether it went; held for a person to check with the provider "
+        "(on_unknown_outcome: hold)"
+    )
+
+
+def _spelt_for_gsm7(
+    context: MessageContext, fields: tuple[str, ...]
+) -> tuple[MessageContext, tuple[FieldChange, ...]]:
+    """The context with the named text fields folded to GSM-7, and what changed."""
+    values = {name: getattr(context, name) for name in fields}
+    present = {name: value for name, value in values.items() if value is not None}
+    folded = transliterate(present, fields)
+    respelt: dict[str, Any] = dict(folded.values)
+    return dataclasses.replace(context, **respelt), folded.changes
 
 
 def _why_not_payable(invoice: Invoice) -> str | None:

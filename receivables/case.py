@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from receivables.policy import Policy
+from receivables.policy import Policy, UnknownOutcome
 
 
 class Stage(enum.StrEnum):
@@ -151,6 +151,10 @@ class SendReminderRequest:
     # Under a partial dispute, reminders ask only for the undisputed part of the balance.
     disputed_minor: int = 0
     jurisdiction: str | None = None  # the contact-rule profile; None decides nothing
+    # The policy's choice when an attempt was cut off and the channel cannot be asked.
+    on_unknown_outcome: UnknownOutcome = UnknownOutcome.RESEND
+    # Template fields an SMS spells in GSM-7; each change is recorded in the ledger.
+    sms_transliterate: tuple[str, ...] = ()
 
 
 class SendStatus(enum.StrEnum):

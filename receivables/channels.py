@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import enum
+import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.engine import Engine
@@ -41,15 +44,41 @@ class ChannelError(Exception):
         self.retryable = retryable
 
 
+@dataclass(frozen=True)
+class EarlierAttempt:
+    """An attempt whose outcome was lost: what a channel is asked about before resending."""
+
+    idempotency_key: str
+    recipient: str
+    message_sha256: str  # of the text handed to the channel, recorded before the call
+    started_at: datetime  # the message, if it went, was created after this instant
+
+
+class Answer(enum.StrEnum):
+    """What a channel can say about an earlier attempt."""
+
+    TAKEN = "taken"  # it holds the message: do not send it again
+    NOT_TAKEN = "not taken"  # it can tell, and it never took the message
+    CANNOT_TELL = "cannot tell"  # it offers no way to ask: the policy decides
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A channel's answer about an earlier attempt, with the message id when it was taken."""
+
+    answer: Answer
+    message_id: str | None = None
+
+
 class MessageChannel(Protocol):
-    """What every channel offers: send once per key, and tell whether a key was already sent."""
+    """What every channel offers: send once per key, and say whether an attempt went."""
 
     def send(self, message: OutgoingMessage) -> str:
         """Deliver the message and return the provider's message id."""
         ...
 
-    def find_sent(self, idempotency_key: str) -> str | None:
-        """Return the message id already accepted under this key, if any."""
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        """Say whether an attempt whose outcome was lost reached the channel."""
         ...
 
 
@@ -58,6 +87,11 @@ def idempotency_key(
 ) -> str:
     """The one key of a contact: the same step to the same recipient is sent at most once."""
     return "|".join((tenant, invoice_number, step_id, channel, recipient))
+
+
+def text_fingerprint(text: str) -> str:
+    """The SHA-256 of a text as handed to a channel, to recognise it among a provider's."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class OutboxChannel:
@@ -91,6 +125,13 @@ class OutboxChannel:
             if existing is None:
                 raise
             return existing
+
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        """The outbox always knows: it stores every message under its key."""
+        found = self.find_sent(attempt.idempotency_key)
+        if found is None:
+            return Lookup(Answer.NOT_TAKEN)
+        return Lookup(Answer.TAKEN, found)
 
     def find_sent(self, idempotency_key: str) -> str | None:
         """Return ``outbox-<id>`` of the message stored under this key, if any."""

@@ -225,8 +225,9 @@ def _recent_contacts(
         .where(
             Invoice.tenant == customer.tenant,
             Invoice.customer_id == customer.customer_id,
+            # A held contact may have reached the debtor: it counts until a person knows.
             col(ContactLedgerEntry.status).in_(
-                [ContactStatus.SENT, ContactStatus.PENDING]
+                [ContactStatus.SENT, ContactStatus.PENDING, ContactStatus.HELD]
             ),
             col(ContactLedgerEntry.attempts) > 0,
         )

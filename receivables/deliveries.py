@@ -105,7 +105,7 @@ def find_suppressions(
             row = session.exec(
                 _suppression(tenant, channel, normalise_address(channel, address))
             ).first()
-            if row is not None:
+            if row is not None and row.reopened_at is None:
                 found[(channel, address)] = Suppression(
                     channel, row.reason, row.source, row.at
                 )
@@ -123,7 +123,9 @@ def apply_delivery_event(engine: Engine, event: DeliveryEvent, tenant: str) -> A
 
 
 def apply_inbound(engine: Engine, message: InboundMessage, tenant: str) -> Applied:
-    """An opt-out (STOP, BAJA...) closes the sender's number on the channel it wrote from."""
+    """STOP, BAJA... close the sender's number on the channel it wrote from; START reopens it."""
+    if message.opt_in:
+        return _reopen(engine, message, tenant)
     if not message.opt_out:
         return Applied.IGNORED
     closed = suppress(
@@ -142,6 +144,31 @@ def apply_inbound(engine: Engine, message: InboundMessage, tenant: str) -> Appli
         "closed the number" if closed else "number was closed already",
     )
     return Applied.APPLIED if closed else Applied.ALREADY_APPLIED
+
+
+def _reopen(engine: Engine, message: InboundMessage, tenant: str) -> Applied:
+    """Open a number closed by the debtor's own opt-out; a bounce stays closed."""
+    source = f"{message.provider} inbound opt-in {message.message_id}"
+    address = normalise_address(message.channel, message.sender)
+    with session_scope(engine) as session:
+        row = session.exec(
+            _suppression(tenant, message.channel, address).with_for_update()
+        ).first()
+        if row is None or row.reason != OPTED_OUT or row.reopened_at is not None:
+            logger.info(
+                "inbound opt-in %s on %s: number was not closed by an opt-out",
+                message.message_id,
+                message.channel,
+            )
+            return Applied.ALREADY_APPLIED if row is not None else Applied.IGNORED
+        row.reopened_at, row.reopened_by = message.received_at, source
+        session.add(row)
+    logger.info(
+        "inbound opt-in %s on %s: reopened the number",
+        message.message_id,
+        message.channel,
+    )
+    return Applied.APPLIED
 
 
 def event_handler(engine: Engine, tenant: str) -> Callable[[WebhookEvent], None]:
@@ -207,7 +234,15 @@ def _suppress(
     at: datetime,
 ) -> bool:
     normalised = normalise_address(channel, address)
-    if session.exec(_suppression(tenant, channel, normalised)).first() is not None:
+    existing = session.exec(_suppression(tenant, channel, normalised)).first()
+    if existing is not None and existing.reopened_at is not None:
+        # Closed again after a START: the row now says why it is closed this time.
+        existing.reason, existing.source, existing.at = reason, source, at
+        existing.reopened_at = existing.reopened_by = None
+        session.add(existing)
+        session.flush()
+        return True
+    if existing is not None:
         return False
     session.add(
         ContactSuppression(
@@ -225,8 +260,7 @@ def _suppress(
 
 def _entry_of(tenant: str, message_id: str) -> SelectOfScalar[ContactLedgerEntry]:
     # FOR UPDATE on PostgreSQL: two copies of one callback apply one after the other.
-    # Limit: provider_message_id has no index, so this scans the tenant's ledger; an
-    # index on (tenant, provider_message_id) would lift it once callbacks are frequent.
+    # The index on (tenant, provider_message_id) keeps this one lookup per callback.
     return (
         select(ContactLedgerEntry)
         .where(

@@ -14,8 +14,14 @@ from receivables.store import (
     ContactAttempt,
     ContactLedgerEntry,
     ContactStatus,
+    as_utc,
     session_scope,
 )
+
+# Attempt outcomes after which a channel may have taken the message without our knowing:
+# begun ("started", or "allow" from the contact gate) and never finished because the
+# worker died, or a timeout after the request may have reached the provider.
+IN_DOUBT = frozenset({"started", "allow", "unknown"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,15 @@ class ContactKey:
     step_id: str
     channel: str
     recipient: str
+
+
+@dataclass(frozen=True)
+class UnsettledAttempt:
+    """The latest attempt of an entry, handed to a channel, whose outcome was never learned."""
+
+    attempt: int
+    started_at: datetime
+    message_sha256: str
 
 
 @dataclass(frozen=True)
@@ -96,8 +111,9 @@ class ContactLedger:
         reason: str,
         at: datetime,
         provider_message_id: str | None = None,
+        outcome: str | None = None,
     ) -> None:
-        """Record the outcome of the entry's latest attempt."""
+        """Record the outcome of the entry's latest attempt (``outcome``: else the status)."""
         with session_scope(self._engine) as session:
             entry = session.get(ContactLedgerEntry, entry_id)
             assert entry is not None
@@ -110,10 +126,47 @@ class ContactLedger:
                 ContactAttempt(
                     ledger_entry_id=entry_id,
                     attempt=entry.attempts,
-                    outcome=str(status),
+                    outcome=outcome or str(status),
                     detail=reason,
                 )
             )
+
+    def note(self, entry_id: int, outcome: str, detail: str) -> None:
+        """Add a line to the entry's audit trail without changing its status."""
+        with session_scope(self._engine) as session:
+            entry = session.get(ContactLedgerEntry, entry_id)
+            assert entry is not None
+            session.add(
+                ContactAttempt(
+                    ledger_entry_id=entry_id,
+                    attempt=entry.attempts,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
+
+    def unsettled_attempt(self, entry_id: int) -> UnsettledAttempt | None:
+        """The latest attempt if its text went to a channel and its outcome is in doubt."""
+        with session_scope(self._engine) as session:
+            entry = session.get(ContactLedgerEntry, entry_id)
+            assert entry is not None
+            statement = (
+                select(ContactAttempt)
+                .where(
+                    ContactAttempt.ledger_entry_id == entry_id,
+                    ContactAttempt.attempt == entry.attempts,
+                )
+                .order_by(col(ContactAttempt.id))
+            )
+            trail = list(session.exec(statement).all())
+        # No fingerprint: the attempt stopped before any text was handed to a channel.
+        if entry.message_sha256 is None or not trail:
+            return None
+        if trail[-1].outcome not in IN_DOUBT:
+            return None
+        return UnsettledAttempt(
+            entry.attempts, as_utc(trail[0].at), entry.message_sha256
+        )
 
     def record_decision(
         self,

@@ -44,6 +44,24 @@ class Channel(enum.StrEnum):
     LETTER = "letter"
 
 
+class UnknownOutcome(enum.StrEnum):
+    """What a retry does when an attempt was cut off and its channel cannot be asked."""
+
+    RESEND = "resend"  # risk a duplicate message; the ledger records that it did
+    HOLD = "hold"  # send nothing more on that step; a person checks with the provider
+
+
+# Template fields an SMS may spell in GSM-7 (``sms_transliterate``); the rest of a text is
+# the template author's, checked by the content lint.
+TransliterableField = Literal[
+    "creditor_name",
+    "customer_name",
+    "contact_name",
+    "payment_instructions",
+    "creditor_contact",
+]
+
+
 class Anchor(enum.StrEnum):
     """The invoice date a step's offset counts from."""
 
@@ -141,6 +159,13 @@ class Policy(_Strict):
     # Each case sends up to this many minutes after the send time, so a segment due the
     # same minute reaches the channels over a window instead of all at once.
     send_spread_minutes: int = Field(default=0, ge=0, le=240)
+    # A retry after a cut-off attempt asks the channel first where it can be asked
+    # (Twilio, the outbox); where it cannot (SendGrid), this decides.
+    on_unknown_outcome: UnknownOutcome = UnknownOutcome.RESEND
+    # Fields folded to GSM-7 in SMS (Núñez -> Nuñez): one accent outside GSM-7 turns the
+    # whole text into UCS-2, 70 characters a segment instead of 160. Every change is
+    # recorded in the ledger; a field not named keeps its accents and the true cost.
+    sms_transliterate: tuple[TransliterableField, ...] = ()
     steps: tuple[PolicyStep, ...] = Field(min_length=1)
     disputes: DisputeRules = DisputeRules()
     promises: PromiseRules = PromiseRules()

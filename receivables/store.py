@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, UniqueConstraint, event
+from sqlalchemy import BigInteger, Index, UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -57,6 +57,9 @@ class ContactStatus(enum.StrEnum):
     )
     # Another invoice's statement listed this one: one message, one contact for the caps.
     CONSOLIDATED = "consolidated"
+    # An attempt's outcome was lost and the channel cannot be asked whether it went: a
+    # person checks with the provider before anything is sent again (on_unknown_outcome).
+    HELD = "held"
 
 
 class Customer(SQLModel, table=True):
@@ -143,6 +146,12 @@ class ContactLedgerEntry(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("tenant", "invoice_number", "step_id", "channel", "recipient"),
+        # Delivery callbacks find their entry by the provider's message id.
+        Index(
+            "ix_contactledgerentry_tenant_provider_message_id",
+            "tenant",
+            "provider_message_id",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -165,6 +174,9 @@ class ContactLedgerEntry(SQLModel, table=True):
     # A CONSOLIDATED entry points at the ledger entry of the statement that covered it.
     # No foreign key: on SQLite adding one would copy the ledger table under its attempts.
     consolidated_into_id: int | None = None
+    # SHA-256 of the text handed to the channel, written before the call: a retry after a
+    # lost outcome finds that text among the provider's messages without keeping it here.
+    message_sha256: str | None = None
 
 
 class ContactAttempt(SQLModel, table=True):
@@ -205,6 +217,9 @@ class ContactSuppression(SQLModel, table=True):
     reason: str  # bounced, opted_out
     source: str  # what told us: "sendgrid bounced <message id>", "twilio error 21610"
     at: datetime
+    # An opt-out the debtor took back (START): the row stays, open again, for the audit.
+    reopened_at: datetime | None = None
+    reopened_by: str | None = None  # "twilio inbound opt-in <message id>"
 
 
 class OutboxMessage(SQLModel, table=True):

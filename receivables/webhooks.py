@@ -47,6 +47,10 @@ OPT_OUT_WORDS = frozenset(
 )
 
 
+# Twilio's own opt-in words, and the Spanish a debtor who wrote BAJA would use to undo it.
+OPT_IN_WORDS = frozenset({"start", "unstop", "alta", "suscribir", "suscribirme"})
+
+
 class DeliveryStatus(enum.StrEnum):
     """What became of a message we sent, as far as the ledger cares."""
 
@@ -70,7 +74,7 @@ class DeliveryEvent:
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """A text a debtor sent us; ``opt_out`` when it asks us to stop writing."""
+    """A text a debtor sent us: ``opt_out`` asks us to stop writing, ``opt_in`` to resume."""
 
     provider: str
     message_id: str
@@ -79,6 +83,7 @@ class InboundMessage:
     text: str
     opt_out: bool
     received_at: datetime
+    opt_in: bool = False
 
 
 WebhookEvent = DeliveryEvent | InboundMessage
@@ -89,6 +94,11 @@ def is_opt_out(text: str) -> bool:
     # The whole message, as Twilio's own keywords work: "no más tarde del viernes" is a
     # promise to pay, not a request to stop; a person reads longer texts.
     return _normalise(text) in OPT_OUT_WORDS
+
+
+def is_opt_in(text: str) -> bool:
+    """True when the whole message takes an opt-out back: ``START``, ``Alta``, ``suscribir``."""
+    return _normalise(text) in OPT_IN_WORDS
 
 
 def _normalise(text: str) -> str:
@@ -132,6 +142,7 @@ def parse_twilio_inbound(
         text=text,
         opt_out=is_opt_out(text),
         received_at=received_at,
+        opt_in=is_opt_in(text),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -28,7 +29,15 @@ from receivables.store import (
     ContactSuppression,
     session_scope,
 )
-from receivables.webhooks import DeliveryEvent, DeliveryStatus, InboundMessage
+from receivables.webhooks import (
+    TWILIO_INBOUND_PATH,
+    DeliveryEvent,
+    DeliveryStatus,
+    InboundMessage,
+    WebhookApp,
+    WebhookSecrets,
+    WebhookServer,
+)
 from tests.case_helpers import add_invoice
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.test_sending import (
@@ -40,6 +49,7 @@ from tests.test_sending import (
     request,
     send,
 )
+from tests.test_webhooks import AUTH_TOKEN, PUBLIC_URL, Hooks
 
 pytest_plugins = ("tests.fakes.fixtures",)
 
@@ -368,3 +378,77 @@ def test_addresses_are_closed_in_one_spelling(
     channel: str, written: str, normalised: str
 ) -> None:
     assert normalise_address(channel, written) == normalised
+
+
+def signed_sms(engine: Engine, text: str, message_sid: str) -> int:
+    """Post a debtor's SMS to our webhook, signed as Twilio signs it; return the status."""
+    secrets = WebhookSecrets(PUBLIC_URL, AUTH_TOKEN)
+    app = WebhookApp(secrets, event_handler(engine, TENANT), clock=lambda: REPORTED_AT)
+    form = {
+        "MessageSid": message_sid,
+        "From": PHONE,
+        "To": "+15005550006",
+        "Body": text,
+    }
+    with WebhookServer(app) as server:
+        status, _ = Hooks(server, []).post_twilio(TWILIO_INBOUND_PATH, form)
+    return status
+
+
+def sms_step(step_id: str) -> SendReminderRequest:
+    """An SMS step of folio 000123 with no fallback."""
+    return request(step_id=step_id, channel="sms")
+
+
+@pytest.mark.usefixtures("customer", "loopback_only")
+def test_start_after_stop_reopens_the_number_on_that_channel_with_both_kept(
+    engine: Engine,
+) -> None:
+    assert signed_sms(engine, "STOP", "SM-in-stop") == 200
+    closed = send(engine, sms_step("R+5"), every_channel(engine))
+    assert signed_sms(engine, "Alta", "SM-in-start") == 200
+
+    reopened = send(engine, sms_step("R+8"), every_channel(engine))
+
+    assert closed.status is SendStatus.BLOCKED
+    assert (reopened.status, reopened.channel) == (SendStatus.SENT, "sms")
+    [message] = outbox(engine)
+    assert (message.step_id, message.recipient) == ("R+8", "+56 9 1111 2222")
+    with session_scope(engine) as session:
+        [row] = session.exec(select(ContactSuppression)).all()
+    assert (row.channel, row.reason, row.source) == (
+        "sms",
+        "opted_out",
+        "twilio inbound opt-out SM-in-stop",
+    )
+    assert (row.reopened_at, row.reopened_by) == (
+        REPORTED_AT,
+        "twilio inbound opt-in SM-in-start",
+    )
+
+
+@pytest.mark.usefixtures("customer", "loopback_only")
+def test_stop_after_start_closes_the_number_again(engine: Engine) -> None:
+    for text, sid in (("STOP", "SM-1"), ("START", "SM-2"), ("Baja", "SM-3")):
+        assert signed_sms(engine, text, sid) == 200
+
+    outcome = send(engine, sms_step("R+5"), every_channel(engine))
+
+    assert outcome.status is SendStatus.BLOCKED
+    assert "opted_out, twilio inbound opt-out SM-3" in outcome.reason
+
+
+@pytest.mark.usefixtures("customer")
+def test_start_from_one_channel_does_not_reopen_another(
+    engine: Engine,
+) -> None:
+    apply_inbound(engine, inbound("whatsapp", WHATSAPP, "Baja", opt_out=True), TENANT)
+    start = dataclasses.replace(
+        inbound("sms", WHATSAPP, "START", opt_out=False), opt_in=True
+    )
+
+    applied = apply_inbound(engine, start, TENANT)
+
+    assert applied is Applied.IGNORED
+    closed = find_suppressions(engine, TENANT, [("whatsapp", WHATSAPP)])
+    assert set(closed) == {("whatsapp", WHATSAPP)}

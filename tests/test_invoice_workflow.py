@@ -16,7 +16,7 @@ from receivables.case import (
     Stage,
 )
 from receivables.cases import CaseCommandRefused, report_credit, report_payment
-from receivables.channels import OutboxChannel, OutgoingMessage
+from receivables.channels import EarlierAttempt, Lookup, OutboxChannel, OutgoingMessage
 from receivables.ledger import ContactLedger
 from receivables.store import ContactStatus, make_engine
 from tests.case_helpers import (
@@ -189,8 +189,8 @@ class CrashAfterAcceptChannel:
             )
         return message_id
 
-    def find_sent(self, idempotency_key: str) -> str | None:
-        return self.outbox.find_sent(idempotency_key)
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        return self.outbox.look_up(attempt)
 
 
 async def test_retry_after_the_channel_accepted_sends_exactly_one_message(

@@ -13,6 +13,7 @@ from receivables.policy import (
     PolicyError,
     Segmentation,
     SegmentFacts,
+    UnknownOutcome,
     choose_segment,
     load_policy_book,
     load_policy_file,
@@ -372,3 +373,49 @@ def test_the_shipped_segments_choose_the_policy_of_each_kind_of_invoice(
 
     assert chosen_segment == segment
     assert policy is book.policies[policy_name]
+
+
+def test_delivery_settings_load_and_default_to_resend_without_transliteration(
+    tmp_path: Path,
+) -> None:
+    plain = load_policy_file(
+        write(tmp_path, "plain.yaml", VALID_POLICY.format(name="plain"))
+    )
+    text = VALID_POLICY.format(name="careful").replace(
+        "steps:",
+        "on_unknown_outcome: hold\nsms_transliterate: [creditor_name, customer_name]\n"
+        "steps:",
+    )
+
+    careful = load_policy_file(write(tmp_path, "careful.yaml", text))
+
+    assert (plain.on_unknown_outcome, plain.sms_transliterate) == (
+        UnknownOutcome.RESEND,
+        (),
+    )
+    assert careful.on_unknown_outcome is UnknownOutcome.HOLD
+    assert careful.sms_transliterate == ("creditor_name", "customer_name")
+
+
+def test_an_unknown_outcome_choice_is_refused_with_the_choices(tmp_path: Path) -> None:
+    text = VALID_POLICY.format(name="vague").replace(
+        "steps:", "on_unknown_outcome: retry\nsteps:"
+    )
+
+    error = policy_error(write(tmp_path, "vague.yaml", text))
+
+    assert error.field == "on_unknown_outcome"
+    assert "'resend' or 'hold'" in error.reason and error.file.endswith("vague.yaml")
+
+
+def test_a_field_that_cannot_be_transliterated_is_named_with_its_position(
+    tmp_path: Path,
+) -> None:
+    text = VALID_POLICY.format(name="folds").replace(
+        "steps:", "sms_transliterate: [creditor_name, due_date]\nsteps:"
+    )
+
+    error = policy_error(write(tmp_path, "folds.yaml", text))
+
+    assert error.field == "sms_transliterate[1]"
+    assert "'creditor_name'" in error.reason and "fix the file" in error.reason

@@ -12,7 +12,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sendgrid import SendGridAPIClient
 
-from receivables.channels import ChannelError, OutgoingMessage, idempotency_key
+from receivables.channels import (
+    Answer,
+    ChannelError,
+    EarlierAttempt,
+    Lookup,
+    OutgoingMessage,
+    idempotency_key,
+    text_fingerprint,
+)
 from receivables.providers import (
     Failure,
     ProviderConfigError,
@@ -63,6 +71,16 @@ def outgoing(channel: str, recipient: str, **changes: object) -> OutgoingMessage
         policy_version=3,
     )
     return replace(message, **changes)  # type: ignore[arg-type]
+
+
+def earlier_attempt(message: OutgoingMessage, started_at: datetime) -> EarlierAttempt:
+    """A cut-off attempt that handed this message's text to its channel."""
+    return EarlierAttempt(
+        message.idempotency_key,
+        message.recipient,
+        text_fingerprint(message.body),
+        started_at,
+    )
 
 
 def email_channel(fake: FakeSendGrid) -> SendGridEmailChannel:
@@ -196,13 +214,17 @@ def test_email_without_subject_or_address_is_refused_before_any_request(
     assert fake_sendgrid.requests == []
 
 
-def test_sendgrid_cannot_find_a_sent_key(fake_sendgrid: FakeSendGrid) -> None:
-    """find_sent is None even after a send: the spec has no lookup by custom key."""
+def test_sendgrid_cannot_tell_whether_a_cut_off_send_went(
+    fake_sendgrid: FakeSendGrid,
+) -> None:
+    """Mail send has no lookup: the answer is "cannot tell", and nothing is requested."""
     channel = email_channel(fake_sendgrid)
     message = outgoing("email", "ana@cliente.example")
     channel.send(message)
 
-    assert channel.find_sent(message.idempotency_key) is None
+    lookup = channel.look_up(earlier_attempt(message, datetime.now(UTC)))
+
+    assert lookup == Lookup(Answer.CANNOT_TELL)
     assert len(fake_sendgrid.requests) == 1
 
 
@@ -420,14 +442,54 @@ def test_whatsapp_63016_from_twilio_is_permanent(fake_twilio: FakeTwilio) -> Non
     assert raised.value.failure == Failure.OUTSIDE_WHATSAPP_WINDOW
 
 
-def test_twilio_cannot_find_a_sent_key(fake_twilio: FakeTwilio) -> None:
-    """find_sent is None: a message resource carries no key of ours."""
+def test_twilio_finds_a_cut_off_sms_by_its_text_with_a_spec_valid_list_request(
+    fake_twilio: FakeTwilio,
+) -> None:
+    """The recipient's latest messages from our number are listed; ours matches its text."""
     channel = sms_channel(fake_twilio)
     message = outgoing("sms", DEBTOR_PHONE)
+    started = datetime.now(UTC)
+    sid = channel.send(message)
+    channel.send(outgoing("sms", DEBTOR_PHONE, body="Otro aviso, folio 99"))
+
+    lookup = channel.look_up(earlier_attempt(message, started))
+
+    assert lookup == Lookup(Answer.TAKEN, sid)
+    [listing] = fake_twilio.lookups()
+    assert (listing.query["To"], listing.query["From"]) == ([DEBTOR_PHONE], [SMS_FROM])
+    assert fake_twilio.violations == []
+
+
+def test_twilio_says_an_sms_never_taken_was_not_taken(fake_twilio: FakeTwilio) -> None:
+    """No recent message has the text: the cut-off attempt never reached Twilio."""
+    channel = sms_channel(fake_twilio)
+    message = outgoing("sms", DEBTOR_PHONE)
+    channel.send(outgoing("sms", DEBTOR_PHONE, body="Otro aviso, folio 99"))
+    long_after = datetime.now(UTC) + timedelta(hours=1)
+
+    assert channel.look_up(earlier_attempt(message, datetime.now(UTC))) == Lookup(
+        Answer.NOT_TAKEN
+    )
+    # The same text, sent well before the attempt began, is an older message, not ours.
+    channel.send(message)
+    assert channel.look_up(earlier_attempt(message, long_after)) == Lookup(
+        Answer.NOT_TAKEN
+    )
+
+
+def test_twilio_cannot_tell_about_whatsapp_when_a_template_went_meanwhile(
+    fake_twilio: FakeTwilio,
+) -> None:
+    """Twilio fills a template's text in: a recent template message may be ours."""
+    channel = whatsapp_channel(fake_twilio, last_inbound=None)
+    message = outgoing("whatsapp", DEBTOR_PHONE)
+    started = datetime.now(UTC)
     channel.send(message)
 
-    assert channel.find_sent(message.idempotency_key) is None
-    assert len(fake_twilio.requests) == 1
+    assert channel.look_up(earlier_attempt(message, started)) == Lookup(
+        Answer.CANNOT_TELL
+    )
+    assert fake_twilio.violations == []
 
 
 # SMS encoding

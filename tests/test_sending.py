@@ -18,10 +18,13 @@ from activities.sending import CreditorProfile, ReminderSender
 from receivables.case import SendOutcome, SendReminderRequest, SendStatus
 from receivables.channels import (
     ChannelError,
+    EarlierAttempt,
+    Lookup,
     MessageChannel,
     OutboxChannel,
     OutgoingMessage,
     idempotency_key,
+    text_fingerprint,
 )
 from receivables.ledger import ContactKey, ContactLedger
 from receivables.store import (
@@ -58,9 +61,18 @@ class FlakyChannel:
             raise self._failures.pop(0)
         return self._outbox.send(message)
 
-    def find_sent(self, idempotency_key: str) -> str | None:
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
         """Ask the outbox."""
-        return self._outbox.find_sent(idempotency_key)
+        return self._outbox.look_up(attempt)
+
+
+def record_fingerprint(engine: Engine, entry_id: int, text: str) -> None:
+    """What the activity writes just before it hands a text to a channel."""
+    with session_scope(engine) as session:
+        entry = session.get(ContactLedgerEntry, entry_id)
+        assert entry is not None
+        entry.message_sha256 = text_fingerprint(text)
+        session.add(entry)
 
 
 def request(**changes: Any) -> SendReminderRequest:
@@ -442,11 +454,12 @@ def test_a_message_the_channel_took_before_the_worker_died_is_not_sent_again(
     engine: Engine,
 ) -> None:
     # The first attempt got as far as the channel, then the worker died: the ledger
-    # still says pending, the outbox has the message.
+    # still says pending, with the text's fingerprint; the outbox has the message.
     key = ContactKey("test", FOLIO, "R+1", "email", customer_email(engine))
-    ContactLedger(engine).begin_attempt(
+    begun = ContactLedger(engine).begin_attempt(
         key, policy=("preventive-b2b", 1), planned_at=PLANNED
     )
+    record_fingerprint(engine, begun.entry_id, f"Factura {FOLIO}")
     taken = OutboxChannel(engine).send(
         OutgoingMessage(
             idempotency_key=idempotency_key(*dataclasses.astuple(key)),
@@ -519,9 +532,9 @@ class DiesAfterAccepting:
         self._outbox.send(message)
         raise RuntimeError("worker lost after the channel accepted the message")
 
-    def find_sent(self, idempotency_key: str) -> str | None:
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
         """Ask the outbox."""
-        return self._outbox.find_sent(idempotency_key)
+        return self._outbox.look_up(attempt)
 
 
 def test_a_message_accepted_before_a_crash_stays_sent_when_the_invoice_is_paid_meanwhile(
@@ -564,9 +577,9 @@ class CostReadingChannel:
             self.seen.append((entry.sms_encoding, entry.sms_segments))
         return self._outbox.send(message)
 
-    def find_sent(self, idempotency_key: str) -> str | None:
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
         """Ask the outbox."""
-        return self._outbox.find_sent(idempotency_key)
+        return self._outbox.look_up(attempt)
 
 
 @pytest.mark.parametrize(

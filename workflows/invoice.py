@@ -14,7 +14,11 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.people import PeopleActivities
-    from activities.sending import NO_REACHABLE_CONTACT, ReminderSender
+    from activities.sending import (
+        NO_REACHABLE_CONTACT,
+        OUTCOME_UNKNOWN,
+        ReminderSender,
+    )
     from receivables import search_attributes as sa
     from receivables.case import (
         CaseClosed,
@@ -77,6 +81,7 @@ SEND_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
 )
+SEND_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -577,6 +582,8 @@ class InvoiceWorkflow:
             language=self._case.policy.language,
             disputed_minor=self._disputed(),
             jurisdiction=self._case.policy.jurisdiction,
+            on_unknown_outcome=self._case.policy.on_unknown_outcome,
+            sms_transliterate=self._case.policy.sms_transliterate,
         )
         asked = self._money(self._balance() - self._disputed())
         try:
@@ -584,6 +591,9 @@ class InvoiceWorkflow:
                 ReminderSender.send_reminder,
                 request,
                 start_to_close_timeout=timedelta(minutes=2),
+                # The activity heartbeats from a side thread while it runs: a worker that
+                # dies mid-call is noticed in seconds, and the retry asks the channel.
+                heartbeat_timeout=SEND_HEARTBEAT_TIMEOUT,
                 schedule_to_close_timeout=timedelta(days=1),
                 retry_policy=SEND_RETRY,
                 summary=f"{step.step_id} {step.channel}: {asked} due",
@@ -610,6 +620,10 @@ class InvoiceWorkflow:
             self._ask_for_contact(outcome.reason)
         if outcome.status is SendStatus.STOPPED:
             self._stop_collection(outcome.reason)
+        if outcome.status is SendStatus.BLOCKED and outcome.reason.startswith(
+            OUTCOME_UNKNOWN
+        ):
+            self._ask_to_check_delivery(step.step_id, outcome.reason)
 
     def _stop_collection(self, reason: str) -> None:
         """Skip every remaining step: a stop rule is permanent, retrying would only re-deny."""
@@ -761,6 +775,11 @@ class InvoiceWorkflow:
         self._contact_task_asked = True
         spec = TaskSpec(kind="verify_contact", role="executive", sla_business_days=2)
         self._tasks_to_open.append(_TaskToOpen("VERIFY-CONTACT", spec, reason))
+
+    def _ask_to_check_delivery(self, step_id: str, reason: str) -> None:
+        """A held step: a person asks the provider whether it went, then sends or not."""
+        spec = TaskSpec(kind="verify_delivery", role="executive", sla_business_days=1)
+        self._tasks_to_open.append(_TaskToOpen(f"VERIFY-{step_id}", spec, reason))
 
     def _end_dispute(self, resolution: DisputeResolved) -> None:
         dispute = self._disputes.pop(resolution.dispute_id)

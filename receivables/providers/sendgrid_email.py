@@ -12,7 +12,7 @@ from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, From, Mail, To
 
-from receivables.channels import OutgoingMessage
+from receivables.channels import Answer, EarlierAttempt, Lookup, OutgoingMessage
 from receivables.providers.endpoints import SENDGRID_HOST, checked_base_url
 from receivables.providers.errors import (
     Failure,
@@ -65,14 +65,13 @@ class SendGridEmailChannel:
             return f"sendgrid-accepted-{digest[:20]}"
         return str(message_id)
 
-    def find_sent(self, idempotency_key: str) -> str | None:
-        """Always None: mail send has no lookup by our key (see the module's policy note)."""
-        # Policy: SendGrid's v3 mail send API, the one spec we hold, cannot be asked
-        # "did you accept key K?". The key does travel in custom_args, so the Email
-        # Activity feed or the event webhook can show it later, but not at retry time.
-        # An attempt that timed out after SendGrid accepted it is therefore resent:
-        # the ledger decides whether a retry may risk that duplicate email.
-        return None
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        """Cannot tell: mail send offers no way to ask whether a message was accepted."""
+        # The v3 mail send document we hold has one operation, POST /v3/mail/send. Our key
+        # does travel in custom_args, so the Email Activity API or the event webhook could
+        # show it later; neither is in the spec, and events may come minutes after the
+        # retry. The policy's on_unknown_outcome decides: resend or hold for a person.
+        return Lookup(Answer.CANNOT_TELL)
 
     def _mail(self, message: OutgoingMessage) -> Mail:
         if "@" not in message.recipient.strip("@"):

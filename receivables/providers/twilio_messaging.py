@@ -14,7 +14,13 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from receivables.channels import OutgoingMessage
+from receivables.channels import (
+    Answer,
+    EarlierAttempt,
+    Lookup,
+    OutgoingMessage,
+    text_fingerprint,
+)
 from receivables.providers.endpoints import TWILIO_API_BASE_URL, checked_base_url
 from receivables.providers.errors import (
     Failure,
@@ -30,6 +36,12 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 # Twilio judges the window when it processes the message, not when we decide: keep clear
 # of the edge so a message decided at 23h59 does not arrive as free text at 24h01.
 WINDOW_MARGIN = timedelta(minutes=10)
+# A retry after a cut-off attempt reads this many of the recipient's latest messages from
+# our sender; ours, if it went, was created moments before the cut.
+LOOKUP_LIMIT = 20
+# Our clock and Twilio's may disagree: a message created this long before the attempt
+# began still counts as possibly ours.
+CLOCK_SKEW = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -109,13 +121,44 @@ class _TwilioChannel:
         )
         return str(created.sid)
 
-    def find_sent(self, idempotency_key: str) -> str | None:
-        """Always None: Twilio messages carry no client key to look one up by."""
-        # Policy: the v2010 spec we hold does list messages (GET Messages.json, filtered
-        # by To, From and DateSent), but a message resource has no field that carries
-        # our idempotency key, so a match would be a guess on body and time. An attempt
-        # that timed out after Twilio accepted it is resent: the ledger decides.
-        return None
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        """Find a cut-off attempt among the recipient's latest messages by its exact text."""
+        # Not filtered by DateSent: a message still queued at Twilio has no date_sent yet,
+        # and that is just the message a cut-off attempt may have left behind.
+        try:
+            listed = self._client.messages.list(
+                to=self._address(attempt.recipient),
+                from_=self._sender,
+                limit=LOOKUP_LIMIT,
+                page_size=LOOKUP_LIMIT,
+            )
+        except TwilioRestException as error:
+            refusal = twilio_error(error.status, _int(error.code), error.msg)
+            if refusal.retryable:
+                raise refusal from error
+            logger.warning("twilio refused the message lookup: %s", refusal)
+            return Lookup(Answer.CANNOT_TELL)
+        except (RequestException, OSError) as error:
+            raise transport_error(PROVIDER, error) from error
+        since = attempt.started_at - CLOCK_SKEW
+        recent = [
+            message
+            for message in listed
+            if message.date_created is None or message.date_created >= since
+        ]
+        for message in recent:
+            if message.body is not None and (
+                text_fingerprint(message.body) == attempt.message_sha256
+            ):
+                return Lookup(Answer.TAKEN, str(message.sid))
+        return self._unmatched(recent)
+
+    def _address(self, recipient: str) -> str:
+        return recipient
+
+    def _unmatched(self, recent: list[Any]) -> Lookup:
+        """No recent message has our text: for SMS, whose text is ours verbatim, none went."""
+        return Lookup(Answer.NOT_TAKEN)
 
 
 class TwilioSmsChannel(_TwilioChannel):
@@ -173,6 +216,13 @@ class TwilioWhatsAppChannel(_TwilioChannel):
             fields["content_sid"] = content_sid
             fields["content_variables"] = json.dumps(variables, ensure_ascii=False)
         return self._create(message, fields)
+
+    def _address(self, recipient: str) -> str:
+        return whatsapp_address(recipient)
+
+    def _unmatched(self, recent: list[Any]) -> Lookup:
+        """A recent message may be our template, whose text Twilio fills in: cannot tell."""
+        return Lookup(Answer.CANNOT_TELL if recent else Answer.NOT_TAKEN)
 
     def window_open(self, recipient: str) -> bool:
         """True while the debtor's last message is recent enough for free text."""

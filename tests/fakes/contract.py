@@ -55,6 +55,18 @@ class Answer:
         return b"" if self.body is None else json.dumps(self.body).encode("utf-8")
 
 
+# A stalled answer is given up after this long, so a forgotten release cannot hang a run.
+STALL_LIMIT_SECONDS = 60.0
+
+
+@dataclass
+class Stall:
+    """A request the fake took and acted on, whose answer waits until ``release``."""
+
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
 class ContractFake:
     """A provider fake on 127.0.0.1: validates, records, answers, or fails on demand."""
 
@@ -66,6 +78,8 @@ class ContractFake:
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
         self._failures: deque[Answer] = deque()
+        self._stalls: deque[Stall] = deque()
+        self._every_stall: list[Stall] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.fake = self  # type: ignore[attr-defined]
@@ -91,6 +105,9 @@ class ContractFake:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        # Closing the server waits for its handler threads, a stalled one included.
+        for stall in self._every_stall:
+            stall.release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -99,6 +116,18 @@ class ContractFake:
         """Answer the next ``count`` valid requests with ``answer`` instead of success."""
         with self._lock:
             self._failures.extend([answer] * count)
+
+    def stall_next(self) -> Stall:
+        """Act on the next valid request as usual but hold its answer: a provider that hangs.
+
+        The message is taken (a send is recorded, as a real provider would have) before
+        the wait, so a client cut off meanwhile leaves the outcome unknown to its caller.
+        """
+        stall = Stall()
+        with self._lock:
+            self._stalls.append(stall)
+            self._every_stall.append(stall)
+        return stall
 
     def take_violations(self) -> list[str]:
         """Return and forget the violations, for tests that provoke one on purpose."""
@@ -123,6 +152,11 @@ class ContractFake:
         answer = failure or self.refusal(request) or self.accept(request)
         if failure is None and answer.status < 300:
             self._check_own_answer(request, answer)
+        with self._lock:
+            stall = self._stalls.popleft() if self._stalls else None
+        if stall is not None:
+            stall.reached.set()
+            stall.release.wait(STALL_LIMIT_SECONDS)
         return answer
 
     def spec_problems(self, request: RecordedRequest) -> list[str]:
@@ -219,14 +253,18 @@ class _Handler(BaseHTTPRequestHandler):
         )
         answer = self.server.fake.handle(request)  # type: ignore[attr-defined]
         payload = answer.encoded()
-        self.send_response(answer.status)
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        if answer.body is not None:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            if answer.body is not None:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # A stalled answer whose client was killed meanwhile: nobody is listening.
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: the recorded requests are the log."""

@@ -10,6 +10,7 @@ import secrets
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 from tests.fakes.contract import Answer, ContractFake, RecordedRequest
 
@@ -41,6 +42,7 @@ class FakeTwilio(ContractFake):
         super().__init__(shared_dir / SPEC)
         self.opted_out: set[str] = set()  # numbers that replied STOP, as "+569..."
         self.whatsapp_sessions: set[str] = set()  # numbers that wrote in the last 24 h
+        self.created: list[dict[str, Any]] = []  # every message resource, oldest first
 
     def messages(self) -> list[dict[str, str]]:
         """The form fields of every message creation received, one value per field."""
@@ -49,6 +51,10 @@ class FakeTwilio(ContractFake):
             for request in self.requests
             if request.method == "POST"
         ]
+
+    def lookups(self) -> list[RecordedRequest]:
+        """Every message list request received."""
+        return [request for request in self.requests if request.method == "GET"]
 
     def rule_problems(self, request: RecordedRequest) -> list[str]:
         """What Twilio refuses on every request although the document allows it."""
@@ -87,7 +93,7 @@ class FakeTwilio(ContractFake):
         """201 with a queued message resource, or an empty page for a list request."""
         account = _account_of(request)
         if request.method == "GET":
-            return Answer(200, {"messages": [], "page": 0, "page_size": 50})
+            return self._listing(request)
         fields = {name: values[-1] for name, values in request.form().items()}
         sid = "SM" + secrets.token_hex(16)
         now = format_datetime(datetime.now(UTC))
@@ -115,7 +121,36 @@ class FakeTwilio(ContractFake):
             "to": fields["To"],
             "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
         }
+        with self._lock:
+            self.created.append(body)
         return Answer(201, body)
+
+    def _listing(self, request: RecordedRequest) -> Answer:
+        """One page of messages, newest first, filtered by To and From as Twilio does."""
+        wanted = {name: values[-1] for name, values in request.query.items()}
+        page_size = int(wanted.get("PageSize", "50"))
+        with self._lock:
+            matching = [
+                message
+                for message in reversed(self.created)
+                if wanted.get("To", message["to"]) == message["to"]
+                and wanted.get("From", message["from"]) == message["from"]
+            ]
+        page = matching[:page_size]
+        return Answer(
+            200,
+            {
+                "messages": page,
+                "page": 0,
+                "page_size": page_size,
+                "start": 0,
+                "end": max(len(page) - 1, 0),
+                "first_page_uri": request.path,
+                "next_page_uri": None,
+                "previous_page_uri": None,
+                "uri": request.path,
+            },
+        )
 
     def invalid(self, problems: list[str]) -> Answer:
         """400 in Twilio's shape, with every problem in the message."""
