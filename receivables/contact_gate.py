@@ -129,6 +129,8 @@ def gate_contact(
                 attempt=entry.attempts,
                 outcome=str(decision.verdict),
                 detail=trace(decision),
+                # The decision's instant (the case's clock), which the KPIs date it by.
+                at=now,
             )
         )
         return GateResult(decision, entry.id, entry.attempts)
