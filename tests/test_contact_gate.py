@@ -12,7 +12,13 @@ from receivables.case import CaseClosed
 from receivables.contact_gate import gate_contact, subdivision_of
 from receivables.contact_rules import Verdict
 from receivables.ledger import ContactKey, ContactLedger
-from receivables.store import ContactAttempt, ContactStatus, make_engine, session_scope
+from receivables.store import (
+    ContactAttempt,
+    ContactStatus,
+    as_utc,
+    make_engine,
+    session_scope,
+)
 from tests.case_helpers import (
     add_invoice,
     open_case,
@@ -63,6 +69,10 @@ def test_two_workers_contacting_one_debtor_at_once_take_turns(
 
     # Two written contacts must be two clear days apart (Ley 19.496 art. 37).
     assert sorted(verdicts) == [Verdict.ALLOW, Verdict.DEFER]
+    # The KPIs date each decision by the case's clock, not by when the row was written.
+    with session_scope(engine) as session:
+        decided = session.exec(select(ContactAttempt.at)).all()
+    assert [as_utc(at) for at in decided] == [wednesday_ten, wednesday_ten]
 
 
 def test_regions_are_read_by_name_or_code() -> None:
