@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from receivables.case import (
     CaseClosed,
@@ -47,6 +49,7 @@ from tests.case_helpers import (
     santiago,
     unique_number,
 )
+from worker import WORKFLOW_RUNNER
 from workflows.invoice import InvoiceWorkflow
 
 POST_DUE_STEPS = (
@@ -366,6 +369,13 @@ async def test_a_case_that_ends_leaves_no_promise_or_dispute_open_in_the_store(
         "promise 2 cancelled",
         "promise 2 open",
     ]
+    # The writes are deterministic: the history replays on the current code.
+    replayer = Replayer(
+        workflows=[InvoiceWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=WORKFLOW_RUNNER,
+    )
+    await replayer.replay_workflow(history)
 
 
 async def test_the_same_task_outcome_told_twice_is_applied_once(
