@@ -441,10 +441,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from receivables.report import headline_text, write_csv_export, write_html_report
 
     as_of = _date(args.as_of, "--as-of") if args.as_of else datetime.now(UTC).date()
+    period = (_date(args.since, "--since"), as_of) if args.since else None
     kpis = compute_kpis(
         make_engine(settings.resolved_database_url),
         tenant=settings.tenant,
         as_of=as_of,
+        period=period,
         group_by=args.group_by,
     )
     print(headline_text(kpis))
@@ -675,7 +677,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--as-of", help="report date, YYYY-MM-DD; default today")
     report.add_argument("--html", help="write the HTML report here")
     report.add_argument("--csv", help="write the figures as CSV here")
-    report.add_argument("--group-by", choices=["segment", "customer", "policy"])
+    report.add_argument(
+        "--group-by", choices=["segment", "customer", "policy", "executive"]
+    )
+    report.add_argument(
+        "--since", help="period start, YYYY-MM-DD; default twelve months to --as-of"
+    )
     report.set_defaults(handler=cmd_report)
 
     scale = commands.add_parser(

@@ -86,6 +86,8 @@ def build_worker(
             people.open_task,
             people.escalate_task,
             people.close_tasks,
+            people.record_promise,
+            people.record_dispute,
             *extra_activities,  # type: ignore[list-item]
         ],
         activity_executor=ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),

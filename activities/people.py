@@ -1,15 +1,17 @@
-"""People activities: open a human task for a case, and escalate one whose SLA passed."""
+"""People activities: tasks for a case (open, escalate, close), and its promises and disputes."""
 
 from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
-from receivables import tasks
+from receivables import commitments, tasks
 from receivables.case import (
     CloseTasksRequest,
+    DisputeRecord,
     EscalationRequest,
     OpenedTask,
+    PromiseRecord,
     TaskRequest,
 )
 
@@ -54,6 +56,20 @@ class PeopleActivities:
         )
         _count("dunning_tasks_escalated", "Tasks escalated after a missed SLA", "sla")
         return holder
+
+    @activity.defn(name="record_promise")
+    def record_promise(self, record: PromiseRecord) -> None:
+        """Write a payment promise as the case sees it; keyed by (tenant, invoice, sequence)."""
+        commitments.record_promise(self._engine, record)
+        _count(
+            "dunning_promises_recorded", "Payment promises written", str(record.outcome)
+        )
+
+    @activity.defn(name="record_dispute")
+    def record_dispute(self, record: DisputeRecord) -> None:
+        """Write a dispute as the case sees it; keyed by (tenant, invoice, dispute id)."""
+        commitments.record_dispute(self._engine, record)
+        _count("dunning_disputes_recorded", "Disputes written", str(record.status))
 
 
 def _count(name: str, description: str, kind: str) -> None:

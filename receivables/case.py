@@ -354,3 +354,72 @@ class CommandReceipt:
 
     invoice_number: str
     accepted: str
+
+
+# -- promises and disputes as the store keeps them, for KPIs and payment behaviour ------
+
+
+class PromiseOutcome(enum.StrEnum):
+    """How a payment promise ended, or that it has not yet."""
+
+    OPEN = "open"
+    KEPT = "kept"  # paid in full (or the balance cleared) by its deadline
+    BROKEN = "broken"  # its deadline passed without a covering payment
+    CANCELLED = "cancelled"  # replaced by a new promise, or the case ended otherwise
+
+
+class DisputeStatus(enum.StrEnum):
+    """Where a dispute stands: open, resolved either way, or closed with its case."""
+
+    OPEN = "open"
+    UPHELD = "upheld"
+    REJECTED = "rejected"
+    CLOSED = "closed"  # the case ended (paid, credited, cancelled) while it was open
+
+    @property
+    def is_resolution(self) -> bool:
+        """True for the statuses a person decided: upheld or rejected."""
+        return self in (DisputeStatus.UPHELD, DisputeStatus.REJECTED)
+
+
+@dataclass(frozen=True)
+class PromiseRecord:
+    """One payment promise of a case as it stands; written by (tenant, invoice, sequence)."""
+
+    tenant: str
+    invoice_number: str
+    customer_id: str
+    sequence: int  # 1 for the case's first promise, 2 for its second, ...
+    amount_minor: int
+    currency: str
+    promised_date: date
+    deadline: datetime  # the promised date plus the policy's grace, at its check time
+    recorded_by: str
+    recorded_at: datetime
+    outcome: PromiseOutcome = PromiseOutcome.OPEN
+    outcome_at: datetime | None = None
+    paid_minor: int = 0  # paid since the promise was made, when it ended
+    task_id: int | None = None  # the task whose outcome it was, if any
+
+
+@dataclass(frozen=True)
+class DisputeRecord:
+    """One dispute of a case as it stands; written by (tenant, invoice, dispute id)."""
+
+    tenant: str
+    invoice_number: str
+    customer_id: str
+    dispute_id: str
+    amount_minor: int
+    currency: str
+    category: DisputeCategory
+    opened_at: datetime
+    opened_by: str
+    note: str = ""
+    owner_id: str | None = None  # who holds its resolution task
+    sla_due_at: datetime | None = None  # when that task's SLA ends
+    status: DisputeStatus = DisputeStatus.OPEN
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    credit_minor: int = 0
+    resolution_note: str = ""

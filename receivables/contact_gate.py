@@ -143,6 +143,8 @@ def gate_contact(
                 attempt=entry.attempts,
                 outcome=str(decision.verdict),
                 detail=trace(decision) + (listed if covered else ""),
+                # The decision's instant (the case's clock), which the KPIs date it by.
+                at=now,
             )
         )
         return GateResult(decision, entry.id, entry.attempts, covered)

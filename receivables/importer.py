@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ from sqlalchemy import and_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from receivables.commitments import broken_promise_dates, broken_promises_before
 from receivables.locations import DebtorLocation, locate
 from receivables.mapping import (
     CUSTOMER_TYPES,
@@ -1168,12 +1169,16 @@ def _new_invoice(
     history: Sequence[SettledInvoice],
     book: PolicyBook,
     batch_id: int | None,
+    broken_promises: Sequence[datetime] = (),
 ) -> Invoice:
     facts = SegmentFacts(
         row.amount_minor,
         row.currency,
         customer.customer_type,
         average_days_late(history, row.issue_date),
+        broken_promises_before(
+            broken_promises, row.issue_date, customer.time_zone or "UTC"
+        ),
     )
     segment, policy = book.policy_for(facts)
     if row.settled_date is not None:
@@ -1244,6 +1249,7 @@ def write_batch(
     customers = ensure_customers(session, report.tenant, rows, mapping)
     dues = _due_dates(rows, customers)
     histories = _settled_history(session, report.tenant, rows, dues)
+    broken = broken_promise_dates(session, report.tenant, customers)
     for row in rows:
         invoice = _new_invoice(
             row,
@@ -1252,6 +1258,7 @@ def write_batch(
             histories.get(row.customer_id, []),
             book,
             batch.id,
+            broken.get(row.customer_id, []),
         )
         session.add(invoice)
         session.add_all(_stop_fact_records(row, report))

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import re
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Literal, get_args
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
+from receivables.case import DisputeCategory, DisputeStatus, PromiseOutcome
+from receivables.commitments import StoredDispute, StoredPromise
+from receivables.governance import GovernanceError, assignee_for
 from receivables.planning import local_date_of
 from receivables.store import (
+    ContactAttempt,
     ContactLedgerEntry,
     ContactStatus,
     Invoice,
@@ -28,7 +33,7 @@ from receivables.store import (
 )
 from receivables.tasks import HumanTask, TaskStatus
 
-GroupBy = Literal["segment", "customer", "policy"]
+GroupBy = Literal["segment", "customer", "policy", "executive"]
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+", "no due date")
 OVER_30_BUCKETS = ("31-60", "61-90", "90+")
 RECOVERY_WINDOWS = (15, 30)
@@ -38,18 +43,10 @@ CONTACT_OUTCOMES = ("sent", "cancelled", "blocked", "failed", "pending")
 DEFAULT_TIME_ZONE = "America/Santiago"
 NO_GROUP = "(none)"
 
-# What the report cannot show yet, and why. Another issue that starts recording one of
-# these fills in the matching KpiReport field; its explanation then drops out by itself.
-NOT_RECORDED: dict[str, str] = {
-    "promises_kept_broken": "payment promises live in the cases and in task "
-    "outcomes, not yet in a store table the KPIs read, so none can be counted as "
-    "kept or broken",
-    "disputes_by_category": "dispute categories live in the cases and in task "
-    "outcomes, not yet in a store table the KPIs read; invoices carry only a "
-    "disputed flag",
-    "deferred_by_rule": "the ledger records sent, cancelled, blocked and failed "
-    "contacts, not contacts deferred by a contact rule",
-}
+# Contact-rule decisions as the contact gate writes them in ContactAttempt.outcome, and
+# what the report calls them.
+RULE_DECISIONS = {"defer": "deferred", "deny": "suppressed"}
+UNNAMED_RULE = "(no rule named)"
 
 
 # --- what the figures look like ---
@@ -196,6 +193,80 @@ class TaskFigures:
 
 
 @dataclass(frozen=True)
+class PromiseAmounts:
+    """What the promises that ended in the period were for, in one currency."""
+
+    currency: str
+    kept_minor: int
+    broken_minor: int
+
+
+@dataclass(frozen=True)
+class PromiseFigures:
+    """Payment promises: recorded in the period, ended in it, and open at the report date."""
+
+    recorded: int
+    kept: int  # ended kept in the period
+    broken: int  # ended broken in the period
+    cancelled: int  # replaced by a new promise, or their case ended otherwise
+    open_at_end: int  # recorded by the report date and not ended by it
+    amounts: tuple[PromiseAmounts, ...] = ()
+
+    @property
+    def kept_rate(self) -> float | None:
+        """Kept over kept and broken; None when no promise came due in the period."""
+        due = self.kept + self.broken
+        return self.kept / due if due else None
+
+
+NO_PROMISES = PromiseFigures(0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class DisputeFigures:
+    """Disputes of one category in one currency: opened, resolved, and open at the end."""
+
+    category: str
+    currency: str
+    opened: int  # opened in the period
+    opened_minor: int
+    upheld: int  # resolved in the period, either way
+    rejected: int
+    mean_days_to_resolution: float | None  # of those resolved in the period
+    median_days_to_resolution: float | None
+    open_at_end: int  # opened by the report date and not resolved or closed by it
+    open_minor: int
+
+    @property
+    def resolved(self) -> int:
+        """Resolved in the period, upheld or rejected."""
+        return self.upheld + self.rejected
+
+
+@dataclass(frozen=True)
+class DisputeSummary:
+    """Disputes of every category and currency together: counts and days only."""
+
+    opened: int
+    resolved: int
+    open_at_end: int
+    mean_days_to_resolution: float | None
+    median_days_to_resolution: float | None
+
+
+NO_DISPUTES = DisputeSummary(0, 0, 0, None, None)
+
+
+@dataclass(frozen=True)
+class RuleDecisionCount:
+    """How many contact decisions a contact rule deferred or suppressed."""
+
+    outcome: str  # deferred or suppressed
+    rule: str
+    count: int
+
+
+@dataclass(frozen=True)
 class PortfolioFigures:
     """Every KPI of one set of invoices: the whole tenant or one group of it."""
 
@@ -208,6 +279,18 @@ class PortfolioFigures:
     channels: tuple[ChannelFunnel, ...]
     reasons: tuple[ReasonCount, ...]
     tasks: TaskFigures
+    promises: PromiseFigures = NO_PROMISES
+    disputes: tuple[DisputeFigures, ...] = ()
+    dispute_summary: DisputeSummary = NO_DISPUTES
+    rule_decisions: tuple[RuleDecisionCount, ...] = ()
+
+    @property
+    def contacts_by_rule(self) -> dict[str, int]:
+        """Contact decisions deferred and suppressed by a rule, in total."""
+        totals: Counter[str] = Counter()
+        for item in self.rule_decisions:
+            totals[item.outcome] += item.count
+        return {outcome: totals[outcome] for outcome in RULE_DECISIONS.values()}
 
     @property
     def contacts_sent(self) -> int:
@@ -235,19 +318,6 @@ class KpiReport:
     overall: PortfolioFigures
     groups: tuple[GroupFigures, ...]
     generated_at: datetime
-    # Not recorded yet (see NOT_RECORDED): None until the store keeps what they need.
-    promises_kept_broken: None = None
-    disputes_by_category: None = None
-    deferred_by_rule: None = None
-
-    def not_recorded(self) -> dict[str, str]:
-        """Each KPI the store cannot give yet, with the reason, in a stable order."""
-        names = {f.name for f in fields(self)}
-        return {
-            name: why
-            for name, why in NOT_RECORDED.items()
-            if name in names and getattr(self, name) is None
-        }
 
 
 # --- what the store says, read once ---
@@ -276,6 +346,7 @@ class InvoiceFacts:
     amount_minor: int
     movements: tuple[Movement, ...]  # oldest first
     paid_on: date | None  # set only for invoices the store holds as paid
+    executive: str | None = None  # who works it, read only when grouping by executive
 
     def balance_on(self, day: date) -> int:
         """The balance at the end of a local date."""
@@ -315,20 +386,63 @@ class TaskFacts:
 
 
 @dataclass(frozen=True)
+class PromiseFacts:
+    """One payment promise, dated by local dates."""
+
+    invoice_number: str
+    currency: str
+    amount_minor: int
+    recorded_on: date
+    outcome: str
+    outcome_on: date | None
+
+
+@dataclass(frozen=True)
+class DisputeFacts:
+    """One dispute, with its instants (aware UTC) for the time to resolution."""
+
+    invoice_number: str
+    category: str
+    currency: str
+    amount_minor: int
+    opened_at: datetime
+    opened_on: date
+    status: str
+    resolved_at: datetime | None  # also when it closed with its case
+    resolved_on: date | None
+
+
+@dataclass(frozen=True)
+class RuleDecisionFacts:
+    """One contact decision that a contact rule deferred or suppressed."""
+
+    invoice_number: str
+    outcome: str  # deferred or suppressed
+    rule: str
+    on: date
+
+
+@dataclass(frozen=True)
 class StoreFacts:
     """What the KPIs read from the store for one tenant, or for one group of it."""
 
     invoices: list[InvoiceFacts]
     contacts: list[ContactFacts]
     tasks: list[TaskFacts]
+    promises: list[PromiseFacts] = field(default_factory=list)
+    disputes: list[DisputeFacts] = field(default_factory=list)
+    rule_decisions: list[RuleDecisionFacts] = field(default_factory=list)
 
     def about(self, invoices: list[InvoiceFacts]) -> StoreFacts:
-        """These invoices with the contacts and tasks about them."""
+        """These invoices with the contacts, tasks, promises and disputes about them."""
         numbers = {invoice.number for invoice in invoices}
         return StoreFacts(
             invoices,
             [c for c in self.contacts if c.invoice_number in numbers],
             [t for t in self.tasks if t.invoice_number in numbers],
+            [p for p in self.promises if p.invoice_number in numbers],
+            [d for d in self.disputes if d.invoice_number in numbers],
+            [r for r in self.rule_decisions if r.invoice_number in numbers],
         )
 
 
@@ -403,6 +517,13 @@ def read_store(engine: Engine, tenant: str, time_zone: str) -> StoreFacts:
             select(ContactLedgerEntry).where(ContactLedgerEntry.tenant == tenant)
         ).all()
         tasks = session.exec(select(HumanTask).where(HumanTask.tenant == tenant)).all()
+        promises = session.exec(
+            select(StoredPromise).where(StoredPromise.tenant == tenant)
+        ).all()
+        disputes = session.exec(
+            select(StoredDispute).where(StoredDispute.tenant == tenant)
+        ).all()
+        decisions = _rule_decisions(session, tenant, time_zone)
     by_invoice: dict[str, list[Payment]] = defaultdict(list)
     for payment in payments:
         by_invoice[payment.invoice_number].append(payment)
@@ -422,7 +543,88 @@ def read_store(engine: Engine, tenant: str, time_zone: str) -> StoreFacts:
         )
         for entry in entries
     ]
-    return StoreFacts(facts, contacts, [task_facts(task, time_zone) for task in tasks])
+    return StoreFacts(
+        facts,
+        contacts,
+        [task_facts(task, time_zone) for task in tasks],
+        [promise_facts(promise, time_zone) for promise in promises],
+        [dispute_facts(dispute, time_zone) for dispute in disputes],
+        decisions,
+    )
+
+
+def promise_facts(promise: StoredPromise, time_zone: str) -> PromiseFacts:
+    """Read one stored promise into local dates."""
+    ended = as_utc(promise.outcome_at) if promise.outcome_at else None
+    return PromiseFacts(
+        invoice_number=promise.invoice_number,
+        currency=promise.currency,
+        amount_minor=promise.amount_minor,
+        recorded_on=local_date_of(as_utc(promise.recorded_at), time_zone),
+        outcome=str(promise.outcome),
+        outcome_on=local_date_of(ended, time_zone) if ended else None,
+    )
+
+
+def dispute_facts(dispute: StoredDispute, time_zone: str) -> DisputeFacts:
+    """Read one stored dispute, its instants as aware UTC."""
+    opened = as_utc(dispute.opened_at)
+    resolved = as_utc(dispute.resolved_at) if dispute.resolved_at else None
+    return DisputeFacts(
+        invoice_number=dispute.invoice_number,
+        category=dispute.category,
+        currency=dispute.currency,
+        amount_minor=dispute.amount_minor,
+        opened_at=opened,
+        opened_on=local_date_of(opened, time_zone),
+        status=str(dispute.status),
+        resolved_at=resolved,
+        resolved_on=local_date_of(resolved, time_zone) if resolved else None,
+    )
+
+
+def _rule_decisions(
+    session: Session, tenant: str, time_zone: str
+) -> list[RuleDecisionFacts]:
+    """Every contact decision of the tenant that a rule deferred or suppressed."""
+    rows = session.exec(
+        select(ContactLedgerEntry.invoice_number, ContactAttempt)
+        .join(ContactAttempt)
+        .where(
+            ContactLedgerEntry.tenant == tenant,
+            ContactAttempt.outcome.in_(list(RULE_DECISIONS)),  # type: ignore[attr-defined]
+        )
+    ).all()
+    return [
+        RuleDecisionFacts(
+            invoice_number=number,
+            outcome=RULE_DECISIONS[attempt.outcome],
+            rule=deciding_rule(attempt.detail or ""),
+            on=local_date_of(as_utc(attempt.at), time_zone),
+        )
+        for number, attempt in rows
+    ]
+
+
+def deciding_rule(trace: str) -> str:
+    """The rule a deferral's or denial's reason names first, e.g. CL-C-01.
+
+    The contact gate's trace reads "<verdict>[ until <instant>]: <reason> [rules: <ids
+    evaluated>]; flags: ...", and the reason may name several rules: the decision
+    counts under the first one named.
+    """
+    _, _, rest = trace.partition(": ")
+    reason, marker, evaluated = rest.partition(" [rules: ")
+    if not marker:
+        return UNNAMED_RULE
+    ids = [rule.strip() for rule in evaluated.split("]", 1)[0].split(",")]
+    named = [
+        (found.start(), rule)
+        for rule in ids
+        if rule
+        and (found := re.search(rf"(?<![\w-]){re.escape(rule)}(?![\w-])", reason))
+    ]
+    return min(named)[1] if named else UNNAMED_RULE
 
 
 def task_facts(task: HumanTask, time_zone: str) -> TaskFacts:
@@ -738,6 +940,135 @@ def task_figures(
     )
 
 
+# --- promises, disputes, contact rules ---
+
+
+def _within(day: date | None, period: tuple[date, date]) -> bool:
+    return day is not None and period[0] <= day <= period[1]
+
+
+def promise_figures(
+    promises: Iterable[PromiseFacts], period: tuple[date, date], as_of: date
+) -> PromiseFigures:
+    """Promises recorded in the period, those that ended in it, and those open at as_of."""
+    items = list(promises)
+    ended = Counter(p.outcome for p in items if _within(p.outcome_on, period))
+    kept: Counter[str] = Counter()
+    broken: Counter[str] = Counter()
+    for promise in items:
+        if not _within(promise.outcome_on, period):
+            continue
+        if promise.outcome == PromiseOutcome.KEPT:
+            kept[promise.currency] += promise.amount_minor
+        elif promise.outcome == PromiseOutcome.BROKEN:
+            broken[promise.currency] += promise.amount_minor
+    return PromiseFigures(
+        recorded=sum(_within(p.recorded_on, period) for p in items),
+        kept=ended[PromiseOutcome.KEPT],
+        broken=ended[PromiseOutcome.BROKEN],
+        cancelled=ended[PromiseOutcome.CANCELLED],
+        open_at_end=sum(
+            p.recorded_on <= as_of and (p.outcome_on is None or p.outcome_on > as_of)
+            for p in items
+        ),
+        amounts=tuple(
+            PromiseAmounts(currency, kept[currency], broken[currency])
+            for currency in sorted(set(kept) | set(broken))
+        ),
+    )
+
+
+def _category_order(category: str) -> tuple[int, str]:
+    known = [c.value for c in DisputeCategory]
+    return (known.index(category) if category in known else len(known), category)
+
+
+def dispute_figures(
+    disputes: Iterable[DisputeFacts], period: tuple[date, date], as_of: date
+) -> tuple[DisputeFigures, ...]:
+    """By category and currency: opened, resolved with days taken, and open at as_of.
+
+    Days to resolution run from the instant a dispute was opened to the instant it was
+    upheld or rejected, in days and fractions of a day; a dispute that closed with its
+    case (paid or cancelled while in dispute) was never resolved and is not counted.
+    """
+    groups: dict[tuple[str, str], list[DisputeFacts]] = defaultdict(list)
+    for dispute in disputes:
+        groups[(dispute.category, dispute.currency)].append(dispute)
+    figures = [
+        _dispute_row(category, currency, items, period, as_of)
+        for (category, currency), items in groups.items()
+    ]
+    return tuple(
+        sorted(
+            (f for f in figures if f.opened or f.resolved or f.open_at_end),
+            key=lambda f: (_category_order(f.category), f.currency),
+        )
+    )
+
+
+def dispute_summary(
+    disputes: Iterable[DisputeFacts], period: tuple[date, date], as_of: date
+) -> DisputeSummary:
+    """Every dispute together: opened, resolved and open, and the days resolution took."""
+    row = _dispute_row("", "", list(disputes), period, as_of)
+    return DisputeSummary(
+        row.opened,
+        row.resolved,
+        row.open_at_end,
+        row.mean_days_to_resolution,
+        row.median_days_to_resolution,
+    )
+
+
+def _dispute_row(
+    category: str,
+    currency: str,
+    items: list[DisputeFacts],
+    period: tuple[date, date],
+    as_of: date,
+) -> DisputeFigures:
+    opened = [d for d in items if _within(d.opened_on, period)]
+    resolved = [
+        d
+        for d in items
+        if DisputeStatus(d.status).is_resolution and _within(d.resolved_on, period)
+    ]
+    days = [
+        (d.resolved_at - d.opened_at).total_seconds() / 86_400
+        for d in resolved
+        if d.resolved_at is not None
+    ]
+    still_open = [
+        d
+        for d in items
+        if d.opened_on <= as_of and (d.resolved_on is None or d.resolved_on > as_of)
+    ]
+    return DisputeFigures(
+        category=category,
+        currency=currency,
+        opened=len(opened),
+        opened_minor=sum(d.amount_minor for d in opened),
+        upheld=sum(d.status == DisputeStatus.UPHELD for d in resolved),
+        rejected=sum(d.status == DisputeStatus.REJECTED for d in resolved),
+        mean_days_to_resolution=statistics.fmean(days) if days else None,
+        median_days_to_resolution=statistics.median(days) if days else None,
+        open_at_end=len(still_open),
+        open_minor=sum(d.amount_minor for d in still_open),
+    )
+
+
+def rule_decision_counts(
+    decisions: Iterable[RuleDecisionFacts], period: tuple[date, date]
+) -> tuple[RuleDecisionCount, ...]:
+    """Contact decisions deferred or suppressed in the period, by rule, most first."""
+    tally = Counter(
+        (d.outcome, d.rule) for d in decisions if period[0] <= d.on <= period[1]
+    )
+    ordered = sorted(tally.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(RuleDecisionCount(outcome, rule, n) for (outcome, rule), n in ordered)
+
+
 # --- putting it together ---
 
 
@@ -761,16 +1092,41 @@ def portfolio_figures(
         ),
         reasons=reason_counts(contacts, flows),
         tasks=task_figures(facts.tasks, flows, time_zone),
+        promises=promise_figures(facts.promises, flows, as_of),
+        disputes=dispute_figures(facts.disputes, flows, as_of),
+        dispute_summary=dispute_summary(facts.disputes, flows, as_of),
+        rule_decisions=rule_decision_counts(facts.rule_decisions, flows),
     )
 
 
 def group_key(invoice: InvoiceFacts, group_by: GroupBy) -> str:
-    """The group an invoice belongs to: its segment, customer code or policy."""
+    """The group an invoice belongs to: its segment, customer code, policy or executive."""
     if group_by == "segment":
         return invoice.segment or NO_GROUP
     if group_by == "customer":
         return invoice.customer_id
+    if group_by == "executive":
+        return invoice.executive or NO_GROUP
     return invoice.policy or NO_GROUP
+
+
+def with_executives(engine: Engine, tenant: str, facts: StoreFacts) -> StoreFacts:
+    """The invoices with the executive who works each: the customer's, segment's or default."""
+    # Limit: the executive is the one assigned now, not the one who worked the invoice
+    # at the time; the store keeps no assignment history.
+    found: dict[tuple[str, str | None], str | None] = {}
+    with session_scope(engine) as session:
+        for key in sorted(
+            {(i.customer_id, i.segment) for i in facts.invoices}, key=str
+        ):
+            try:
+                found[key] = assignee_for(session, tenant, *key)
+            except GovernanceError:
+                found[key] = None
+    invoices = [
+        replace(i, executive=found[(i.customer_id, i.segment)]) for i in facts.invoices
+    ]
+    return replace(facts, invoices=invoices)
 
 
 def _grouped(
@@ -824,6 +1180,8 @@ def compute_kpis(
     if span[0] > span[1]:
         raise ValueError(f"the period starts on {span[0]}, after its end {span[1]}")
     facts = read_store(engine, tenant, time_zone)
+    if group_by == "executive":
+        facts = with_executives(engine, tenant, facts)
     overall = portfolio_figures(facts, as_of=as_of, period=span, time_zone=time_zone)
     groups = (
         _grouped(facts, group_by, as_of=as_of, period=span, time_zone=time_zone)

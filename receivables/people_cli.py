@@ -34,7 +34,14 @@ from receivables.money import format_money, parse_operator_amount
 from receivables.settings import Settings
 from receivables.store import PaymentKind, find_invoice, make_engine, session_scope
 from receivables.supervision import Command, command_cases, invoices_for_query
-from receivables.tasks import case_view, claim_task, complete_task, inbox
+from receivables.tasks import (
+    TaskStatus,
+    case_view,
+    claim_task,
+    complete_task,
+    find_task,
+    inbox,
+)
 from workflows.invoice import InvoiceWorkflow
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -84,15 +91,31 @@ def cmd_claim(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
-    """Complete a task with its outcome; the case is told first and may refuse it."""
+    """Complete a task with its outcome: the case is told first and may refuse it.
+
+    Safe to run again after a failure: the case applies the same outcome of the same task
+    once and accepts it again unchanged, and the store records a repeated completion once.
+    So a store write that failed after the case accepted is finished by the retry.
+    """
     engine = make_engine(settings.resolved_database_url)
     now = datetime.now(UTC)
-    # Claiming checks that this person may act on the task before the case hears of it.
-    task = claim_task(engine, args.task_id, args.person, now)
+    task = find_task(engine, args.task_id)
+    if task.status != TaskStatus.DONE:
+        # Claiming checks that this person may act on the task before the case hears of it.
+        task = claim_task(engine, args.task_id, args.person, now)
     with session_scope(engine) as session:
         invoice = find_invoice(session, settings.tenant, task.invoice_number)
-    assert invoice is not None
+    if invoice is None:
+        raise ValueError(
+            f"task {args.task_id} is about invoice {task.invoice_number}, which tenant "
+            f"{settings.tenant} does not hold"
+        )
     outcome = _outcome(args, args.task_id, invoice.currency)
+    if task.status == TaskStatus.DONE:
+        # Done already: the same outcome again is a no-op, another one is refused.
+        complete_task(engine, args.task_id, args.person, outcome, now)
+        print(f"task {args.task_id} was already done: {task.outcome_kind}")
+        return 0
 
     async def tell_case() -> None:
         client = await connect(settings.temporal)
@@ -117,8 +140,9 @@ def _outcome(args: argparse.Namespace, task_id: int, currency: str) -> TaskOutco
         if not (args.amount and args.category):
             raise ValueError("a dispute outcome needs --amount and --category")
         amount = parse_operator_amount(args.amount, currency)
+        # Named after the task, so a retried command opens the same dispute, not a second.
         dispute = DisputeOpened(
-            uuid.uuid4().hex[:8], amount, DisputeCategory(args.category), args.person
+            f"T{task_id}", amount, DisputeCategory(args.category), args.person
         )
     return TaskOutcome(task_id, kind, args.person, args.note or "", promise, dispute)
 

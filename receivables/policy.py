@@ -204,6 +204,8 @@ class SegmentRule(_Strict):
     max_amount: str | None = None  # exclusive upper bound
     min_average_days_late: float | None = None
     max_average_days_late: float | None = None
+    # Promises the customer broke before this invoice was issued (no look-ahead).
+    min_broken_promises: int | None = Field(default=None, ge=1, le=100)
 
     @field_validator("min_amount", "max_amount")
     @classmethod
@@ -243,6 +245,9 @@ class SegmentFacts:
     currency: str
     customer_type: str
     average_days_late: float | None  # None: no invoice of this customer settled before
+    broken_promises: int = (
+        0  # the customer's promises broken before this invoice's issue
+    )
 
 
 def rule_matches(rule: SegmentRule, facts: SegmentFacts) -> bool:
@@ -262,6 +267,11 @@ def rule_matches(rule: SegmentRule, facts: SegmentFacts) -> bool:
             return False
         if not is_lower and facts.amount_minor >= limit:
             return False
+    if (
+        rule.min_broken_promises is not None
+        and facts.broken_promises < rule.min_broken_promises
+    ):
+        return False
     late = facts.average_days_late
     if rule.min_average_days_late is not None and (
         late is None or late < rule.min_average_days_late

@@ -16,26 +16,24 @@ from receivables.kpis import (
     CURVE_DAYS,
     FUNNEL_DAYS,
     RECOVERY_WINDOWS,
+    RULE_DECISIONS,
     CurrencyAging,
+    DisputeFigures,
     DsoPoint,
     KpiReport,
     PortfolioFigures,
+    PromiseFigures,
     RecoveryCurve,
     RecoveryPoint,
     TaskFigures,
 )
 from receivables.money import Money, format_money
 
-NOT_RECORDED_YET = "not recorded yet"
 MAX_GROUP_BARS = 15  # the aging chart keeps the groups with the largest open balance
 CURVE_TABLE_STEP = 5
 MAX_DOTS = 36
 TASK_FIELDS = ("opened", "done", "cancelled", "escalated", "deadlines", "deadlines_met")
-NOT_RECORDED_LABELS = {
-    "promises_kept_broken": "Promises kept or broken",
-    "disputes_by_category": "Disputes by category",
-    "deferred_by_rule": "Contacts deferred by a contact rule",
-}
+PROMISE_FIELDS = ("recorded", "kept", "broken", "cancelled", "open_at_end")
 
 # Okabe-Ito colours: told apart by people with the common colour-vision deficiencies.
 BUCKET_COLOURS = {
@@ -453,6 +451,7 @@ def headlines(kpis: KpiReport) -> list[Headline]:
         ),
         Headline(f"Paid within {FUNNEL_DAYS} days of a contact", str(paid_after)),
         *_task_headlines(figures.tasks),
+        *_commitment_headlines(figures),
     ]
     return items
 
@@ -470,8 +469,28 @@ def _task_headlines(tasks: TaskFigures) -> Iterator[Headline]:
     )
 
 
-def _not_recorded_label(name: str) -> str:
-    return NOT_RECORDED_LABELS.get(name, name.replace("_", " ").capitalize())
+def _commitment_headlines(figures: PortfolioFigures) -> Iterator[Headline]:
+    promises = figures.promises
+    yield Headline(
+        "Promises kept",
+        percent(promises.kept_rate),
+        f"{promises.kept} kept, {promises.broken} broken, {promises.open_at_end} open",
+    )
+    disputes = figures.dispute_summary
+    days = disputes.median_days_to_resolution
+    yield Headline(
+        "Disputes opened",
+        str(disputes.opened),
+        f"{disputes.resolved} resolved"
+        + (f" in a median {days_text(days)}" if days is not None else "")
+        + f", {disputes.open_at_end} open",
+    )
+    by_rule = figures.contacts_by_rule
+    yield Headline(
+        "Contacts deferred by a contact rule",
+        str(by_rule["deferred"]),
+        f"{by_rule['suppressed']} suppressed by a rule",
+    )
 
 
 def headline_text(kpis: KpiReport) -> str:
@@ -484,10 +503,6 @@ def headline_text(kpis: KpiReport) -> str:
     for item in headlines(kpis):
         detail = f"  ({item.detail})" if item.detail else ""
         lines.append(f"  {item.label:<48} {item.value}{detail}")
-    missing = kpis.not_recorded()
-    if missing:
-        names = ", ".join(_not_recorded_label(name).lower() for name in missing)
-        lines.append(f"  {NOT_RECORDED_YET}: {names}")
     return "\n".join(lines)
 
 
@@ -840,6 +855,9 @@ def _group_row(key: str, figures: PortfolioFigures) -> list[str]:
         days_text(figures.settlement.average_days_late),
         str(figures.contacts_sent),
         str(figures.tasks.opened),
+        f"{figures.promises.kept} / {figures.promises.broken}",
+        str(figures.dispute_summary.opened),
+        str(figures.contacts_by_rule["deferred"]),
     ]
 
 
@@ -857,22 +875,109 @@ def _groups_section(kpis: KpiReport) -> str:
         "Average days late",
         "Contacts sent",
         "Tasks created",
+        "Promises kept / broken",
+        "Disputes opened",
+        "Deferred by a rule",
     ]
     rows = [_group_row(group.key, group.figures) for group in kpis.groups]
     table = _table(f"KPIs by {noun}", head, rows)
     return _section("groups", f"By {noun}", f'<div class="wide">{table}</div>')
 
 
-def _not_recorded_section(kpis: KpiReport) -> str:
-    missing = kpis.not_recorded()
-    if not missing:
-        return ""
-    items = "".join(
-        f"<dt>{escape(_not_recorded_label(name))}</dt>"
-        f"<dd>{NOT_RECORDED_YET}: {escape(why)}.</dd>"
-        for name, why in missing.items()
+def _promise_table(promises: PromiseFigures, caption: str) -> str:
+    rows = [
+        [
+            "Promises",
+            *(str(getattr(promises, name)) for name in PROMISE_FIELDS),
+            percent(promises.kept_rate),
+        ]
+    ]
+    head = ["", "Recorded", "Kept", "Broken", "Cancelled", "Open at report date"]
+    table = _table(caption, [*head, "Kept rate"], rows)
+    if promises.amounts:
+        table += _table(
+            f"{caption}: amounts of the promises kept and broken",
+            ["Currency", "Kept", "Broken"],
+            [
+                (
+                    a.currency,
+                    money(a.kept_minor, a.currency),
+                    money(a.broken_minor, a.currency),
+                )
+                for a in promises.amounts
+            ],
+        )
+    return table
+
+
+def _dispute_table(disputes: Sequence[DisputeFigures], caption: str) -> str:
+    if not disputes:
+        return f'<p class="note">{escape(caption)}: no dispute in the period.</p>'
+    head = ["Category", "Currency", "Opened", "Amount opened", "Upheld", "Rejected"]
+    head += [
+        "Mean days to resolution",
+        "Median days",
+        "Open at report date",
+        "Open amount",
+    ]
+    rows = [
+        (
+            d.category.replace("_", " "),
+            d.currency,
+            str(d.opened),
+            money(d.opened_minor, d.currency),
+            str(d.upheld),
+            str(d.rejected),
+            days_text(d.mean_days_to_resolution),
+            days_text(d.median_days_to_resolution),
+            str(d.open_at_end),
+            money(d.open_minor, d.currency),
+        )
+        for d in disputes
+    ]
+    return _table(caption, head, rows, text_columns=(0,))
+
+
+PROMISES_NOTE = (
+    "Kept and broken count the promises whose deadline (the promised date plus the "
+    "policy's grace) or covering payment fell in the period; the kept rate is kept over "
+    "kept and broken. Cancelled promises were replaced by a newer one or ended with "
+    "their case. Days to resolution run from opening to the decision (upheld or "
+    "rejected); disputes that closed with their case were not resolved."
+)
+
+
+def _promises_section(kpis: KpiReport, compare: KpiReport | None, label: str) -> str:
+    parts = [
+        _promise_table(kpis.overall.promises, "Payment promises"),
+        _dispute_table(kpis.overall.disputes, "Disputes by category"),
+    ]
+    if compare is not None:
+        parts.append(_promise_table(compare.overall.promises, f"Promises, {label}"))
+        parts.append(_dispute_table(compare.overall.disputes, f"Disputes, {label}"))
+    body = f'<div class="wide">{"".join(parts)}</div>'
+    body += f'<p class="note">{escape(PROMISES_NOTE)}</p>'
+    return _section("promises", "Promises and disputes", body)
+
+
+def _rules_section(kpis: KpiReport) -> str:
+    decisions = kpis.overall.rule_decisions
+    if not decisions:
+        body = '<p class="note">No contact was deferred or suppressed by a rule.</p>'
+    else:
+        body = _table(
+            "Contacts deferred or suppressed, by the rule that decided",
+            ["Decision", "Rule", "Decisions"],
+            [(d.outcome, d.rule, str(d.count)) for d in decisions],
+            text_columns=(1,),
+        )
+    note = (
+        "Each decision counts: a contact deferred twice (outside hours, then by a "
+        "weekly cap) counts twice. A decision counts under the first rule its reason "
+        "names. Suppressed contacts were denied by a stop or opt-out rule."
     )
-    return _section("not-recorded", "Not recorded yet", f"<dl>{items}</dl>")
+    body += f'<p class="note">{escape(note)}</p>'
+    return _section("rules", "Contacts deferred or suppressed by a contact rule", body)
 
 
 METHOD_NOTES = (
@@ -978,8 +1083,9 @@ def render_html(
         _funnel_section(kpis, compare, label),
         _reasons_section(kpis),
         _tasks_section(kpis, compare, label),
+        _promises_section(kpis, compare, label),
+        _rules_section(kpis),
         _groups_section(kpis),
-        _not_recorded_section(kpis),
         _method_section(),
     ]
     return (
@@ -1119,6 +1225,42 @@ def _contacts_csv(figures: PortfolioFigures, scope: Scope) -> Iterator[KpiRow]:
         yield KpiRow("contacts_by_reason", dim, str(reason.count), "contacts")
 
 
+def _commitments_csv(figures: PortfolioFigures, scope: Scope) -> Iterator[KpiRow]:
+    promises, dim = figures.promises, _dimension(*scope)
+    for name in PROMISE_FIELDS:
+        count = str(getattr(promises, name))
+        yield KpiRow(f"promises_{name}", dim, count, "promises")
+    yield KpiRow("promises_kept_rate", dim, _ratio(promises.kept_rate), "ratio")
+    for amounts in promises.amounts:
+        cur = amounts.currency
+        where = _dimension(*scope, ("currency", cur))
+        yield KpiRow(
+            "promises_kept_amount", where, _amount(amounts.kept_minor, cur), cur
+        )
+        broken = _amount(amounts.broken_minor, cur)
+        yield KpiRow("promises_broken_amount", where, broken, cur)
+    for d in figures.disputes:
+        cur = d.currency
+        where = _dimension(*scope, ("category", d.category), ("currency", cur))
+        yield KpiRow("disputes_opened", where, str(d.opened), "disputes")
+        yield KpiRow("disputes_opened_amount", where, _amount(d.opened_minor, cur), cur)
+        yield KpiRow("disputes_upheld", where, str(d.upheld), "disputes")
+        yield KpiRow("disputes_rejected", where, str(d.rejected), "disputes")
+        for name in ("mean", "median"):
+            days = getattr(d, f"{name}_days_to_resolution")
+            value = "" if days is None else f"{days:.2f}"
+            yield KpiRow(f"disputes_{name}_days_to_resolution", where, value, "days")
+        yield KpiRow("disputes_open", where, str(d.open_at_end), "disputes")
+        yield KpiRow("disputes_open_amount", where, _amount(d.open_minor, cur), cur)
+    by_rule = figures.contacts_by_rule
+    for outcome in RULE_DECISIONS.values():
+        where = _dimension(*scope, ("outcome", outcome))
+        yield KpiRow("contacts_by_rule_total", where, str(by_rule[outcome]), "contacts")
+    for item in figures.rule_decisions:
+        where = _dimension(*scope, ("outcome", item.outcome), ("rule", item.rule))
+        yield KpiRow("contacts_by_rule", where, str(item.count), "contacts")
+
+
 def _figure_rows(
     figures: PortfolioFigures, scope: Scope, full: bool
 ) -> Iterator[KpiRow]:
@@ -1132,6 +1274,7 @@ def _figure_rows(
     yield from _settlement_csv(figures, scope)
     yield from _contacts_csv(figures, scope)
     yield from _tasks_csv(figures, scope)
+    yield from _commitments_csv(figures, scope)
 
 
 def kpi_rows(kpis: KpiReport) -> list[KpiRow]:
@@ -1140,7 +1283,6 @@ def kpi_rows(kpis: KpiReport) -> list[KpiRow]:
     for group in kpis.groups:
         scope: Scope = ((kpis.group_by or "group", group.key),)
         rows.extend(_figure_rows(group.figures, scope, full=False))
-    rows += [KpiRow(name, "", "", NOT_RECORDED_YET) for name in kpis.not_recorded()]
     return rows
 
 

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 
-from receivables import governance, tasks  # noqa: F401  (their tables join METADATA)
+from receivables import commitments, governance, tasks  # noqa: F401  (tables join METADATA)
 from receivables.store import METADATA, make_engine
 
 logger = logging.getLogger(__name__)

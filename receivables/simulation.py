@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time as wall_clock
 import uuid
 import zlib
@@ -25,7 +24,12 @@ from receivables.devserver import start_time_skipping_environment
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import import_portfolio
 from receivables.jurisdictions import JurisdictionError, load_profile
-from receivables.kpis import KpiReport, compute_kpis, portfolio_span
+from receivables.kpis import (
+    KpiReport,
+    compute_kpis,
+    deciding_rule,
+    portfolio_span,
+)
 from receivables.policy import load_policy_book
 from receivables.schema import migrate
 from receivables.settings import Settings
@@ -438,25 +442,8 @@ def _deferral_traces(session: Session, tenant: str) -> list[str]:
     return [detail or "" for detail in details]
 
 
-UNNAMED_RULE = "(no rule named)"
-
-
-def deferring_rule(trace: str) -> str:
-    """The rule a deferral's reason names first, e.g. CL-C-01 in the contact gate's trace."""
-    # The trace reads "defer until <instant>: <reason> [rules: <ids evaluated>]; flags: ..."
-    # and the reason may name several rules: the deferral counts under the first one named.
-    _, _, rest = trace.partition(": ")
-    reason, marker, evaluated = rest.partition(" [rules: ")
-    if not marker:
-        return UNNAMED_RULE
-    ids = [rule.strip() for rule in evaluated.split("]", 1)[0].split(",")]
-    named = [
-        (found.start(), rule)
-        for rule in ids
-        if rule
-        and (found := re.search(rf"(?<![\w-]){re.escape(rule)}(?![\w-])", reason))
-    ]
-    return min(named)[1] if named else UNNAMED_RULE
+# The rule a deferral counts under: the same reading as the KPI report's.
+deferring_rule = deciding_rule
 
 
 def _last_step_before_payment(

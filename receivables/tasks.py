@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import UniqueConstraint, and_, or_
@@ -25,6 +25,12 @@ from receivables.case import (
     TaskRequest,
     TimelineEntry,
 )
+from receivables.commitments import (
+    StoredDispute,
+    StoredPromise,
+    disputes_of,
+    promises_of,
+)
 from receivables.governance import (
     SupervisorAction,
     assignee_for,
@@ -41,6 +47,7 @@ from receivables.planning import local_date_of
 from receivables.store import (
     ContactLedgerEntry,
     Invoice,
+    as_utc,
     find_invoice,
     session_scope,
     utc_now,
@@ -60,6 +67,7 @@ __all__ = [
     "claim_task",
     "complete_task",
     "escalate_task",
+    "find_task",
     "inbox",
     "open_task",
     "record_supervisor_action",
@@ -249,6 +257,15 @@ def escalate_task(
         "escalated task %s from %s to %s (%s)", task_id, holder, target, to_level.name
     )
     return target
+
+
+def find_task(engine: Engine, task_id: int) -> HumanTask:
+    """One task by its id, as it stands."""
+    with session_scope(engine) as session:
+        task = session.get(HumanTask, task_id)
+    if task is None:
+        raise TaskError(f"no task {task_id}")
+    return task
 
 
 def claim_task(engine: Engine, task_id: int, person_id: str, at: datetime) -> HumanTask:
@@ -526,6 +543,8 @@ class CaseView:
     tasks: list[HumanTask]
     supervisor_actions: list[SupervisorAction]
     contacts: list[ContactLedgerEntry]
+    promises: list[StoredPromise] = field(default_factory=list)
+    disputes: list[StoredDispute] = field(default_factory=list)
 
     @property
     def balance_minor(self) -> int:
@@ -538,11 +557,22 @@ class CaseView:
         return self.invoice.status
 
     def timeline(self) -> list[TimelineEntry]:
-        """Tasks, commands and contacts merged into one list, oldest first."""
+        """Tasks, commands, contacts, promises and disputes in one list, oldest first."""
         entries = [
             TimelineEntry(task.opened_at, "task", f"{task.kind} for {task.assignee_id}")
             for task in self.tasks
         ]
+        entries += [
+            TimelineEntry(
+                task.completed_at,
+                "task",
+                f"#{task.id} {task.kind} {task.status} by {task.completed_by}"
+                + (f": {task.outcome_kind}" if task.outcome_kind else ""),
+            )
+            for task in self.tasks
+            if task.completed_at is not None and task.status == TaskStatus.DONE
+        ]
+        entries += self._promise_entries() + self._dispute_entries()
         entries += [
             TimelineEntry(action.at, "supervisor", f"{action.action} by {action.actor}")
             for action in self.supervisor_actions
@@ -555,7 +585,56 @@ class CaseView:
             )
             for entry in self.contacts
         ]
-        return sorted(entries, key=lambda entry: entry.at)
+        return sorted(entries, key=lambda entry: as_utc(entry.at))
+
+    def _promise_entries(self) -> list[TimelineEntry]:
+        currency = self.invoice.currency
+        entries = []
+        for promise in self.promises:
+            amount = format_money(promise.amount_minor, currency)
+            entries.append(
+                TimelineEntry(
+                    promise.recorded_at,
+                    "promise",
+                    f"#{promise.sequence} {amount} {currency} by "
+                    f"{promise.promised_date}, recorded by {promise.recorded_by}",
+                )
+            )
+            if promise.outcome_at is not None:
+                paid = format_money(promise.paid_minor, currency)
+                entries.append(
+                    TimelineEntry(
+                        promise.outcome_at,
+                        "promise",
+                        f"#{promise.sequence} {promise.outcome} ({paid} paid since)",
+                    )
+                )
+        return entries
+
+    def _dispute_entries(self) -> list[TimelineEntry]:
+        currency = self.invoice.currency
+        entries = []
+        for dispute in self.disputes:
+            amount = format_money(dispute.amount_minor, currency)
+            owner = f", owner {dispute.owner_id}" if dispute.owner_id else ""
+            entries.append(
+                TimelineEntry(
+                    dispute.opened_at,
+                    "dispute",
+                    f"{dispute.dispute_id} {amount} {currency} {dispute.category} by "
+                    f"{dispute.opened_by}{owner}",
+                )
+            )
+            if dispute.resolved_at is not None:
+                who = f" by {dispute.resolved_by}" if dispute.resolved_by else ""
+                entries.append(
+                    TimelineEntry(
+                        dispute.resolved_at,
+                        "dispute",
+                        f"{dispute.dispute_id} {dispute.status}{who}",
+                    )
+                )
+        return entries
 
 
 def case_view(engine: Engine, tenant: str, invoice_number: str) -> CaseView:
@@ -580,4 +659,11 @@ def case_view(engine: Engine, tenant: str, invoice_number: str) -> CaseView:
             .order_by(col(SupervisorAction.at), col(SupervisorAction.id))
         ).all()
     contacts = ContactLedger(engine).entries_for(tenant, invoice_number)
-    return CaseView(invoice, list(tasks), list(actions), contacts)
+    return CaseView(
+        invoice,
+        list(tasks),
+        list(actions),
+        contacts,
+        promises_of(engine, tenant, invoice_number),
+        disputes_of(engine, tenant, invoice_number),
+    )

@@ -17,6 +17,7 @@ from receivables.store import (
     ContactAttempt,
     ContactStatus,
     Customer,
+    as_utc,
     make_engine,
     session_scope,
 )
@@ -72,6 +73,10 @@ def test_two_workers_contacting_one_debtor_at_once_take_turns(
 
     # Two written contacts must be two clear days apart (Ley 19.496 art. 37).
     assert sorted(verdicts) == [Verdict.ALLOW, Verdict.DEFER]
+    # The KPIs date each decision by the case's clock, not by when the row was written.
+    with session_scope(engine) as session:
+        decided = session.exec(select(ContactAttempt.at)).all()
+    assert [as_utc(at) for at in decided] == [wednesday_ten, wednesday_ten]
 
 
 def test_regions_are_read_by_name_or_code() -> None:

@@ -7,14 +7,18 @@ import csv
 import json
 import re
 import shutil
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 from sqlmodel import Session, select
 
+from receivables.case import PromiseOutcome, PromiseRecord
+from receivables.commitments import broken_promises_before, record_promise
 from receivables.importer import (
     PortfolioFileError,
     SettledInvoice,
@@ -669,6 +673,59 @@ def test_history_already_stored_counts_for_later_files(
         "high-risk",
         1,
     )
+
+
+def test_promises_broken_before_the_issue_date_make_a_customer_high_risk(
+    sqlite_url: str, policies: Path
+) -> None:
+    engine = make_engine(sqlite_url)
+    for sequence, broken_on in enumerate((date(2026, 2, 10), date(2026, 3, 1)), 1):
+        promise = PromiseRecord(
+            tenant=TENANT,
+            invoice_number="0000",
+            customer_id="C-1",
+            sequence=sequence,
+            amount_minor=50_000,
+            currency="CLP",
+            promised_date=broken_on - timedelta(days=1),
+            deadline=santiago_evening(broken_on),
+            recorded_by="exec-01",
+            recorded_at=santiago_evening(broken_on - timedelta(days=10)),
+        )
+        record_promise(engine, promise)
+        broken = replace(
+            promise,
+            outcome=PromiseOutcome.BROKEN,
+            outcome_at=santiago_evening(broken_on),
+        )
+        record_promise(engine, broken)
+    rows = [
+        # Issued the day the second promise broke: only the first was known then.
+        invoice_row("0002", issued="01/03/2026", due="31/03/2026"),
+        invoice_row("0003", issued="02/03/2026", due="01/04/2026"),
+    ]
+
+    run_import(write_rows(policies.parent / "p.csv", rows), sqlite_url, policies)
+
+    assert stored_invoice(sqlite_url, "0002").segment == "b2b-standard"
+    assert stored_invoice(sqlite_url, "0003").segment == "high-risk"
+
+
+def test_broken_promises_count_by_the_debtor_s_local_date() -> None:
+    # 23:30 in Santiago on 1 March is already 2 March in UTC.
+    late_evening = datetime(2026, 3, 2, 2, 30, tzinfo=UTC)
+
+    assert (
+        broken_promises_before([late_evening], date(2026, 3, 2), "America/Santiago")
+        == 1
+    )
+    assert broken_promises_before([late_evening], date(2026, 3, 2), "UTC") == 0
+    assert broken_promises_before([], date(2026, 3, 2), "UTC") == 0
+
+
+def santiago_evening(day: date) -> datetime:
+    """18:00 in Santiago on ``day``, when a promise's deadline is checked."""
+    return datetime.combine(day, time(18), tzinfo=ZoneInfo("America/Santiago"))
 
 
 # --- reports, mappings and what the starter reads ---

@@ -6,7 +6,7 @@ import calendar
 import csv
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,16 +16,28 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from receivables.case import (
+    DisputeCategory,
+    DisputeRecord,
+    DisputeStatus,
+    PromiseOutcome,
+    PromiseRecord,
+)
 from receivables.cases import commit_money_movement
+from receivables.commitments import record_dispute, record_promise
+from receivables.governance import sync_governance
 from receivables.importer import import_portfolio
 from receivables.kpis import (
     AGING_BUCKETS,
-    NOT_RECORDED,
+    NO_PROMISES,
+    UNNAMED_RULE,
+    DisputeFigures,
     GroupBy,
     KpiReport,
     Movement,
     compute_kpis,
     countback_days,
+    deciding_rule,
     default_period,
     month_ends,
     payment_date,
@@ -34,6 +46,8 @@ from receivables.kpis import (
 )
 from receivables.ledger import ContactKey, ContactLedger
 from receivables.store import (
+    ContactAttempt,
+    ContactLedgerEntry,
     ContactStatus,
     Customer,
     Invoice,
@@ -842,17 +856,394 @@ def test_group_by_segment_splits_every_figure_and_adds_up(
         assert total == report.overall.aging[0].open_minor == 700
 
 
-def test_what_the_store_does_not_record_is_none_with_a_reason(
+def test_an_empty_store_has_no_promise_dispute_or_rule_decision(
     sqlite_engine: Engine,
 ) -> None:
     report = kpis_of(sqlite_engine, AS_OF, (date(2026, 1, 1), AS_OF))
 
-    assert report.promises_kept_broken is None
-    assert report.disputes_by_category is None
-    assert report.deferred_by_rule is None
-    assert report.not_recorded() == NOT_RECORDED
+    assert report.overall.promises == NO_PROMISES
+    assert report.overall.promises.kept_rate is None
+    assert report.overall.disputes == () and report.overall.rule_decisions == ()
+    assert report.overall.dispute_summary.median_days_to_resolution is None
+    assert report.overall.contacts_by_rule == {"deferred": 0, "suppressed": 0}
     assert report.overall.aging == () and report.overall.settlement.settled == 0
     assert report.overall.tasks.opened == 0 and report.overall.tasks.sla_share is None
+
+
+# --- promises, disputes and contacts deferred or suppressed by a rule ---
+
+
+@dataclass(frozen=True)
+class PromiseCase:
+    """One promise as a case writes it: recorded on a day, ended (or not) on another."""
+
+    number: str
+    sequence: int
+    amount: int
+    recorded: date
+    outcome: PromiseOutcome = PromiseOutcome.OPEN
+    ended: date | None = None
+    currency: str = "CLP"
+
+
+PROMISE_CASES = (
+    PromiseCase(
+        "P1", 1, 100_000, date(2026, 3, 2), PromiseOutcome.KEPT, date(2026, 3, 10)
+    ),
+    PromiseCase(
+        "P2", 1, 200_000, date(2026, 3, 3), PromiseOutcome.BROKEN, date(2026, 3, 12)
+    ),
+    PromiseCase(
+        "P2", 2, 50_000, date(2026, 3, 13), PromiseOutcome.KEPT, date(2026, 3, 20)
+    ),
+    # Recorded before the period, broken in it.
+    PromiseCase(
+        "P3", 1, 300_000, date(2026, 2, 20), PromiseOutcome.BROKEN, date(2026, 3, 1)
+    ),
+    PromiseCase("P4", 1, 400_000, date(2026, 3, 25)),
+    # Broken after the report date: open at it.
+    PromiseCase(
+        "P5", 1, 500_000, date(2026, 3, 28), PromiseOutcome.BROKEN, date(2026, 4, 2)
+    ),
+    # Replaced by a newer promise the next day.
+    PromiseCase(
+        "P6", 1, 60_000, date(2026, 3, 5), PromiseOutcome.CANCELLED, date(2026, 3, 6)
+    ),
+    PromiseCase(
+        "P6", 2, 70_000, date(2026, 3, 6), PromiseOutcome.KEPT, date(2026, 3, 15)
+    ),
+    PromiseCase(
+        "P7", 1, 1_000, date(2026, 3, 1), PromiseOutcome.BROKEN, date(2026, 3, 9), "USD"
+    ),
+    # Before the period altogether.
+    PromiseCase(
+        "P8", 1, 80_000, date(2026, 2, 1), PromiseOutcome.KEPT, date(2026, 2, 15)
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DisputeCase:
+    """One dispute as a case writes it, its instants as Santiago wall-clock times."""
+
+    number: str
+    category: DisputeCategory
+    amount: int
+    opened: datetime
+    status: DisputeStatus = DisputeStatus.OPEN
+    resolved: datetime | None = None
+    currency: str = "CLP"
+
+
+PO, GOODS, ADMIN, OTHER = (
+    DisputeCategory.PURCHASE_ORDER_PENDING,
+    DisputeCategory.GOODS_RECEIPT_NOT_REGISTERED,
+    DisputeCategory.ADMINISTRATIVE_DIFFERENCE,
+    DisputeCategory.OTHER,
+)
+DISPUTE_CASES = (
+    # Three days from noon to noon.
+    DisputeCase(
+        "Q1",
+        PO,
+        100_000,
+        local_noon(date(2026, 3, 2)),
+        DisputeStatus.REJECTED,
+        local_noon(date(2026, 3, 5)),
+    ),
+    # Half a day: noon to midnight.
+    DisputeCase(
+        "Q2",
+        PO,
+        200_000,
+        local_noon(date(2026, 3, 3)),
+        DisputeStatus.UPHELD,
+        local_noon(date(2026, 3, 4), time(0)),
+    ),
+    # Opened before the period, resolved in it after 18 days.
+    DisputeCase(
+        "Q3",
+        PO,
+        300_000,
+        local_noon(date(2026, 2, 20)),
+        DisputeStatus.REJECTED,
+        local_noon(date(2026, 3, 10)),
+    ),
+    DisputeCase("Q4", GOODS, 400_000, local_noon(date(2026, 3, 20))),
+    # Closed with its case (paid while in dispute): never resolved.
+    DisputeCase(
+        "Q5",
+        ADMIN,
+        500_000,
+        local_noon(date(2026, 3, 25)),
+        DisputeStatus.CLOSED,
+        local_noon(date(2026, 3, 27)),
+    ),
+    # Upheld after the report date: open at it.
+    DisputeCase(
+        "Q6",
+        OTHER,
+        600_000,
+        local_noon(date(2026, 3, 30)),
+        DisputeStatus.UPHELD,
+        local_noon(date(2026, 4, 3)),
+    ),
+    DisputeCase(
+        "Q7",
+        PO,
+        2_000,
+        local_noon(date(2026, 3, 10)),
+        DisputeStatus.REJECTED,
+        local_noon(date(2026, 3, 12)),
+        "USD",
+    ),
+)
+
+# (invoice, ContactAttempt outcome, decided on, the gate's trace)
+RULE_DECISION_CASES = (
+    (
+        "P1",
+        "defer",
+        date(2026, 3, 2),
+        "defer until 2026-03-02T12:00Z: CL-B-01 before "
+        "09:00 on Monday 2026-03-02 [rules: CL-B-01, CL-B-02]",
+    ),
+    (
+        "P1",
+        "defer",
+        date(2026, 3, 3),
+        "defer until 2026-03-09T12:00Z: CL-B-02 cap of 2 "
+        "contacts a week reached; CL-B-01 before 09:00 [rules: CL-B-01, CL-B-02]",
+    ),
+    (
+        "P2",
+        "defer",
+        date(2026, 3, 4),
+        "defer until 2026-03-04T12:00Z: CL-B-01 before "
+        "09:00 on Wednesday 2026-03-04 [rules: CL-B-01, CL-B-02]",
+    ),
+    (
+        "P2",
+        "deny",
+        date(2026, 3, 5),
+        "deny: CL-B-05 lawsuit served: no more contact [rules: CL-B-05]",
+    ),
+    (
+        "P3",
+        "defer",
+        date(2026, 2, 27),
+        "defer until 2026-03-02T12:00Z: CL-B-01 before 09:00 [rules: CL-B-01]",
+    ),
+    ("P3", "defer", date(2026, 3, 6), "defer until 2026-03-09T12:00Z: busy [rules: ]"),
+    # Neither deferred nor suppressed: never counted.
+    (
+        "P3",
+        "allow",
+        date(2026, 3, 9),
+        "allow: lawful at the wanted instant [rules: CL-B-01]",
+    ),
+    ("P3", "started", date(2026, 3, 9), None),
+)
+# Invoices of the large segment: with the shipped governance, exec-02 works them.
+LARGE = ("P1", "P2")
+
+
+def build_commitment_portfolio(engine: Engine) -> None:
+    """Invoices with PROMISE_CASES, DISPUTE_CASES and RULE_DECISION_CASES, as cases write them."""
+    numbers = {c.number: c.currency for c in (*PROMISE_CASES, *DISPUTE_CASES)}
+    for number, currency in sorted(numbers.items()):
+        store_invoice(
+            engine,
+            number,
+            issued=date(2026, 1, 5),
+            due=date(2026, 2, 4),
+            amount=1_000_000,
+            currency=currency,
+            segment="b2b-large" if number in LARGE else None,
+        )
+    for promise in PROMISE_CASES:
+        record = PromiseRecord(
+            tenant=TENANT,
+            invoice_number=promise.number,
+            customer_id=f"C-{promise.number}",
+            sequence=promise.sequence,
+            amount_minor=promise.amount,
+            currency=promise.currency,
+            promised_date=promise.recorded + timedelta(days=5),
+            deadline=local_noon(promise.recorded + timedelta(days=6), time(18)),
+            recorded_by="exec-01",
+            recorded_at=local_noon(promise.recorded),
+        )
+        record_promise(engine, record)  # open first, as the case writes it
+        if promise.ended is not None:
+            ended = local_noon(promise.ended, time(18))
+            record_promise(
+                engine, replace(record, outcome=promise.outcome, outcome_at=ended)
+            )
+    for dispute in DISPUTE_CASES:
+        opened = DisputeRecord(
+            tenant=TENANT,
+            invoice_number=dispute.number,
+            customer_id=f"C-{dispute.number}",
+            dispute_id="D1",
+            amount_minor=dispute.amount,
+            currency=dispute.currency,
+            category=dispute.category,
+            opened_at=dispute.opened.astimezone(UTC),
+            opened_by="exec-01",
+            owner_id="exec-01",
+        )
+        record_dispute(engine, opened)
+        if dispute.resolved is not None:
+            record_dispute(
+                engine,
+                replace(
+                    opened,
+                    status=dispute.status,
+                    resolved_at=dispute.resolved.astimezone(UTC),
+                    resolved_by="sup-01",
+                ),
+            )
+    with session_scope(engine) as session:
+        for index, (number, outcome, on, detail) in enumerate(RULE_DECISION_CASES):
+            entry = ContactLedgerEntry(
+                tenant=TENANT,
+                invoice_number=number,
+                step_id=f"R+{index}",
+                channel="email",
+                recipient=f"email:{number}",
+                status=ContactStatus.DEFERRED,
+                policy_name="test-policy",
+                policy_version=1,
+                planned_at=local_noon(on, time(8)),
+            )
+            session.add(entry)
+            session.flush()
+            assert entry.id is not None
+            session.add(
+                ContactAttempt(
+                    ledger_entry_id=entry.id,
+                    attempt=1,
+                    outcome=outcome,
+                    detail=detail,
+                    at=local_noon(on, time(8)),
+                )
+            )
+
+
+MARCH = (date(2026, 3, 1), AS_OF)
+
+
+def test_promises_kept_broken_and_open_are_counted_with_their_amounts(
+    engine: Engine,
+) -> None:
+    build_commitment_portfolio(engine)
+
+    promises = kpis_of(engine, AS_OF, MARCH).overall.promises
+
+    # Recorded in March: P1, P2 (both), P4, P5, P6 (both), P7. Ended in March: kept P1,
+    # P2#2, P6#2; broken P2#1, P3, P7; P6#1 replaced. Open on 31 March: P4, and P5
+    # (broken only on 2 April).
+    assert (promises.recorded, promises.kept, promises.broken) == (8, 3, 3)
+    assert (promises.cancelled, promises.open_at_end) == (1, 2)
+    assert promises.kept_rate == pytest.approx(0.5)
+    assert [(a.currency, a.kept_minor, a.broken_minor) for a in promises.amounts] == [
+        ("CLP", 100_000 + 50_000 + 70_000, 200_000 + 300_000),
+        ("USD", 0, 1_000),
+    ]
+
+
+def test_disputes_by_category_with_days_to_resolution_and_open_ones(
+    engine: Engine,
+) -> None:
+    build_commitment_portfolio(engine)
+
+    figures = kpis_of(engine, AS_OF, MARCH).overall
+
+    assert figures.disputes == (
+        # Opened in March: Q1, Q2. Resolved in March: Q1 (3 days), Q2 (half a day) and
+        # Q3 (18 days, opened in February): mean 21.5 / 3, median 3.
+        DisputeFigures(
+            "purchase_order_pending", "CLP", 2, 300_000, 1, 2, 21.5 / 3, 3.0, 0, 0
+        ),
+        DisputeFigures("purchase_order_pending", "USD", 1, 2_000, 0, 1, 2.0, 2.0, 0, 0),
+        DisputeFigures(
+            "goods_receipt_not_registered",
+            "CLP",
+            1,
+            400_000,
+            0,
+            0,
+            None,
+            None,
+            1,
+            400_000,
+        ),
+        # Closed with its case: opened in March, never resolved, not open at the end.
+        DisputeFigures(
+            "administrative_difference", "CLP", 1, 500_000, 0, 0, None, None, 0, 0
+        ),
+        # Upheld on 3 April: open on 31 March.
+        DisputeFigures("other", "CLP", 1, 600_000, 0, 0, None, None, 1, 600_000),
+    )
+    summary = figures.dispute_summary
+    assert (summary.opened, summary.resolved, summary.open_at_end) == (6, 4, 2)
+    # 3, 0.5, 18 and 2 days.
+    assert summary.mean_days_to_resolution == pytest.approx(23.5 / 4)
+    assert summary.median_days_to_resolution == pytest.approx(2.5)
+
+
+def test_contacts_deferred_or_suppressed_are_counted_by_the_deciding_rule(
+    engine: Engine,
+) -> None:
+    build_commitment_portfolio(engine)
+
+    figures = kpis_of(engine, AS_OF, MARCH).overall
+
+    # The deferral of 27 February is outside the period; allowed and started attempts
+    # are no rule decision.
+    assert [(d.outcome, d.rule, d.count) for d in figures.rule_decisions] == [
+        ("deferred", "CL-B-01", 2),
+        ("deferred", UNNAMED_RULE, 1),
+        ("deferred", "CL-B-02", 1),
+        ("suppressed", "CL-B-05", 1),
+    ]
+    assert figures.contacts_by_rule == {"deferred": 4, "suppressed": 1}
+
+
+def test_promises_disputes_and_rule_decisions_split_by_segment_and_executive(
+    engine: Engine,
+) -> None:
+    build_commitment_portfolio(engine)
+    sync_governance(engine, TENANT, PROJECT_ROOT / "policies" / "governance.yaml")
+
+    by_segment = kpis_of(engine, AS_OF, MARCH, group_by="segment")
+    by_executive = kpis_of(engine, AS_OF, MARCH, group_by="executive")
+
+    # P1 and P2 are large B2B invoices, which the shipped governance gives to exec-02;
+    # everything else falls to the default executive, exec-01.
+    large = {g.key: g.figures for g in by_segment.groups}["b2b-large"]
+    assert [g.key for g in by_executive.groups] == ["exec-01", "exec-02"]
+    assert {g.key: g.figures for g in by_executive.groups}["exec-02"] == large
+    assert (large.promises.kept, large.promises.broken) == (2, 1)
+    assert large.promises.recorded == 3 and large.disputes == ()
+    assert large.contacts_by_rule == {"deferred": 2 + 1, "suppressed": 1}
+    for report in (by_segment, by_executive):
+        assert sum(g.figures.promises.kept for g in report.groups) == 3
+        assert sum(g.figures.dispute_summary.opened for g in report.groups) == 6
+
+
+def test_a_decision_counts_under_the_first_rule_its_reason_names() -> None:
+    trace = (
+        "defer until 2027-01-04T11:00Z: CL-C-05 at most 1 a day; CL-C-01 before 08:00 "
+        "[rules: CL-C-01, CL-C-05]"
+    )
+
+    assert deciding_rule(trace) == "CL-C-05"
+    assert deciding_rule(
+        "deny: CL-B-07 the debtor opted out of sms [rules: CL-B-07]"
+    ) == ("CL-B-07")
+    assert deciding_rule("something else entirely") == UNNAMED_RULE
 
 
 def test_unknown_grouping_and_reversed_period_are_refused(

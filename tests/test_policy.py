@@ -278,9 +278,12 @@ def facts(
     currency: str = "CLP",
     customer_type: str = "company",
     average_days_late: float | None = 0.0,
+    broken_promises: int = 0,
 ) -> SegmentFacts:
     """What segmentation knows about one invoice."""
-    return SegmentFacts(amount_minor, currency, customer_type, average_days_late)
+    return SegmentFacts(
+        amount_minor, currency, customer_type, average_days_late, broken_promises
+    )
 
 
 def test_the_first_matching_rule_wins() -> None:
@@ -347,10 +350,44 @@ def test_a_customer_without_history_matches_no_days_late_bound() -> None:
     assert choose_segment(rules, facts(average_days_late=1.5))[0] == "punctual"
 
 
+def test_broken_promises_count_from_the_rule_s_minimum() -> None:
+    rules = segmentation(
+        {"segment": "unreliable", "policy": "p-late", "min_broken_promises": 2},
+    )
+
+    assert choose_segment(rules, facts(broken_promises=1))[0] == "standard"
+    assert choose_segment(rules, facts(broken_promises=2))[0] == "unreliable"
+    assert choose_segment(rules, facts(average_days_late=None, broken_promises=3))[
+        0
+    ] == ("unreliable")
+
+
+@pytest.mark.parametrize("bound", ["0", "-1", "many"])
+def test_a_broken_promise_bound_must_be_a_positive_count(
+    tmp_path: Path, bound: str
+) -> None:
+    rule = f"    min_broken_promises: {bound}\n"
+    folder = policy_folder(
+        tmp_path,
+        VALID_SEGMENTS.replace("    policy: basic\n", "    policy: basic\n" + rule, 1),
+    )
+
+    error = book_error(folder)
+
+    assert error.file == str(folder / "segments.yaml")
+    assert error.field == "rules[0].min_broken_promises"
+
+
 @pytest.mark.parametrize(
     ("invoice", "segment", "policy_name"),
     [
         (facts(average_days_late=15), "high-risk", "high-risk"),
+        (facts(average_days_late=0, broken_promises=2), "high-risk", "high-risk"),
+        (
+            facts(amount_minor=5_000_000, broken_promises=1),
+            "b2b-large",
+            "preventive-b2b",
+        ),
         (
             facts(customer_type="health"),
             "consumer-health-education",

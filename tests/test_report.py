@@ -17,11 +17,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from receivables.kpis import NOT_RECORDED, GroupBy, KpiReport
+from receivables.kpis import GroupBy, KpiReport
 from receivables.money import Money
 from receivables.report import (
     CSV_COLUMNS,
-    NOT_RECORDED_YET,
     days_text,
     headline_text,
     headlines,
@@ -36,6 +35,7 @@ from tests.test_kpis import (
     CUSTOMER_NAME,
     TENANT,
     build_aging_portfolio,
+    build_commitment_portfolio,
     build_contact_portfolio,
     import_ibm,
     kpis_of,
@@ -47,10 +47,11 @@ SVG_NAMESPACE = "{http://www.w3.org/2000/svg}"
 
 @pytest.fixture
 def store(sqlite_url: str) -> Iterator[Engine]:
-    """A migrated SQLite store with the aging and the contact portfolios of test_kpis."""
+    """A migrated SQLite store with the aging, contact and commitment portfolios of test_kpis."""
     engine = make_engine(sqlite_url)
     build_aging_portfolio(engine)
     build_contact_portfolio(engine)
+    build_commitment_portfolio(engine)
     yield engine
     engine.dispose()
 
@@ -188,18 +189,46 @@ def test_the_page_loads_nothing_from_anywhere(store: Engine, tmp_path: Path) -> 
     }
 
 
-def test_what_is_not_recorded_reads_as_such_never_as_zero(
+def test_promises_disputes_and_rule_decisions_are_figures_not_placeholders(
     store: Engine, tmp_path: Path
 ) -> None:
     kpis = report_of(store)
 
-    page, _ = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+    page, reader = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
 
-    assert page.count(NOT_RECORDED_YET) >= len(NOT_RECORDED)
-    for why in NOT_RECORDED.values():
-        assert escape(why) in page
-    labels = {h.label for h in headlines(kpis)}
-    assert "Tasks created" in labels  # tasks are recorded now, so they show as figures
+    assert "not recorded yet" not in page
+    promises = reader.tables["Payment promises"]
+    # January to March: P3 and P8 (recorded in February) join March's eight; P8 was kept.
+    assert promises[1] == ["Promises", "10", "4", "3", "1", "2", "57.1%"]
+    assert reader.tables["Payment promises: amounts of the promises kept and broken"][
+        1:
+    ] == [["CLP", "$300,000", "$500,000"], ["USD", "USD 0.00", "USD 10.00"]]
+    disputes = reader.tables["Disputes by category"]
+    assert disputes[1][:8] == [
+        "purchase order pending",
+        "CLP",
+        "3",
+        "$600,000",
+        "1",
+        "2",
+        "7.2 days",
+        "3.0 days",
+    ]
+    by_rule = reader.tables["Contacts deferred or suppressed, by the rule that decided"]
+    # The deferral of 27 February counts too: the period starts in January.
+    assert by_rule[1:3] == [
+        ["deferred", "CL-B-01", "3"],
+        ["deferred", "(no rule named)", "1"],
+    ]
+    cards = {h.label: h for h in headlines(kpis)}
+    assert (cards["Promises kept"].value, cards["Disputes opened"].value) == (
+        "57.1%",
+        "7",
+    )
+    assert cards["Contacts deferred by a contact rule"].value == "5"
+    assert (
+        cards["Contacts deferred by a contact rule"].detail == "1 suppressed by a rule"
+    )
 
 
 def test_a_comparison_puts_both_reports_side_by_side(
@@ -274,9 +303,7 @@ def test_csv_export_parses_into_one_figure_per_row(
         key = (row["metric"], tuple(sorted(dimension.items())))
         assert key not in figures, f"{key} appears twice"
         figures[key] = row
-        if row["unit"] == NOT_RECORDED_YET:
-            assert row["value"] == ""
-        elif row["value"]:
+        if row["value"]:
             Decimal(row["value"])  # every figure given is a number
     for aging in kpis.overall.aging:
         cur = aging.currency
@@ -286,8 +313,15 @@ def test_csv_export_parses_into_one_figure_per_row(
     email = next(f for f in kpis.overall.channels if f.channel == "email")
     sent = figures[("contacts", (("channel", "email"), ("outcome", "sent")))]
     assert int(sent["value"]) == email.sent
-    not_recorded = {row["metric"] for row in rows if row["unit"] == NOT_RECORDED_YET}
-    assert not_recorded == set(NOT_RECORDED)
+    assert figures[("promises_kept", ())]["value"] == str(kpis.overall.promises.kept)
+    broken = figures[("promises_broken_amount", (("currency", "CLP"),))]
+    assert (broken["value"], broken["unit"]) == ("500000", "CLP")
+    po = (("category", "purchase_order_pending"), ("currency", "CLP"))
+    assert figures[("disputes_median_days_to_resolution", po)]["value"] == "3.00"
+    rule = (("outcome", "suppressed"), ("rule", "CL-B-05"))
+    assert figures[("contacts_by_rule", rule)]["value"] == "1"
+    assert figures[("promises_kept", (("segment", "b2b-large"),))]["value"] == "2"
+    assert not any(row["unit"] == "not recorded yet" for row in rows)
 
 
 def test_headline_text_gives_the_key_figures_for_the_terminal(store: Engine) -> None:
@@ -299,7 +333,8 @@ def test_headline_text_gives_the_key_figures_for_the_terminal(store: Engine) -> 
     assert f"tenant {TENANT} at {AS_OF}" in text
     assert money(clp.open_minor, "CLP") in text
     assert days_text(kpis.overall.dso_as_of[0].days) in text
-    assert NOT_RECORDED_YET in text
+    assert "Promises kept" in text and "Disputes opened" in text
+    assert "Contacts deferred by a contact rule" in text
     assert CUSTOMER_NAME not in text
 
 

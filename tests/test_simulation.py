@@ -7,11 +7,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from receivables.case import DisputeCategory
+from receivables.commitments import StoredDispute
+from receivables.kpis import UNNAMED_RULE
 from receivables.settings import PROJECT_ROOT, Settings
 from receivables.simulation import (
-    UNNAMED_RULE,
     DisputeTiming,
     SimulationError,
     deferring_rule,
@@ -19,6 +21,7 @@ from receivables.simulation import (
     plan_dispute,
     simulate,
 )
+from receivables.store import make_engine, session_scope
 
 IBM_FILE = Path("data/ar/ibm_accounts_receivable.csv")
 
@@ -84,6 +87,14 @@ async def test_replay_opens_and_rejects_each_disputed_row_before_its_payment(
     assert summary.tasks_opened >= summary.disputes_opened
     assert summary.tasks_escalated <= summary.tasks_opened
     assert summary.promises == 0
+    # The store keeps every replayed dispute for the KPIs: each rejected, none open.
+    engine = make_engine(f"sqlite:///{work / 'replay.sqlite'}")
+    with session_scope(engine) as session:
+        disputes = session.exec(select(StoredDispute)).all()
+    engine.dispose()
+    assert len(disputes) == disputed
+    assert {d.status for d in disputes} == {"rejected"}
+    assert all(d.resolved_at is not None and d.owner_id for d in disputes)
 
 
 async def test_replay_under_another_jurisdiction_names_a_rule_for_every_deferral(

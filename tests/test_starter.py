@@ -140,3 +140,39 @@ def test_stop_fact_command_records_a_lawsuit_and_a_cession_with_an_audit_line(
         ("lawsuit-served", "ana", "receptor's certificate"),
         ("ceded", "operator", "AEC from the SII"),
     ]
+
+
+def test_report_by_executive_over_a_chosen_period(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = datetime.now(UTC).date()
+    add_invoice(
+        make_engine(store),
+        invoice_number="0000000043",
+        issue_date=today - timedelta(days=20),
+        due_date=today + timedelta(days=10),
+        amount_minor=500_000,
+    )
+    assert starter.main(["sync-people"]) == 0
+    since = (today - timedelta(days=30)).isoformat()
+
+    code = starter.main(
+        [
+            "report",
+            "--group-by",
+            "executive",
+            "--since",
+            since,
+            "--csv",
+            str(tmp_path / "r.csv"),
+        ]
+    )
+
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"period {since} to {today}" in out
+    assert "Promises kept" in out and "Disputes opened" in out
+    rows = (tmp_path / "r.csv").read_text(encoding="utf-8")
+    # Unsegmented invoices fall to the default executive of the shipped governance.
+    assert "invoices,executive=exec-01,1,invoices" in rows
+    assert starter.main(["report", "--since", "yesterday"]) == 2

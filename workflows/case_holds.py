@@ -34,6 +34,7 @@ class ActivePromise:
     deadline: datetime
     paid_before: int  # what had been paid when the promise was made
     since: datetime
+    sequence: int = 0  # 1 for the case's first promise: its key in the store
 
 
 @dataclass

@@ -28,8 +28,10 @@ with workflow.unsafe.imports_passed_through():
         CreditApplied,
         DisputeCategory,
         DisputeOpened,
+        DisputeRecord,
         DisputeResolution,
         DisputeResolved,
+        DisputeStatus,
         DueDateChanged,
         EscalateCommand,
         EscalationRequest,
@@ -39,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
         PauseCommand,
         PaymentPromise,
         PaymentReceived,
+        PromiseOutcome,
+        PromiseRecord,
         ReassignCommand,
         SendOutcome,
         SendReminderRequest,
@@ -82,6 +86,8 @@ SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 SEND_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+# Cases started before promises and disputes were written to the store replay without it.
+RECORD_COMMITMENTS_PATCH = "record-promises-and-disputes"
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -118,6 +124,13 @@ class InvoiceWorkflow:
         self._disputes: dict[str, OpenDispute] = {}
         self._promise: ActivePromise | None = None
         self._promises_made = 0
+        # Promises and disputes as the store should hold them; written one activity per
+        # fact, in the order the facts happened (a later fact on the same key coalesces).
+        self._promise_records: dict[int, PromiseRecord] = {}
+        self._dispute_records: dict[str, DisputeRecord] = {}
+        self._records_to_write: dict[tuple[str, str], None] = {}
+        # Task outcomes applied, so the same completion told twice changes nothing.
+        self._completed_tasks: dict[int, TaskOutcome] = {}
         self._contact_under_repair = False
         self._contact_task_asked = False
         self._tasks: dict[int, TaskInFlight] = {}
@@ -164,6 +177,9 @@ class InvoiceWorkflow:
         if self._tasks or self._tasks_to_close:
             # Tasks of an ended case lost their purpose: nobody should work them any more.
             await self._close_tasks(None, f"case {self._stage()}")
+        self._end_commitments_with_the_case()
+        while self._records_to_write:
+            await self._write_next_record()
         self._publish()
         return self.state()
 
@@ -388,7 +404,13 @@ class InvoiceWorkflow:
     @workflow.update
     def complete_task(self, outcome: TaskOutcome) -> CommandReceipt:
         """Apply a person's task outcome: it steers what the case does next."""
+        if outcome.task_id in self._completed_tasks:
+            # Told again (a command retried after a failure): applied once already.
+            return CommandReceipt(
+                self._case.invoice_number, f"task {outcome.task_id} done"
+            )
         task = self._tasks.pop(outcome.task_id)
+        self._completed_tasks[outcome.task_id] = outcome
         self._record(
             "task_done",
             f"task {outcome.task_id} ({task.kind}) by {outcome.completed_by}: {outcome.kind}"
@@ -401,6 +423,15 @@ class InvoiceWorkflow:
 
     @complete_task.validator
     def _validate_complete_task(self, outcome: TaskOutcome) -> None:
+        done = self._completed_tasks.get(outcome.task_id)
+        if done is not None:
+            if done == outcome:
+                return
+            raise ValueError(
+                f"task {outcome.task_id} was already completed on invoice "
+                f"{self._case.invoice_number} by {done.completed_by} with {done.kind}; "
+                "a different outcome cannot replace it"
+            )
         if outcome.task_id not in self._tasks:
             raise ValueError(
                 f"task {outcome.task_id} is not open on invoice {self._case.invoice_number}"
@@ -474,6 +505,9 @@ class InvoiceWorkflow:
         if self._tasks_to_close:
             ids, self._tasks_to_close = self._tasks_to_close, []
             await self._close_tasks(ids, "its dispute was resolved")
+            return True
+        if self._records_to_write:
+            await self._write_next_record()
             return True
         if self._pause and self._pause.until and self._pause.until <= now:
             self._pause = None
@@ -659,6 +693,7 @@ class InvoiceWorkflow:
             opened.task_id, task.spec.kind, opened.due_at, task.step_id
         )
         self._assignee = self._assignee or opened.assignee_id
+        self._note_dispute_owner(task.step_id, opened.assignee_id, opened.due_at)
         self._record(
             "task_opened",
             f"task {opened.task_id} {task.spec.kind} for {opened.assignee_id}, SLA "
@@ -700,20 +735,57 @@ class InvoiceWorkflow:
         self._tasks_to_open.append(
             _TaskToOpen(step_id, spec, f"dispute {dispute.category}")
         )
+        self._dispute_records[dispute.dispute_id] = DisputeRecord(
+            tenant=self._case.tenant,
+            invoice_number=self._case.invoice_number,
+            customer_id=self._case.customer_id,
+            dispute_id=dispute.dispute_id,
+            amount_minor=dispute.amount_minor,
+            currency=self._case.currency,
+            category=dispute.category,
+            opened_at=workflow.now(),
+            opened_by=dispute.opened_by,
+            note=dispute.note,
+        )
+        self._write_later("dispute", dispute.dispute_id)
         self._facts_changed(
             "dispute_opened",
             f"{dispute.dispute_id}: {self._money(dispute.amount_minor)} "
             f"{dispute.category} by {dispute.opened_by} ({rules.pause.replace('_', ' ')})",
         )
 
-    def _start_promise(self, promise: PaymentPromise) -> None:
+    def _start_promise(
+        self, promise: PaymentPromise, task_id: int | None = None
+    ) -> None:
         rules = self._case.policy.promises
+        if self._promise is not None:
+            # The debtor's new word replaces the old one, which is neither kept nor broken.
+            self._end_promise(PromiseOutcome.CANCELLED)
         check_day = promise.promised_date + timedelta(days=rules.grace_days)
         deadline = local_instant(check_day, rules.check_time, self._case.time_zone)
-        self._promise = ActivePromise(
-            promise.amount_minor, deadline, sum(self._payments.values()), workflow.now()
-        )
         self._promises_made += 1
+        sequence = self._promises_made
+        self._promise = ActivePromise(
+            promise.amount_minor,
+            deadline,
+            sum(self._payments.values()),
+            workflow.now(),
+            sequence,
+        )
+        self._promise_records[sequence] = PromiseRecord(
+            tenant=self._case.tenant,
+            invoice_number=self._case.invoice_number,
+            customer_id=self._case.customer_id,
+            sequence=sequence,
+            amount_minor=promise.amount_minor,
+            currency=self._case.currency,
+            promised_date=promise.promised_date,
+            deadline=deadline,
+            recorded_by=promise.recorded_by,
+            recorded_at=workflow.now(),
+            task_id=task_id,
+        )
+        self._write_later("promise", str(sequence))
         self._facts_changed(
             "promise",
             f"{self._money(promise.amount_minor)} by {promise.promised_date} "
@@ -727,14 +799,13 @@ class InvoiceWorkflow:
             return
         paid_since = sum(self._payments.values()) - promise.paid_before
         if paid_since >= promise.amount_minor or self._balance() <= 0:
-            self._promise = None
+            self._end_promise(PromiseOutcome.KEPT)
             self._facts_changed("promise_kept", f"{self._money(paid_since)} paid since")
 
     def _promise_broken(self) -> None:
         promise = self._promise
         assert promise is not None
-        self._promise = None
-        paid_since = sum(self._payments.values()) - promise.paid_before
+        paid_since = self._end_promise(PromiseOutcome.BROKEN)
         spec = self._case.policy.promises.broken_task
         self._tasks_to_open.append(
             _TaskToOpen("PROMISE-BROKEN", spec, "promise broken")
@@ -745,10 +816,85 @@ class InvoiceWorkflow:
             "the deadline",
         )
 
+    def _end_promise(self, outcome: PromiseOutcome) -> int:
+        """Close the active promise with its outcome; returns what was paid since it."""
+        promise = self._promise
+        assert promise is not None
+        self._promise = None
+        paid_since = sum(self._payments.values()) - promise.paid_before
+        record = self._promise_records.get(promise.sequence)
+        if record is not None:
+            self._promise_records[promise.sequence] = replace(
+                record,
+                outcome=outcome,
+                outcome_at=workflow.now(),
+                paid_minor=max(paid_since, 0),
+            )
+            self._write_later("promise", str(promise.sequence))
+        return paid_since
+
+    def _end_commitments_with_the_case(self) -> None:
+        """A case that ends leaves no promise or dispute open in the store."""
+        if self._promise is not None:
+            self._end_promise(PromiseOutcome.CANCELLED)
+        for dispute_id in list(self._disputes):
+            record = self._dispute_records.get(dispute_id)
+            if record is not None and record.status is DisputeStatus.OPEN:
+                self._dispute_records[dispute_id] = replace(
+                    record,
+                    status=DisputeStatus.CLOSED,
+                    resolved_at=workflow.now(),
+                    resolution_note=f"case {self._stage()} while in dispute",
+                )
+                self._write_later("dispute", dispute_id)
+
+    def _note_dispute_owner(self, step_id: str, owner: str, due_at: datetime) -> None:
+        for dispute_id, dispute in self._disputes.items():
+            record = self._dispute_records.get(dispute_id)
+            if dispute.task_step_id == step_id and record is not None:
+                self._dispute_records[dispute_id] = replace(
+                    record, owner_id=owner, sla_due_at=due_at
+                )
+                self._write_later("dispute", dispute_id)
+
+    def _write_later(self, kind: str, key: str) -> None:
+        # Re-inserting moves nothing: a key waiting to be written keeps its place.
+        self._records_to_write[(kind, key)] = None
+
+    async def _write_next_record(self) -> None:
+        """Write the oldest pending promise or dispute to the store, in one activity."""
+        kind, key = next(iter(self._records_to_write))
+        del self._records_to_write[(kind, key)]
+        if not workflow.patched(RECORD_COMMITMENTS_PATCH):
+            self._records_to_write.clear()
+            return
+        if kind == "promise":
+            promise = self._promise_records[int(key)]
+            await workflow.execute_activity_method(
+                PeopleActivities.record_promise,
+                promise,
+                start_to_close_timeout=timedelta(minutes=1),
+                summary=f"promise {promise.sequence} {promise.outcome}: "
+                f"{self._money(promise.amount_minor)} by {promise.promised_date}",
+            )
+            if promise.outcome is not PromiseOutcome.OPEN:
+                self._promise_records.pop(int(key), None)
+            return
+        dispute = self._dispute_records[key]
+        await workflow.execute_activity_method(
+            PeopleActivities.record_dispute,
+            dispute,
+            start_to_close_timeout=timedelta(minutes=1),
+            summary=f"dispute {dispute.dispute_id} {dispute.status}: "
+            f"{self._money(dispute.amount_minor)} {dispute.category}",
+        )
+        if dispute.status is not DisputeStatus.OPEN:
+            self._dispute_records.pop(key, None)
+
     def _apply_outcome(self, task: TaskInFlight, outcome: TaskOutcome) -> None:
         kind = outcome.kind
         if kind is TaskOutcomeKind.PAYMENT_PROMISE and outcome.promise is not None:
-            self._start_promise(outcome.promise)
+            self._start_promise(outcome.promise, task.task_id)
         elif kind is TaskOutcomeKind.DISPUTE and outcome.dispute is not None:
             self._open_dispute(outcome.dispute)
         elif kind is TaskOutcomeKind.CLAIMS_PAID:
@@ -784,6 +930,17 @@ class InvoiceWorkflow:
     def _end_dispute(self, resolution: DisputeResolved) -> None:
         dispute = self._disputes.pop(resolution.dispute_id)
         self._finish_task_of_step(dispute.task_step_id)
+        record = self._dispute_records.get(resolution.dispute_id)
+        if record is not None:
+            self._dispute_records[resolution.dispute_id] = replace(
+                record,
+                status=DisputeStatus(resolution.resolution.value),
+                resolved_at=workflow.now(),
+                resolved_by=resolution.resolved_by,
+                credit_minor=resolution.credit_minor,
+                resolution_note=resolution.note,
+            )
+            self._write_later("dispute", resolution.dispute_id)
         upheld = resolution.resolution is DisputeResolution.UPHELD
         if upheld and resolution.credit_minor:
             self.apply_credit(

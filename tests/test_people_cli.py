@@ -1,0 +1,247 @@
+"""The executive's inbox through starter.py, end to end on a real dev server and store."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+from temporalio.testing import WorkflowEnvironment
+
+import starter
+from receivables import people_cli
+from receivables.commitments import promises_of
+from receivables.planning import local_date_of
+from receivables.schema import migrate
+from receivables.store import make_engine, session_scope
+from receivables.tasks import HumanTask, TaskStatus
+from tests.case_helpers import (
+    CaseRun,
+    add_invoice,
+    open_case,
+    policy_with_steps,
+    running_worker,
+    unique_number,
+    zone_in_contact_hours,
+)
+from workflows.invoice import InvoiceWorkflow
+
+CALL = {"kind": "call_debtor", "role": "executive", "sla_business_days": 2}
+
+
+@pytest.fixture
+def tenant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_env: WorkflowEnvironment
+) -> str:
+    """A store in a scratch data folder and the dev server, as the commands find them."""
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DUNNING_TENANT", name)
+    address = local_env.client.service_client.config.target_host
+    monkeypatch.setenv("TEMPORAL_ADDRESS", address)
+    migrate(f"sqlite:///{tmp_path / 'dunning.sqlite'}")
+    return name
+
+
+@pytest.fixture
+def store(tenant: str, tmp_path: Path) -> Engine:
+    """The scratch store, with the shipped governance loaded through the command."""
+    assert starter.main(["sync-people"]) == 0
+    return make_engine(f"sqlite:///{tmp_path / 'dunning.sqlite'}")
+
+
+async def run_command(argv: list[str]) -> int:
+    """Run a starter command in a thread of its own: it runs its own event loop."""
+    return await asyncio.to_thread(starter.main, argv)
+
+
+async def eventually(check: Callable[[], Any], attempts: int = 200) -> Any:
+    """Poll until ``check`` returns something truthy (the worker acts on its own time)."""
+    for _ in range(attempts):
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError("the case did not get there in time")
+
+
+def tasks_of(engine: Engine, invoice_number: str) -> list[HumanTask]:
+    with session_scope(engine) as session:
+        return list(
+            session.exec(
+                select(HumanTask).where(HumanTask.invoice_number == invoice_number)
+            ).all()
+        )
+
+
+def add_stored_task(
+    engine: Engine, tenant: str, assignee: str, due_at: datetime
+) -> tuple[str, int]:
+    """Another invoice with a task already in the store, due at ``due_at``."""
+    folio = unique_number()
+    add_invoice(
+        engine,
+        invoice_number=folio,
+        issue_date=due_at.date() - timedelta(days=60),
+        due_date=due_at.date() - timedelta(days=30),
+        amount_minor=90_000,
+        tenant=tenant,
+    )
+    with session_scope(engine) as session:
+        task = HumanTask(
+            tenant=tenant,
+            invoice_number=folio,
+            workflow_id=f"invoice/{tenant}/{folio}",
+            step_id="CALL+1",
+            kind="call_debtor",
+            role=0,
+            assignee_id=assignee,
+            reason="policy step CALL+1",
+            time_zone="America/Santiago",
+            opened_at=due_at - timedelta(days=2),
+            due_at=due_at,
+        )
+        session.add(task)
+        session.flush()
+        assert task.id is not None
+        return folio, task.id
+
+
+async def case_with_a_call_task(
+    env: WorkflowEnvironment, engine: Engine, tenant: str, queue: str
+) -> tuple[CaseRun, HumanTask]:
+    """A case whose policy asked for a call yesterday: it opens the task as it starts."""
+    now = await env.get_current_time()
+    zone = zone_in_contact_hours(now)
+    today = local_date_of(now, zone)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=today - timedelta(days=31),
+        due_date=today - timedelta(days=1),
+        amount_minor=640_000,
+        tenant=tenant,
+        time_zone=zone,
+    )
+    policy = policy_with_steps({"id": "CALL", "offset_days": 0, "task": CALL})
+    run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+    [task] = await eventually(lambda: tasks_of(engine, invoice.invoice_number))
+    return run, task
+
+
+def inbox_rows(output: str) -> list[tuple[bool, int]]:
+    """(breached, task id) of each task line of an inbox listing, in order."""
+    return [
+        (bool(match.group(1)), int(match.group(2)))
+        for match in re.finditer(r"^(BREACHED )?#(\d+)", output, re.MULTILINE)
+    ]
+
+
+async def test_an_executive_works_the_inbox_end_to_end(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = datetime.now(UTC)
+    _, sooner = add_stored_task(store, tenant, "exec-01", now + timedelta(hours=3))
+    _, late = add_stored_task(store, tenant, "exec-02", now - timedelta(days=1))
+    async with running_worker(local_env.client, store) as (_, queue):
+        run, task = await case_with_a_call_task(local_env, store, tenant, queue)
+        folio = run.case.invoice_number
+        capsys.readouterr()
+
+        assert await run_command(["inbox", "exec-01"]) == 0
+        mine = capsys.readouterr().out
+        assert await run_command(["inbox", "sup-01", "--team"]) == 0
+        team = capsys.readouterr().out
+        assert (
+            await run_command(["task", "claim", str(task.id), "--as", "exec-01"]) == 0
+        )
+        claimed = capsys.readouterr().out
+        promised = local_date_of(now, run.case.time_zone) + timedelta(days=5)
+        complete = ["task", "complete", str(task.id), "--as", "exec-01"]
+        complete += ["--outcome", "payment_promise", "--amount", "640.000"]
+        complete += ["--date", promised.isoformat(), "--note", "pays Friday"]
+        assert await run_command(complete) == 0
+        done = capsys.readouterr().out
+        await eventually(lambda: promises_of(store, tenant, folio))
+        assert await run_command(["case-file", folio]) == 0
+        case_file = capsys.readouterr().out
+        state = await run.handle.query(InvoiceWorkflow.state)
+        await run.handle.terminate("test over")
+
+    # My tasks, soonest due first; nobody else's.
+    assert inbox_rows(mine) == [(False, sooner), (False, task.id)]
+    assert folio in mine and "call_debtor" in mine
+    # The supervisor sees the team's tasks, the breached one marked.
+    assert inbox_rows(team) == [(True, late), (False, sooner), (False, task.id)]
+    assert f"task {task.id} claimed by exec-01" in claimed
+    assert f"task {task.id} done: payment_promise" in done
+    # The case took the promise: reminders wait for its date.
+    assert state.promised and state.open_tasks == []
+    [stored] = tasks_of(store, folio)
+    assert (stored.status, stored.outcome_kind) == (TaskStatus.DONE, "payment_promise")
+    assert f"invoice {folio}" in case_file and "balance $640.000 CLP" in case_file
+    assert f"#{task.id} call_debtor done by exec-01: payment_promise" in case_file
+    assert f"#1 $640.000 CLP by {promised}, recorded by exec-01" in case_file
+
+
+async def test_a_completion_whose_store_write_failed_finishes_on_retry_once(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real_complete = people_cli.complete_task
+    failures = [RuntimeError("the store went away after the case accepted")]
+
+    def failing_once(*args: Any, **kwargs: Any) -> HumanTask:
+        if failures:
+            raise failures.pop()
+        return real_complete(*args, **kwargs)
+
+    monkeypatch.setattr(people_cli, "complete_task", failing_once)
+    async with running_worker(local_env.client, store) as (_, queue):
+        run, task = await case_with_a_call_task(local_env, store, tenant, queue)
+        promised = date.today() + timedelta(days=7)
+        complete = ["task", "complete", str(task.id), "--as", "exec-01"]
+        complete += ["--outcome", "payment_promise", "--amount", "300000"]
+        complete += ["--date", promised.isoformat()]
+
+        with pytest.raises(RuntimeError, match="store went away"):
+            await run_command(complete)
+        after_failure = tasks_of(store, run.case.invoice_number)[0].status
+        retried = await run_command(complete)
+        again = await run_command(complete)
+        capsys.readouterr()
+        other = [*complete[:5], "--outcome", "no_answer"]
+        refused = await run_command(other)
+        error = capsys.readouterr().err
+        rows = await eventually(
+            lambda: promises_of(store, tenant, run.case.invoice_number)
+        )
+        timeline = await run.handle.query(InvoiceWorkflow.timeline)
+        await run.handle.terminate("test over")
+
+    # The case had accepted before the store failed; the retry finished the store's side.
+    assert after_failure == TaskStatus.CLAIMED
+    assert (retried, again) == (0, 0)
+    [stored] = tasks_of(store, run.case.invoice_number)
+    assert (stored.status, stored.outcome_kind) == (TaskStatus.DONE, "payment_promise")
+    # ...and the case applied the outcome once: one completion, one promise.
+    assert sum(e.kind == "task_done" for e in timeline) == 1
+    assert sum(e.kind == "promise" for e in timeline) == 1
+    assert [(r.sequence, r.amount_minor, r.task_id) for r in rows] == [
+        (1, 300_000, task.id)
+    ]
+    # A different outcome for a task already done is refused, not applied.
+    assert refused == 2 and f"task {task.id}" in error
