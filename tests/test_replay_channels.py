@@ -29,33 +29,15 @@ from receivables.store import (
 )
 from tests.fakes.fake_sendgrid import FakeSendGrid
 from tests.fakes.fake_twilio import FakeTwilio
+from tests.fakes.serve import TRIAL_SETTINGS, settings_for
 from tests.test_simulation import IBM_FILE, first_rows_of
 
 pytest_plugins = ("tests.fakes.fixtures",)
 
 REPLAYED_ROWS = 30
 PHONE_MAPPING = "ibm-ar-with-phones"
-SENDGRID_ONLY = {
-    "SENDGRID_API_KEY": "SG.fake",
-    "SENDGRID_FROM": "cobros@acreedor.example",
-}
-TWILIO_ONLY = {
-    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-    "TWILIO_AUTH_TOKEN": "fake-auth-token",
-    "TWILIO_FROM_SMS": "+15005550006",
-}
-
-
-def settings_for(
-    fake_sendgrid: FakeSendGrid, fake_twilio: FakeTwilio
-) -> dict[str, str]:
-    """Provider settings with both providers aimed at the fakes on 127.0.0.1."""
-    return {
-        **SENDGRID_ONLY,
-        "SENDGRID_HOST": fake_sendgrid.base_url,
-        **TWILIO_ONLY,
-        "TWILIO_API_BASE_URL": fake_twilio.base_url,
-    }
+SENDGRID_ONLY = {k: v for k, v in TRIAL_SETTINGS.items() if k.startswith("SENDGRID")}
+TWILIO_ONLY = {k: v for k, v in TRIAL_SETTINGS.items() if k.startswith("TWILIO")}
 
 
 def test_an_ordinary_replay_uses_its_outbox_even_with_provider_settings(
@@ -94,6 +76,19 @@ def test_a_replay_reaches_remote_providers_only_when_the_operator_allows_it() ->
 
     assert [(e.provider, e.url) for e in endpoints] == [
         ("sendgrid", "https://api.sendgrid.com")
+    ]
+
+
+def test_the_local_trial_settings_reach_only_the_fakes(
+    fake_sendgrid: FakeSendGrid, fake_twilio: FakeTwilio
+) -> None:
+    endpoints = check_provider_replay(
+        ProviderReplay(settings_for(fake_sendgrid, fake_twilio))
+    )
+
+    assert [(e.provider, e.url) for e in endpoints] == [
+        ("sendgrid", fake_sendgrid.base_url),
+        ("twilio", fake_twilio.base_url),
     ]
 
 
