@@ -393,9 +393,24 @@ def cmd_lint_templates(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a historical portfolio through the real workflows on the time-skipping server."""
+    from receivables.replay_channels import ProviderReplay, configured_endpoints
     from receivables.report import headline_text, write_html_report
     from receivables.simulation import DisputeTiming, replay_kpis, simulate
 
+    providers = None
+    if args.through_providers:
+        providers = ProviderReplay(
+            dict(os.environ), allow_remote=args.allow_remote_providers
+        )
+    elif args.allow_remote_providers:
+        raise OperatorError(
+            "--allow-remote-providers only goes with --through-providers"
+        )
+    elif configured_endpoints(os.environ):
+        print(
+            "note: provider settings are ignored; the replay writes its reminders to a "
+            "scratch outbox (--through-providers sends them through the providers)"
+        )
     runs = [("policies", settings)]
     if args.compare_policies:
         alternative = dataclasses.replace(
@@ -413,6 +428,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                     work_dir=Path(work_dir),
                     jurisdiction=args.jurisdiction,
                     disputes=DisputeTiming() if args.replay_disputes else None,
+                    providers=providers,
                 )
             )
             kpis = replay_kpis(Path(work_dir)) if args.report else None
@@ -595,6 +611,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--jurisdiction",
         help="replay every policy under this contact-rule profile, e.g. cl.consumer",
+    )
+    sim.add_argument(
+        "--through-providers",
+        action="store_true",
+        help="send every replayed reminder through the SendGrid and Twilio settings of the "
+        "environment instead of a scratch outbox (the default, which ignores them); meant "
+        "for the local fakes: refused unless SENDGRID_HOST and TWILIO_API_BASE_URL are "
+        "loopback addresses such as http://127.0.0.1:PORT",
+    )
+    sim.add_argument(
+        "--allow-remote-providers",
+        action="store_true",
+        help="with --through-providers, let the replay reach providers beyond this machine: "
+        "real messages to the portfolio's debtors, and real charges",
     )
     sim.add_argument(
         "--compare-policies",

@@ -20,6 +20,7 @@ from temporalio.client import Client
 
 from activities.replay import ReplayActivities, ReplayDayResult, ReplayDispute
 from receivables.case import DisputeCategory, TaskOutcomeKind
+from receivables.channels import MessageChannel
 from receivables.devserver import start_time_skipping_environment
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import import_portfolio
@@ -31,6 +32,11 @@ from receivables.kpis import (
     portfolio_span,
 )
 from receivables.policy import load_policy_book
+from receivables.replay_channels import (
+    ProviderReplay,
+    check_provider_replay,
+    replay_channels,
+)
 from receivables.schema import migrate
 from receivables.settings import Settings
 from receivables.store import (
@@ -254,10 +260,16 @@ async def simulate(
     work_dir: Path,
     jurisdiction: str | None = None,
     disputes: DisputeTiming | None = None,
+    providers: ProviderReplay | None = None,
 ) -> SimulationSummary:
-    """Replay a portfolio through real cases, under ``jurisdiction``'s rules if one is given."""
+    """Replay a portfolio through real cases, under ``jurisdiction``'s rules if one is given.
+
+    Reminders go to the replay's outbox unless ``providers`` names the providers to send
+    through; those must be on this machine unless the caller allowed otherwise.
+    """
     started = wall_clock.perf_counter()
     _check_jurisdiction(jurisdiction)
+    endpoints = check_provider_replay(providers) if providers else []
     engine = _import_into_scratch(portfolio, mapping, settings, work_dir)
     env = await start_time_skipping_environment()
     try:
@@ -266,13 +278,18 @@ async def simulate(
         # Limit: replaying disputes (opened and rejected during the replay) made long replays
         # stall the time-skipping server; by default disputed rows open in dispute instead.
         planned = withhold_disputes(engine, REPLAY_TENANT, disputes) if disputes else []
-        totals = await _drive(env.client, engine, settings, planned, jurisdiction)
+        channels = replay_channels(engine, providers)
+        totals = await _drive(
+            env.client, engine, settings, planned, jurisdiction, channels
+        )
     finally:
         await env.shutdown()
     summary = summarize(engine, REPLAY_TENANT, totals, shift)
     summary.wall_seconds = round(wall_clock.perf_counter() - started, 1)
     if jurisdiction is not None:
         summary.notes.append(f"every policy replayed under the {jurisdiction} rules")
+    for endpoint in endpoints:
+        summary.notes.append(f"sent through {endpoint.provider} at {endpoint.url}")
     engine.dispose()
     return summary
 
@@ -329,6 +346,7 @@ async def _drive(
     settings: Settings,
     disputes: list[ReplayDispute],
     jurisdiction: str | None,
+    channels: dict[str, MessageChannel],
 ) -> ReplayDayResult:
     queue = f"replay-{uuid.uuid4().hex[:8]}"
     book = load_policy_book(settings.policies_dir)
@@ -338,6 +356,7 @@ async def _drive(
         engine,
         settings,
         task_queue=queue,
+        channels=channels,
         extra_workflows=(PortfolioReplayWorkflow,),
         extra_activities=(replay.replay_day,),
     )

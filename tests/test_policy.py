@@ -434,6 +434,28 @@ def test_delivery_settings_load_and_default_to_resend_without_transliteration(
     assert careful.sms_transliterate == ("creditor_name", "customer_name")
 
 
+def test_shipped_consumer_policy_holds_a_cut_off_email_and_b2b_resends_it() -> None:
+    policies = load_policy_book(POLICIES_DIR).policies
+
+    outcomes = {name: policy.on_unknown_outcome for name, policy in policies.items()}
+
+    assert outcomes == {
+        "consumer-health-education": UnknownOutcome.HOLD,
+        "high-risk": UnknownOutcome.HOLD,
+        "preventive-b2b": UnknownOutcome.RESEND,
+    }
+
+
+def test_shipped_policies_never_respell_a_persons_name_in_sms() -> None:
+    policies = load_policy_book(POLICIES_DIR).policies
+
+    folded = {name: set(policy.sms_transliterate) for name, policy in policies.items()}
+
+    assert all("contact_name" not in fields for fields in folded.values())
+    assert "customer_name" not in folded["consumer-health-education"]
+    assert all("creditor_name" in fields for fields in folded.values())
+
+
 def test_an_unknown_outcome_choice_is_refused_with_the_choices(tmp_path: Path) -> None:
     text = VALID_POLICY.format(name="vague").replace(
         "steps:", "on_unknown_outcome: retry\nsteps:"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sendgrid import SendGridAPIClient
+from twilio.base.exceptions import TwilioRestException
 
 from receivables.channels import (
     Answer,
@@ -268,6 +269,36 @@ def test_twilio_sms_from_the_sdk_validates_and_returns_the_sid(
         "From": SMS_FROM,
         "Body": message.body,
     }
+
+
+def test_a_number_stored_as_typed_reaches_twilio_in_e164(
+    fake_twilio: FakeTwilio,
+) -> None:
+    """Imports keep "+56 9 1234-5678"; Twilio is sent, and asked about, +56912345678."""
+    channel = sms_channel(fake_twilio)
+    message = outgoing("sms", "+56 9 1234-5678")
+    started = datetime.now(UTC)
+
+    sid = channel.send(message)
+    lookup = channel.look_up(earlier_attempt(message, started))
+
+    assert fake_twilio.messages()[-1]["To"] == "+56912345678"
+    assert fake_twilio.lookups()[-1].query["To"] == ["+56912345678"]
+    assert lookup == Lookup(Answer.TAKEN, sid)
+    assert fake_twilio.violations == []
+
+
+def test_twilio_fake_refuses_a_number_that_is_not_e164(
+    fake_twilio: FakeTwilio,
+) -> None:
+    """The document asks for E.164 in words; the fake holds the SDK's callers to it."""
+    client = twilio_client(ACCOUNT_SID, AUTH_TOKEN, base_url=fake_twilio.base_url)
+
+    with pytest.raises(TwilioRestException):
+        client.messages.create(to="09 1234 5678", from_=SMS_FROM, body="Aviso")
+
+    [violation] = fake_twilio.take_violations()
+    assert "21211" in violation
 
 
 @pytest.mark.parametrize(

@@ -154,7 +154,7 @@ class _TwilioChannel:
         return self._unmatched(recent)
 
     def _address(self, recipient: str) -> str:
-        return recipient
+        return e164(recipient)
 
     def _unmatched(self, recent: list[Any]) -> Lookup:
         """No recent message has our text: for SMS, whose text is ours verbatim, none went."""
@@ -179,7 +179,11 @@ class TwilioSmsChannel(_TwilioChannel):
             cost.encoding,
             cost.segments,
         )
-        fields = {"to": message.recipient, "from_": self._sender, "body": message.body}
+        fields = {
+            "to": e164(message.recipient),
+            "from_": self._sender,
+            "body": message.body,
+        }
         return self._create(message, fields)
 
 
@@ -262,9 +266,18 @@ def template_from_message(message: OutgoingMessage) -> TemplateCall | None:
     return TemplateCall(str(template_id), dict(variables))
 
 
+def e164(number: str) -> str:
+    """A stored number as Twilio reads it: ``+56 9 1234-5678`` becomes ``+56912345678``."""
+    # Imports keep numbers as the debtor wrote them; Twilio wants E.164, reports numbers in
+    # it (STOP, status callbacks), and filters its message list by it.
+    bare = _bare_number(number.strip())
+    digits = "".join(char for char in bare if char.isdigit())
+    return ("+" if bare.startswith("+") else "") + digits
+
+
 def whatsapp_address(number: str) -> str:
     """Twilio's WhatsApp address of a phone number: ``whatsapp:+56912345678``."""
-    return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
+    return f"whatsapp:{e164(number)}"
 
 
 def _bare_number(address: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from tests.fakes.contract import Answer, ContractFake, RecordedRequest
 
 SPEC = Path("specs/twilio/twilio_api_v2010_messages_only_DERIVED.json")
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
 OUTSIDE_WINDOW = (
     "Failed to send freeform message because you are outside the allowed window. "
@@ -69,6 +70,9 @@ class FakeTwilio(ContractFake):
         if "ContentVariables" in fields:
             problems.extend(_content_variables_problems(fields))
         to_whatsapp = fields.get("To", "").startswith("whatsapp:")
+        # The document asks for E.164 in words only (format: phone-number).
+        if not _E164.match(fields.get("To", "").removeprefix("whatsapp:")):
+            problems.append("21211: To is not a phone number in E.164 (+56912345678)")
         if "From" in fields and fields["From"].startswith("whatsapp:") != to_whatsapp:
             problems.append("63007: From and To must both be, or both not be, WhatsApp")
         return problems
