@@ -393,6 +393,16 @@ def cmd_lint_templates(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     """Replay a historical portfolio through the real workflows on the time-skipping server."""
+    from receivables.simulation import SimulationError
+
+    try:
+        return _simulate(args, settings)
+    except SimulationError as error:
+        # What the replay could not do is the operator's to fix (file, slice, settings).
+        raise OperatorError(f"the replay stopped: {error}") from error
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from receivables.replay_channels import ProviderReplay, configured_endpoints
     from receivables.report import headline_text, write_html_report
     from receivables.simulation import DisputeTiming, replay_kpis, simulate

@@ -176,3 +176,18 @@ def test_report_by_executive_over_a_chosen_period(
     # Unsegmented invoices fall to the default executive of the shipped governance.
     assert "invoices,executive=exec-01,1,invoices" in rows
     assert starter.main(["report", "--since", "yesterday"]) == 2
+
+
+def test_a_replay_of_a_file_without_invoices_says_so_without_a_traceback(
+    store: str, tmp_path: Path, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    portfolio = shared_dir / "data" / "ar" / "ibm_accounts_receivable.csv"
+    header_only = tmp_path / "header_only.csv"
+    header_only.write_text(portfolio.read_text().splitlines()[0] + "\n")
+
+    code = starter.main(["simulate", str(header_only), "--mapping", "ibm-ar"])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error: the replay stopped: the portfolio has no invoices to replay" in err
+    assert "Traceback" not in err
