@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, time, timedelta
 
 import holidays
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from receivables.case import CaseClosed, TaskOutcome, TaskOutcomeKind
+from activities.people import PeopleActivities
+from receivables.case import (
+    CallTaskOffer,
+    CallTaskRequest,
+    CallTaskStatus,
+    CaseClosed,
+    GovernanceLevel,
+    TaskOutcome,
+    TaskOutcomeKind,
+    TaskRequest,
+)
 from receivables.governance import sync_governance
 from receivables.policy import Policy
 from receivables.settings import PROJECT_ROOT
@@ -169,3 +180,70 @@ async def test_one_call_a_week_across_a_debtors_clinic_and_school_invoices(
     assert made.decided_at is not None and as_utc(made.decided_at) == made_at
     # The second task was cancelled with its case before anyone called: it counts no more.
     assert entries[second.invoice_number].status == ContactStatus.CANCELLED
+
+
+def offer(engine: Engine, folio: str, jurisdiction: str | None) -> CallTaskOffer:
+    """Run offer_call_task as a worker would, on a Wednesday at 10:00 in Santiago."""
+    at = santiago(date(2026, 6, 10), time(10, 0)).astimezone(UTC)
+    task = TaskRequest(
+        tenant="test",
+        invoice_number=folio,
+        workflow_id=f"invoice/test/{folio}",
+        step_id="CALL+2",
+        kind="call_debtor",
+        role=GovernanceLevel.EXECUTIVE,
+        reason="policy step CALL+2",
+        script_template=None,
+        sla_business_days=2,
+        opened_at=at,
+        time_zone="America/Santiago",
+    )
+    request = CallTaskRequest(task, "call", "clinic", 1, at, jurisdiction)
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(
+        environment.info,
+        activity_type="offer_call_task",
+        current_attempt_scheduled_time=at,
+    )
+    return environment.run(PeopleActivities(engine).offer_call_task, request)
+
+
+def test_a_sued_debtor_gets_no_call_task_and_the_ledger_names_the_rule(
+    staffed: Engine,
+) -> None:
+    sued, _ = add_invoice(
+        staffed,
+        invoice_number=unique_number(),
+        issue_date=date(2026, 5, 1),
+        due_date=date(2026, 6, 8),
+        amount_minor=90_000,
+    )
+    with session_scope(staffed) as session:
+        debtor = session.exec(
+            select(Customer).where(Customer.customer_id == sued.customer_id)
+        ).one()
+        debtor.lawsuit_served_on = date(2026, 6, 1)
+        session.add(debtor)
+    free, _ = add_invoice(
+        staffed,
+        invoice_number=unique_number(),
+        issue_date=date(2026, 5, 1),
+        due_date=date(2026, 6, 8),
+        amount_minor=90_000,
+    )
+
+    stopped = offer(staffed, sued.invoice_number, "cl.consumer")
+    # With no profile, nothing decides, but the call is still a contact in the ledger.
+    offered = offer(staffed, free.invoice_number, None)
+
+    assert stopped.status is CallTaskStatus.STOPPED and stopped.task is None
+    assert "CL-C-10 lawsuit served" in stopped.trace
+    assert call_tasks(staffed, [sued.invoice_number]) == []
+    [denied] = call_ledger(staffed, [sued.invoice_number])
+    assert denied.status == ContactStatus.CANCELLED
+    assert denied.reason is not None and "CL-C-10" in denied.reason
+    assert offered.status is CallTaskStatus.OFFERED and offered.task is not None
+    [task] = call_tasks(staffed, [free.invoice_number])
+    assert task.id == offered.task.task_id
+    [pending] = call_ledger(staffed, [free.invoice_number])
+    assert pending.status == ContactStatus.PENDING
