@@ -279,11 +279,37 @@ def cmd_stop_fact(args: argparse.Namespace, settings: Settings) -> int:
     subject = change.invoice_number or f"customer {change.customer_id}"
     if change.already_recorded:
         print(f"{subject}: {fact} was already recorded; its first date is kept")
+    elif fact is StopFact.SII_RECEIVED:
+        print(
+            f"{subject}: received at the SII on {change.on}; no reminder before the "
+            "buyer's days to reclaim it have passed (cl.b2b rule CL-B-05)"
+        )
     else:
         print(
             f"{subject}: {fact} on {change.on} recorded; the next reminder is denied "
             "and the case stops contacting the debtor"
         )
+    return 0
+
+
+def cmd_import_sii(args: argparse.Namespace, settings: Settings) -> int:
+    """Read SII DTE and AEC files and set payment form and cession on the invoices."""
+    from receivables.sii_documents import import_sii_documents
+
+    report = import_sii_documents(
+        make_engine(settings.resolved_database_url),
+        settings.tenant,
+        [Path(name) for name in args.files],
+        recorded_by=args.by,
+    )
+    print(report.summary())
+    if report.refused:
+        print(
+            "fix or leave out the refused files and run import-sii again; what was "
+            "applied stays applied and is not applied twice",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
@@ -676,21 +702,32 @@ def build_parser() -> argparse.ArgumentParser:
         close.set_defaults(handler=cmd_close)
 
     stop = commands.add_parser(
-        "stop-fact", help="record a lawsuit served, an insolvency or a cession"
+        "stop-fact",
+        help="record a lawsuit served, an insolvency, a cession or an SII reception",
     )
     stop.add_argument(
         "fact",
-        choices=["lawsuit-served", "insolvency", "ceded"],
-        help="lawsuit-served and insolvency are the debtor's; ceded is an invoice's",
+        choices=["lawsuit-served", "insolvency", "ceded", "sii-received"],
+        help="lawsuit-served and insolvency are the debtor's; ceded and sii-received "
+        "(the SII's reception, which starts the buyer's 8 days to reclaim) an invoice's",
     )
     stop.add_argument(
-        "target", metavar="CUSTOMER_OR_FOLIO", help="customer id, or folio if ceded"
+        "target",
+        metavar="CUSTOMER_OR_FOLIO",
+        help="customer id, or folio if ceded or sii-received",
     )
     stop.add_argument("--on", required=True, help="the date it happened, YYYY-MM-DD")
     stop.add_argument("--reason", required=True, help="the source, for the audit")
     stop.add_argument("--by", default="operator", help="who records it")
     stop.add_argument("--assignee", help="for ceded: the factor (cesionario)")
     stop.set_defaults(handler=cmd_stop_fact)
+
+    sii = commands.add_parser(
+        "import-sii", help="set FmaPago and cessions from SII DTE and AEC XML files"
+    )
+    sii.add_argument("files", nargs="+", metavar="FILE", help="DTE or AEC XML files")
+    sii.add_argument("--by", default="operator", help="who imports them")
+    sii.set_defaults(handler=cmd_import_sii)
 
     case = commands.add_parser("case", help="show one case: stage, timeline, ledger")
     case.add_argument("invoice", metavar="FOLIO", help="the invoice number")

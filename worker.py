@@ -84,6 +84,7 @@ def build_worker(
         activities=[
             sender.send_reminder,
             people.open_task,
+            people.offer_call_task,
             people.escalate_task,
             people.close_tasks,
             people.record_promise,

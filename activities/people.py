@@ -1,12 +1,18 @@
-"""People activities: tasks for a case (open, escalate, close), and its promises and disputes."""
+"""People activities: tasks for a case (calls only once the rules allow), promises, disputes."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from receivables import commitments, tasks
+from receivables.call_tasks import gate_call, note_offered
 from receivables.case import (
+    CallTaskOffer,
+    CallTaskRequest,
+    CallTaskStatus,
     CloseTasksRequest,
     DisputeRecord,
     EscalationRequest,
@@ -34,6 +40,28 @@ class PeopleActivities:
             request.invoice_number,
         )
         return opened
+
+    @activity.defn(name="offer_call_task")
+    def offer_call_task(self, request: CallTaskRequest) -> CallTaskOffer:
+        """Open a call or visit task if the contact rules allow it now; else say why not."""
+        now = activity.info().current_attempt_scheduled_time
+        offer = gate_call(self._engine, request, now)
+        if offer.status is not CallTaskStatus.OFFERED:
+            activity.logger.info(
+                "%s %s of %s: %s",
+                offer.status,
+                request.task.step_id,
+                request.task.invoice_number,
+                offer.trace,
+            )
+            _count(
+                "dunning_call_tasks", "Call and visit steps by outcome", offer.status
+            )
+            return offer
+        offer = dataclasses.replace(offer, task=self.open_task(request.task))
+        note_offered(self._engine, request, offer)
+        _count("dunning_call_tasks", "Call and visit steps by outcome", offer.status)
+        return offer
 
     @activity.defn(name="close_tasks")
     def close_tasks(self, request: CloseTasksRequest) -> list[int]:

@@ -293,6 +293,36 @@ class OpenedTask:
 
 
 @dataclass(frozen=True)
+class CallTaskRequest:
+    """Ask the contact rules whether a call or visit may be offered now, and if so offer it."""
+
+    task: TaskRequest
+    channel: str  # "call" or "visit"
+    policy_name: str
+    policy_version: int
+    planned_at: datetime  # the step's planned instant, kept on the ledger entry
+    jurisdiction: str | None = None  # the contact-rule profile; None decides nothing
+
+
+class CallTaskStatus(enum.StrEnum):
+    """What became of a call or visit step at the contact gate."""
+
+    OFFERED = "offered"  # allowed: the task is in an executive's inbox
+    DEFERRED = "deferred"  # a rule moved it: the step waits for the lawful instant
+    STOPPED = "stopped"  # a stop rule denied it: no task, no later contact
+
+
+@dataclass(frozen=True)
+class CallTaskOffer:
+    """The gate's answer for a call step: the task opened, or when to ask again, and why."""
+
+    status: CallTaskStatus
+    trace: str  # the decision as the ledger records it, with the rule ids
+    task: OpenedTask | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class SupervisorCommand:
     """Who asks for a change, and why: recorded on every supervisor command."""
 

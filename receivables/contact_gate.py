@@ -156,6 +156,9 @@ def _apply(entry: ContactLedgerEntry, decision: ContactDecision, now: datetime) 
     if decision.verdict is Verdict.ALLOW:
         entry.attempts += 1
         entry.status = ContactStatus.PENDING
+        # The caps count a pending contact at this instant: left at its planned instant, a
+        # step deferred a week would count a week early and let the next contact through.
+        entry.decided_at = now
         return
     status = (
         ContactStatus.DEFERRED

@@ -39,7 +39,17 @@ OVER_30_BUCKETS = ("31-60", "61-90", "90+")
 RECOVERY_WINDOWS = (15, 30)
 CURVE_DAYS = 90
 FUNNEL_DAYS = 7
-CONTACT_OUTCOMES = ("sent", "cancelled", "blocked", "failed", "pending")
+# Consolidated: named in another invoice's statement, one message for the debtor. Deferred:
+# still waiting for the instant a contact rule moved it to when the period ended.
+CONTACT_OUTCOMES = (
+    "sent",
+    "consolidated",
+    "deferred",
+    "cancelled",
+    "blocked",
+    "failed",
+    "pending",
+)
 DEFAULT_TIME_ZONE = "America/Santiago"
 NO_GROUP = "(none)"
 
@@ -163,6 +173,8 @@ class ChannelFunnel:
     failed: int
     pending: int
     paid_within_days: int  # sent contacts whose invoice was paid within FUNNEL_DAYS
+    consolidated: int = 0
+    deferred: int = 0
 
 
 @dataclass(frozen=True)
@@ -885,6 +897,8 @@ def channel_funnels(
             failed=tally[ContactStatus.FAILED],
             pending=tally[ContactStatus.PENDING],
             paid_within_days=tally["paid"],
+            consolidated=tally[ContactStatus.CONSOLIDATED],
+            deferred=tally[ContactStatus.DEFERRED],
         )
         for channel, tally in sorted(outcomes.items())
     )

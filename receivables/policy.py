@@ -84,6 +84,14 @@ def _clock_not_number(value: object) -> object:
 
 
 Role = Literal["executive", "supervisor", "strategic"]
+# Task kinds in which a person contacts the debtor by voice, and the channel the contact
+# rules count them on: a call or a visit is a contact like a message, capped the same way.
+VOICE_TASK_CHANNELS = {"call_debtor": "call", "visit_debtor": "visit"}
+
+
+def voice_channel_of(task_kind: str) -> str | None:
+    """The channel ("call" or "visit") a task of this kind contacts the debtor by, if any."""
+    return VOICE_TASK_CHANNELS.get(task_kind)
 
 
 class TaskSpec(_Strict):
@@ -93,6 +101,11 @@ class TaskSpec(_Strict):
     role: Role = "executive"
     sla_business_days: int = Field(default=2, ge=1, le=30)
     script: str | None = None  # a call script or checklist the person follows
+
+    @property
+    def contact_channel(self) -> str | None:
+        """The voice channel this task reaches the debtor by; None for back-office work."""
+        return voice_channel_of(self.kind)
 
 
 class PolicyStep(_Strict):

@@ -446,6 +446,7 @@ def headlines(kpis: KpiReport) -> list[Headline]:
         Headline(
             "Contacts sent",
             str(sent),
+            f"{outcomes['consolidated']} more named in statements, "
             f"{outcomes['cancelled']} cancelled, {outcomes['blocked']} blocked, "
             f"{outcomes['failed']} failed",
         ),

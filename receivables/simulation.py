@@ -89,6 +89,11 @@ class SimulationSummary:
     # Tasks a person closed with a payment promise: nobody works tasks in a replay, so this
     # stays 0 until the replay learns a promise path (a debtor's word before settlement).
     promises: int = 0
+    # Reminders another invoice's statement named instead of a message of their own.
+    contacts_consolidated: int = 0
+    # Cases a stop rule ended (lawsuit, insolvency, cession, cash or free invoice), by rule.
+    cases_stopped: int = 0
+    cases_stopped_by_rule: dict[str, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -108,8 +113,15 @@ class SimulationSummary:
                 f"reminders sent           {self.reminders_sent}",
                 f"  by step                {top(self.reminders_by_step)}",
                 f"  by channel             {top(self.reminders_by_channel)}",
+                f"named in a statement     {self.contacts_consolidated}",
                 f"cancelled at send time   {self.contacts_cancelled_at_send}",
                 f"blocked (no contact)     {self.contacts_blocked}",
+                f"cases stopped by a rule  {self.cases_stopped}"
+                + (
+                    f" ({top(self.cases_stopped_by_rule)})"
+                    if self.cases_stopped
+                    else ""
+                ),
                 f"deferred by a rule       {self.contact_deferrals} times"
                 + (
                     f" ({top(self.contact_deferrals_by_rule)})"
@@ -413,6 +425,7 @@ def summarize(
         tasks = session.exec(select(HumanTask).where(HumanTask.tenant == tenant)).all()
 
     paid_at = {p.invoice_number: as_utc(p.received_at) for p in payments}
+    stops = _stops_by_invoice(entries)
     sent = [e for e in entries if e.status == ContactStatus.SENT]
     after_payment = [
         e
@@ -430,7 +443,7 @@ def summarize(
         reminders_by_step=dict(Counter(e.step_id for e in sent)),
         reminders_by_channel=dict(Counter(e.channel for e in sent)),
         contacts_cancelled_at_send=sum(
-            e.status == ContactStatus.CANCELLED for e in entries
+            e.status == ContactStatus.CANCELLED and not _denied(e) for e in entries
         ),
         contacts_blocked=sum(e.status == ContactStatus.BLOCKED for e in entries),
         contact_deferrals=len(deferrals),
@@ -448,7 +461,28 @@ def summarize(
         tasks_opened=len(tasks),
         tasks_escalated=sum(t.escalated_at is not None for t in tasks),
         promises=sum(t.outcome_kind == TaskOutcomeKind.PAYMENT_PROMISE for t in tasks),
+        contacts_consolidated=sum(
+            e.status == ContactStatus.CONSOLIDATED for e in entries
+        ),
+        cases_stopped=len(stops),
+        cases_stopped_by_rule=dict(Counter(stops.values())),
     )
+
+
+def _denied(entry: ContactLedgerEntry) -> bool:
+    """A contact a stop rule denied: the gate writes its trace, which starts with the verdict."""
+    return entry.status == ContactStatus.CANCELLED and (entry.reason or "").startswith(
+        "deny"
+    )
+
+
+def _stops_by_invoice(entries: Sequence[ContactLedgerEntry]) -> dict[str, str]:
+    """The rule that stopped each stopped case: the first denial its ledger records."""
+    stops: dict[str, str] = {}
+    for entry in sorted(entries, key=lambda e: e.id or 0):
+        if _denied(entry):
+            stops.setdefault(entry.invoice_number, deferring_rule(entry.reason or ""))
+    return stops
 
 
 def _deferral_traces(session: Session, tenant: str) -> list[str]:

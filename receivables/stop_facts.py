@@ -1,4 +1,4 @@
-"""Stop facts an operator records after import: lawsuit served, insolvency, cession, audited."""
+"""Stop facts an operator records after import: lawsuit, insolvency, cession, SII reception."""
 
 from __future__ import annotations
 
@@ -22,11 +22,13 @@ class StopFact(enum.StrEnum):
     LAWSUIT_SERVED = "lawsuit-served"
     INSOLVENCY_OPENED = "insolvency"
     CEDED = "ceded"
+    # Not a stop but a hold: the buyer may reclaim the invoice for eight days after it.
+    SII_RECEIVED = "sii-received"
 
     @property
     def about_invoice(self) -> bool:
         """True when the fact belongs to one invoice rather than to the debtor."""
-        return self is StopFact.CEDED
+        return self in (StopFact.CEDED, StopFact.SII_RECEIVED)
 
 
 class StopFactRefused(ValueError):
@@ -71,10 +73,15 @@ def record_stop_fact(
                     "give the folio as imported, leading zeros included"
                 )
             customer_id, invoice_number = invoice.customer_id, invoice.invoice_number
-            already = invoice.ceded_on is not None
-            if not already:
-                invoice.ceded_on, invoice.ceded_to = on, assignee
-                session.add(invoice)
+            if fact is StopFact.SII_RECEIVED:
+                already = invoice.sii_received_on is not None
+                if not already:
+                    invoice.sii_received_on = on
+            else:
+                already = invoice.ceded_on is not None
+                if not already:
+                    invoice.ceded_on, invoice.ceded_to = on, assignee
+            session.add(invoice)
         else:
             customer = find_customer(session, tenant, target)
             if customer is None:

@@ -16,6 +16,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from receivables.business_days import add_business_days
+from receivables.call_tasks import record_call_made, release_call
 from receivables.case import (
     DisputeCategory,
     GovernanceLevel,
@@ -313,6 +314,8 @@ def complete_task(
             }
         )
         session.add(task)
+        # In the same transaction: the weekly call cap sees the call as soon as it is done.
+        record_call_made(session, task, outcome, at)
     log.info("task %s done by %s: %s", task_id, person_id, outcome.kind)
     return task
 
@@ -338,6 +341,7 @@ def cancel_open_tasks(
         for task in tasks:
             task.sqlmodel_update({"status": TaskStatus.CANCELLED, "completed_at": at})
             session.add(task)
+            release_call(session, task, at)
         return [task.id for task in tasks if task.id is not None]
 
 

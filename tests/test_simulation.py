@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -220,8 +221,6 @@ async def test_replay_refuses_a_portfolio_with_rejected_rows(
 def test_simulate_writes_a_report_comparing_two_policies_on_the_same_history(
     shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import shutil
-
     import starter
 
     portfolio = first_rows_of(shared_dir / IBM_FILE, tmp_path / "slice.csv", 60)
@@ -257,3 +256,71 @@ def test_simulate_writes_a_report_comparing_two_policies_on_the_same_history(
     assert len(sent) == 2 and sent[1] < sent[0]
     html = report.read_text(encoding="utf-8")
     assert "<svg" in html and "quieter" in html
+
+
+def slice_with_stops_and_twins(source: Path, target: Path, rows: int) -> None:
+    """A slice where one late payer was served in a lawsuit and another's invoice has twins.
+
+    The twins are the same debt invoiced three times (new folios, same dates): their
+    written reminders fall due together and go out as one statement.
+    """
+    with source.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        table = [row for _, row in zip(range(rows), reader, strict=False)]
+        header = [*(reader.fieldnames or []), "LawsuitServed"]
+    # Late payers get reminders after their due date; disputed rows get none.
+    late = [r for r in table if int(r["DaysLate"]) > 0 and r["Disputed"] == "No"]
+    twinned = late[0]
+    sued = next(
+        r["customerID"] for r in late if r["customerID"] != twinned["customerID"]
+    )
+    twins = [
+        {**twinned, "invoiceNumber": f"{twinned['invoiceNumber']}-{n}"} for n in (2, 3)
+    ]
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        for row in [*table, *twins]:
+            served = "1/2/2012" if row["customerID"] == sued else ""
+            writer.writerow({**row, "LawsuitServed": served})
+
+
+async def test_replay_counts_statements_and_cases_a_stop_rule_ended(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(PROJECT_ROOT / "policies", policies)
+    mapping = (policies / "mappings" / "ibm-ar.yaml").read_text(encoding="utf-8")
+    (policies / "mappings" / "ibm-ar-stops.yaml").write_text(
+        mapping.replace("name: ibm-ar", "name: ibm-ar-stops").replace(
+            "  disputed: Disputed\n",
+            "  disputed: Disputed\n  lawsuit_served_on: LawsuitServed\n",
+        ),
+        encoding="utf-8",
+    )
+    portfolio = tmp_path / "slice.csv"
+    slice_with_stops_and_twins(shared_dir / IBM_FILE, portfolio, 40)
+    settings = Settings(
+        policies_dir=policies,
+        templates_dir=PROJECT_ROOT / "templates" / "messages",
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+
+    summary = await simulate(
+        portfolio,
+        "ibm-ar-stops",
+        settings=settings,
+        work_dir=work,
+        jurisdiction="cl.consumer",
+    )
+
+    # The served debtor's cases each stopped at their first contact, under CL-C-10.
+    assert summary.cases_stopped >= 1
+    assert summary.cases_stopped_by_rule == {"CL-C-10": summary.cases_stopped}
+    # Each twin rode on the statement of one of its siblings at least once.
+    assert summary.contacts_consolidated >= 2
+    assert summary.reminders_after_payment == 0
+    text = summary.to_text()
+    assert f"named in a statement     {summary.contacts_consolidated}" in text
+    assert f"cases stopped by a rule  {summary.cases_stopped} (CL-C-10" in text

@@ -21,6 +21,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from receivables import search_attributes as sa
     from receivables.case import (
+        CallTaskRequest,
+        CallTaskStatus,
         CaseClosed,
         CaseState,
         CloseTasksRequest,
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         GovernanceLevel,
         InvoiceCase,
         NextStep,
+        OpenedTask,
         PauseCommand,
         PaymentPromise,
         PaymentReceived,
@@ -88,6 +91,7 @@ SEND_RETRY = RetryPolicy(
 SEND_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 # Cases started before promises and disputes were written to the store replay without it.
 RECORD_COMMITMENTS_PATCH = "record-promises-and-disputes"
+CALLS_PASS_THE_GATE = "call-steps-pass-the-contact-gate"
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -545,7 +549,15 @@ class InvoiceWorkflow:
         ):
             self._move_to_next_send_time(step, now)
             return True
-        if step.task is not None:
+        if (
+            step.task is not None
+            and step.task.contact_channel is not None
+            # Cases that opened call tasks directly before calls passed the gate replay
+            # their history unchanged.
+            and workflow.patched(CALLS_PASS_THE_GATE)
+        ):
+            await self._offer_call(step)
+        elif step.task is not None:
             self._done.add(step.step_id)
             await self._open_task(
                 _TaskToOpen(step.step_id, step.task, f"policy step {step.step_id}")
@@ -669,8 +681,48 @@ class InvoiceWorkflow:
             "case %s: collection stopped: %s", self._case.invoice_number, reason
         )
 
+    async def _offer_call(self, step: PlannedStep) -> None:
+        """A call or visit is a contact: the rules decide it before any task is offered."""
+        assert step.task is not None and step.task.contact_channel is not None
+        task = _TaskToOpen(step.step_id, step.task, f"policy step {step.step_id}")
+        request = CallTaskRequest(
+            task=self._task_request(task),
+            channel=step.task.contact_channel,
+            policy_name=self._case.policy.name,
+            policy_version=self._case.policy.version,
+            planned_at=step.at,
+            jurisdiction=self._case.policy.jurisdiction,
+        )
+        offer = await workflow.execute_activity_method(
+            PeopleActivities.offer_call_task,
+            request,
+            start_to_close_timeout=timedelta(minutes=1),
+            summary=f"{step.step_id} {request.channel}: ask the contact rules",
+        )
+        detail = f"{step.step_id} {request.channel}: {offer.trace}"
+        if offer.status is CallTaskStatus.DEFERRED and offer.retry_at is not None:
+            # Like a deferred reminder, the step waits; its task is offered when lawful.
+            self._moved[step.step_id] = offer.retry_at
+            self._record("call_deferred", detail)
+            return
+        self._done.add(step.step_id)
+        if offer.status is CallTaskStatus.STOPPED or offer.task is None:
+            self._record("call_stopped", detail)
+            self._stop_collection(offer.trace)
+            return
+        self._track_task(task, offer.task, f"{task.reason}; {offer.trace}")
+
     async def _open_task(self, task: _TaskToOpen) -> None:
-        request = TaskRequest(
+        opened = await workflow.execute_activity_method(
+            PeopleActivities.open_task,
+            self._task_request(task),
+            start_to_close_timeout=timedelta(minutes=1),
+            summary=f"task {task.spec.kind} for {task.spec.role}: {task.reason}",
+        )
+        self._track_task(task, opened, task.reason)
+
+    def _task_request(self, task: _TaskToOpen) -> TaskRequest:
+        return TaskRequest(
             tenant=self._case.tenant,
             invoice_number=self._case.invoice_number,
             workflow_id=workflow.info().workflow_id,
@@ -683,12 +735,8 @@ class InvoiceWorkflow:
             opened_at=workflow.now(),
             time_zone=self._case.time_zone,
         )
-        opened = await workflow.execute_activity_method(
-            PeopleActivities.open_task,
-            request,
-            start_to_close_timeout=timedelta(minutes=1),
-            summary=f"task {task.spec.kind} for {task.spec.role}: {task.reason}",
-        )
+
+    def _track_task(self, task: _TaskToOpen, opened: OpenedTask, reason: str) -> None:
         self._tasks[opened.task_id] = TaskInFlight(
             opened.task_id, task.spec.kind, opened.due_at, task.step_id
         )
@@ -697,7 +745,7 @@ class InvoiceWorkflow:
         self._record(
             "task_opened",
             f"task {opened.task_id} {task.spec.kind} for {opened.assignee_id}, SLA "
-            f"{format_local(opened.due_at, self._case.time_zone)}: {task.reason}",
+            f"{format_local(opened.due_at, self._case.time_zone)}: {reason}",
         )
 
     async def _escalate_late_task(self, task: TaskInFlight) -> None:
