@@ -551,7 +551,11 @@ def _hold_block(
     )
     if moment >= ends:
         return None
-    return ends, f"{rule.id} the buyer may still reclaim until {ends.date()}"
+    last_day = ends.date() - timedelta(days=1)
+    return ends, (
+        f"{rule.id} the buyer may still reclaim the invoice through {last_day}; "
+        f"dunning may start on {ends.date()}"
+    )
 
 
 def _cap_block(

@@ -456,6 +456,9 @@ def test_b2b_waits_out_the_eight_day_reclaim_period() -> None:
     # Reception on the 4th: the buyer may reclaim from the 5th to the 12th inclusive.
     assert decision.at == local(2026, 5, 13, 8, 0)
     assert decision.reason.startswith("CL-B-05")
+    # The reason names the last reclaim day, then the first day dunning may start.
+    assert "reclaim the invoice through 2026-05-12" in decision.reason
+    assert "dunning may start on 2026-05-13" in decision.reason
 
 
 def test_naive_datetimes_are_refused() -> None:
