@@ -333,11 +333,14 @@ def column_chart(
     """Vertical stacked bars, one column per label from left to right, as over time."""
     if not columns or not any(any(values) for _, values in columns):
         return _empty_chart(text, empty)
-    box = PlotBox(width=760, height=390, left=80, right=24, top=40, bottom=100)
-    ticks = nice_ticks(max(sum(values) for _, values in columns))
-    pitch = (box.width - box.left - box.right) / len(columns)
-    # Labels wider than their column are turned, so that neighbours never overlap.
+    width, left, right = 760, 80, 24
+    pitch = (width - left - right) / len(columns)
+    # Labels wider than their column are turned, so that neighbours never overlap;
+    # turned labels need more room under the axis.
     turned = pitch < 7 * max(len(label) for label, _ in columns) + 8
+    bottom = 100 if turned else 60
+    box = PlotBox(width, 290 + bottom, left, right, top=40, bottom=bottom)
+    ticks = nice_ticks(max(sum(values) for _, values in columns))
 
     def sy(value: float) -> float:
         return box.base - value / ticks[-1] * (box.base - box.top)
@@ -351,14 +354,14 @@ def column_chart(
         parts.append(
             _label(box.left - 6, sy(tick) + 4, value_format(tick), anchor="end")
         )
-    width = min(40.0, pitch * 0.7)
+    bar = min(40.0, pitch * 0.7)
     for index, (label, values) in enumerate(columns):
         centre = box.left + pitch * (index + 0.5)
         pieces = [
             (f"{label}, {segment}: {detail_format(value)}", colour, value)
             for value, (segment, colour) in zip(values, segments, strict=True)
         ]
-        parts.append(_column(pieces, sy, centre - width / 2, width))
+        parts.append(_column(pieces, sy, centre - bar / 2, bar))
         parts.append(_column_label(centre, box.base + 16, label, turned=turned))
     parts.append(_legend(segments, box.left, 20))
     return "".join(parts) + "</svg>"
