@@ -109,6 +109,19 @@ class CurrencyAging:
 
 
 @dataclass(frozen=True)
+class AgingPoint:
+    """The aging of one currency's open balance as it stood at the end of one date."""
+
+    on: date
+    aging: CurrencyAging
+
+    @property
+    def currency(self) -> str:
+        """The currency of the aged balance."""
+        return self.aging.currency
+
+
+@dataclass(frozen=True)
 class DsoPoint:
     """Days sales outstanding of one currency on one day, by the countback method."""
 
@@ -295,6 +308,9 @@ class PortfolioFigures:
     disputes: tuple[DisputeFigures, ...] = ()
     dispute_summary: DisputeSummary = NO_DISPUTES
     rule_decisions: tuple[RuleDecisionCount, ...] = ()
+    # At the same dates as ``dso``: the aging is still there to see when everything
+    # was settled by the report date, as in a replayed portfolio.
+    aging_series: tuple[AgingPoint, ...] = ()
 
     @property
     def contacts_by_rule(self) -> dict[str, int]:
@@ -698,6 +714,29 @@ def aging_at(
     )
 
 
+def aging_series(
+    invoices: Sequence[InvoiceFacts], days: Sequence[date]
+) -> tuple[AgingPoint, ...]:
+    """The aging at the end of each of ``days``, one point per day and currency.
+
+    A currency open on any of the days gets a point on every one of them, all zero
+    where nothing of it was open, so that a chart of the series has no gaps.
+    """
+    by_day = {day: {a.currency: a for a in aging_at(invoices, day)} for day in days}
+    currencies = sorted({currency for agings in by_day.values() for currency in agings})
+    return tuple(
+        AgingPoint(day, by_day[day].get(currency) or _nothing_open(currency))
+        for day in days
+        for currency in currencies
+    )
+
+
+def _nothing_open(currency: str) -> CurrencyAging:
+    return CurrencyAging(
+        currency, tuple(AgingBucket(label, 0, 0) for label in AGING_BUCKETS)
+    )
+
+
 # --- days sales outstanding ---
 
 
@@ -1093,11 +1132,11 @@ def portfolio_figures(
     # Flows (payments, contacts, tasks) count up to the report date, never after it.
     invoices, contacts = facts.invoices, facts.contacts
     flows = (period[0], min(period[1], as_of))
-    dso_days = [day for day in month_ends(period[0], period[1]) if day <= as_of]
+    series_days = [day for day in month_ends(period[0], period[1]) if day <= as_of]
     return PortfolioFigures(
         invoices=sum(1 for invoice in invoices if invoice.issue_date <= as_of),
         aging=aging_at(invoices, as_of),
-        dso=tuple(point for day in dso_days for point in dso_on(invoices, day)),
+        dso=tuple(point for day in series_days for point in dso_on(invoices, day)),
         dso_as_of=dso_on(invoices, as_of),
         recovery=recovery_curves(invoices, period, as_of),
         settlement=settlement_figures(invoices, flows),
@@ -1110,6 +1149,7 @@ def portfolio_figures(
         disputes=dispute_figures(facts.disputes, flows, as_of),
         dispute_summary=dispute_summary(facts.disputes, flows, as_of),
         rule_decisions=rule_decision_counts(facts.rule_decisions, flows),
+        aging_series=aging_series(invoices, series_days),
     )
 
 

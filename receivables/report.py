@@ -17,6 +17,7 @@ from receivables.kpis import (
     FUNNEL_DAYS,
     RECOVERY_WINDOWS,
     RULE_DECISIONS,
+    AgingPoint,
     CurrencyAging,
     DisputeFigures,
     DsoPoint,
@@ -27,7 +28,7 @@ from receivables.kpis import (
     RecoveryPoint,
     TaskFigures,
 )
-from receivables.money import Money, format_money
+from receivables.money import Money, exponent_of, format_money
 
 MAX_GROUP_BARS = 15  # the aging chart keeps the groups with the largest open balance
 CURVE_TABLE_STEP = 5
@@ -320,6 +321,81 @@ def _short(label: str, limit: int = 24) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
+def column_chart(
+    text: ChartText,
+    columns: Sequence[tuple[str, Sequence[float]]],
+    segments: Sequence[tuple[str, str]],
+    *,
+    value_format: Callable[[float], str],
+    detail_format: Callable[[float], str],
+    empty: str = "nothing to show for this chart",
+) -> str:
+    """Vertical stacked bars, one column per label from left to right, as over time."""
+    if not columns or not any(any(values) for _, values in columns):
+        return _empty_chart(text, empty)
+    width, left, right = 760, 80, 24
+    pitch = (width - left - right) / len(columns)
+    # Labels wider than their column are turned, so that neighbours never overlap;
+    # turned labels need more room under the axis.
+    turned = pitch < 7 * max(len(label) for label, _ in columns) + 8
+    bottom = 100 if turned else 60
+    box = PlotBox(width, 290 + bottom, left, right, top=40, bottom=bottom)
+    ticks = nice_ticks(max(sum(values) for _, values in columns))
+
+    def sy(value: float) -> float:
+        return box.base - value / ticks[-1] * (box.base - box.top)
+
+    parts = [_svg_open(text, box.width, box.height), _axes(text, box)]
+    for tick in ticks:
+        parts.append(
+            f'<line class="grid" x1="{box.left}" x2="{box.width - box.right}" '
+            f'y1="{sy(tick):.1f}" y2="{sy(tick):.1f}"/>'
+        )
+        parts.append(
+            _label(box.left - 6, sy(tick) + 4, value_format(tick), anchor="end")
+        )
+    bar = min(40.0, pitch * 0.7)
+    for index, (label, values) in enumerate(columns):
+        centre = box.left + pitch * (index + 0.5)
+        pieces = [
+            (f"{label}, {segment}: {detail_format(value)}", colour, value)
+            for value, (segment, colour) in zip(values, segments, strict=True)
+        ]
+        parts.append(_column(pieces, sy, centre - bar / 2, bar))
+        parts.append(_column_label(centre, box.base + 16, label, turned=turned))
+    parts.append(_legend(segments, box.left, 20))
+    return "".join(parts) + "</svg>"
+
+
+def _column(
+    pieces: Sequence[tuple[str, str, float]],
+    sy: Callable[[float], float],
+    x: float,
+    width: float,
+) -> str:
+    # Each piece is (tooltip, colour, value), stacked from the axis up.
+    parts, start = [], 0.0
+    for tip, colour, value in pieces:
+        if value <= 0:
+            continue  # an empty piece would leave a hairline on the column
+        top, bottom = sy(start + value), sy(start)
+        parts.append(
+            f'<rect x="{x:.1f}" y="{top:.1f}" width="{width:.1f}" '
+            f'height="{bottom - top:.1f}" fill="{colour}">'
+            f"<title>{escape(tip)}</title></rect>"
+        )
+        start += value
+    return "".join(parts)
+
+
+def _column_label(x: float, y: float, label: str, *, turned: bool) -> str:
+    if not turned:
+        return _label(x, y, label)
+    return _label(
+        x, y, label, anchor="end", extra=f' transform="rotate(-45 {x:.1f} {y:.1f})"'
+    )
+
+
 # --- HTML pieces ---
 
 
@@ -577,13 +653,87 @@ def _aging_figure(kpis: KpiReport, aging: CurrencyAging, index: int) -> str:
     return _figure(svg, table, note, caption=text.title)
 
 
+def _aging_series_figure(points: Sequence[AgingPoint], index: int) -> str:
+    cur = points[0].currency
+    text = ChartText(
+        f"aging-series-{index}",
+        f"Aging of the open balance, {cur}, at each month end",
+        f"Stacked columns, one per month end of the period (the last is the period's "
+        f"end): the open balance in {cur} by days past due as it stood that day.",
+        "Month end",
+        f"Open balance ({cur})",
+    )
+    columns = [
+        (
+            f"{p.on}",
+            [_major(p.aging.bucket(b).amount_minor, cur) for b in AGING_BUCKETS],
+        )
+        for p in points
+    ]
+
+    def amount_text(major_units: float) -> str:
+        return money(round(major_units * 10 ** exponent_of(cur)), cur)
+
+    svg = column_chart(
+        text,
+        columns,
+        [(label, BUCKET_COLOURS[label]) for label in AGING_BUCKETS],
+        value_format=_compact,
+        detail_format=amount_text,
+    )
+    table = _aging_series_table(points, cur)
+    return _figure(svg, f'<div class="wide">{table}</div>', caption=text.title)
+
+
+def _aging_series_table(points: Sequence[AgingPoint], currency: str) -> str:
+    head = ["Month end", *AGING_BUCKETS, "Open", "Invoices open"]
+    head += ["Over 30 days", "Invoices over 30 days"]
+    rows = [
+        [
+            f"{p.on}",
+            *(money(b.amount_minor, currency) for b in p.aging.buckets),
+            money(p.aging.open_minor, currency),
+            str(p.aging.open_count),
+            money(p.aging.over_30_minor, currency),
+            str(p.aging.over_30_count),
+        ]
+        for p in points
+    ]
+    caption = f"Aging of the open balance at each month end, {currency}"
+    return _table(caption, head, rows)
+
+
+def _aging_series_figures(kpis: KpiReport) -> list[str]:
+    series = kpis.overall.aging_series
+    currencies = sorted({point.currency for point in series})
+    figures = [
+        _aging_series_figure([p for p in series if p.currency == cur], index)
+        for index, cur in enumerate(currencies)
+    ]
+    if figures:
+        return figures
+    text = ChartText(
+        "aging-series-0",
+        "Aging of the open balance at each month end",
+        "Nothing was open at any month end of the period.",
+        "",
+        "",
+    )
+    message = "nothing open at any month end of the period"
+    return [_figure(_empty_chart(text, message), "")]
+
+
 def _aging_section(kpis: KpiReport) -> str:
     figures = [_aging_figure(kpis, a, i) for i, a in enumerate(kpis.overall.aging)]
     if not figures:
         text = ChartText(
             "aging-0", "Aging of the open balance", "Nothing is open.", "", ""
         )
-        figures = [_figure(_empty_chart(text, f"nothing open at {kpis.as_of}"), "")]
+        message = f"nothing open at {kpis.as_of}"
+        if kpis.overall.aging_series:
+            message += "; the month ends below show how the balance aged"
+        figures = [_figure(_empty_chart(text, message), "")]
+    figures += _aging_series_figures(kpis)
     return _section("aging", "Aging", "".join(figures))
 
 
@@ -986,6 +1136,8 @@ METHOD_NOTES = (
     "within the period and never after the report date.",
     "Aging buckets are whole days past the due date: current (not yet due), 1-30, "
     "31-60, 61-90 and over 90.",
+    "The aging at each month end takes every balance as it stood at the end of that "
+    "day: a payment dated the day after a month end first shows at the next one.",
     "DSO by countback: the open receivables are matched against the invoiced amounts "
     "of the latest months, newest first; each month fully covered adds its days, the "
     "month only partly covered adds the same fraction of its days.",
@@ -1054,6 +1206,7 @@ table { border-collapse: collapse; margin: 8px 0 16px; font-size: 0.9em; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th[scope=row], thead th, td.text { text-align: left; }
+td:not(.text), th[scope=row] { white-space: nowrap; }
 th[scope=row], thead th { background: #f4f4f4; }
 .wide { overflow-x: auto; }
 dt { font-weight: 600; }
@@ -1163,6 +1316,25 @@ def _aging_csv(aging: CurrencyAging, scope: Scope) -> Iterator[KpiRow]:
     yield KpiRow("over_30_share", dim, _ratio(aging.over_30_share), "ratio")
 
 
+def _aging_series_csv(points: Iterable[AgingPoint], scope: Scope) -> Iterator[KpiRow]:
+    for point in points:
+        aging, cur = point.aging, point.currency
+        dim = _dimension(*scope, ("currency", cur), ("date", point.on))
+        yield KpiRow("open_balance_series", dim, _amount(aging.open_minor, cur), cur)
+        for bucket in aging.buckets:
+            where = _dimension(
+                *scope, ("currency", cur), ("date", point.on), ("bucket", bucket.label)
+            )
+            amount = _amount(bucket.amount_minor, cur)
+            yield KpiRow("aging_series_amount", where, amount, cur)
+            yield KpiRow("aging_series_invoices", where, str(bucket.count), "invoices")
+        over = _amount(aging.over_30_minor, cur)
+        yield KpiRow("over_30_series_amount", dim, over, cur)
+        yield KpiRow(
+            "over_30_series_invoices", dim, str(aging.over_30_count), "invoices"
+        )
+
+
 def _dso_csv(figures: PortfolioFigures, scope: Scope, full: bool) -> Iterator[KpiRow]:
     for point in figures.dso_as_of:
         dim = _dimension(*scope, ("currency", point.currency), ("date", point.on))
@@ -1268,6 +1440,8 @@ def _figure_rows(
     yield KpiRow("invoices", _dimension(*scope), str(figures.invoices), "invoices")
     for aging in figures.aging:
         yield from _aging_csv(aging, scope)
+    # Series by date are for the whole portfolio; groups get their figures at as_of.
+    yield from _aging_series_csv(figures.aging_series if full else (), scope)
     yield from _dso_csv(figures, scope, full)
     yield from _recovery_csv(
         figures, scope, range(CURVE_DAYS + 1) if full else RECOVERY_WINDOWS

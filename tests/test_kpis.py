@@ -331,6 +331,105 @@ def test_a_write_off_leaves_the_open_balance_on_its_date_without_counting_as_cas
     assert later.overall.settlement.settled == 0
 
 
+# Month ends of the first quarter of 2026, the dates of the aging and DSO series.
+JANUARY_END, FEBRUARY_END, MARCH_END = date(2026, 1, 31), date(2026, 2, 28), AS_OF
+
+
+def build_month_end_portfolio(engine: Engine) -> None:
+    """Three CLP invoices and one USD invoice whose balances move across month ends."""
+    store_invoice(
+        engine, "M1", issued=date(2025, 12, 1), due=date(2025, 12, 31), amount=1_000
+    )
+    pay(engine, "M1", 400, FEBRUARY_END.replace(day=1))  # the day after January's end
+    pay(engine, "M1", 600, MARCH_END)
+    store_invoice(
+        engine, "M2", issued=date(2026, 1, 10), due=date(2026, 2, 9), amount=2_000
+    )
+    pay(engine, "M2", 2_000, MARCH_END + timedelta(days=1))
+    store_invoice(
+        engine, "M3", issued=date(2026, 2, 15), due=date(2026, 3, 1), amount=4_000
+    )
+    pay(engine, "M3", 1_500, date(2026, 3, 15))
+    store_invoice(
+        engine,
+        "M4",
+        issued=date(2025, 11, 1),
+        due=date(2025, 11, 30),
+        amount=500,
+        currency="USD",
+    )
+    # 23:30 in Santiago is already 1 March in UTC: the local date is what counts.
+    pay(engine, "M4", 500, FEBRUARY_END, clock=time(23, 30))
+
+
+def test_aging_series_holds_each_month_end_balance_by_bucket(engine: Engine) -> None:
+    build_month_end_portfolio(engine)
+
+    report = kpis_of(engine, AS_OF, (date(2026, 1, 1), AS_OF))
+
+    got = {
+        (point.on, point.currency): {
+            b.label: (b.amount_minor, b.count)
+            for b in point.aging.buckets
+            if b.amount_minor
+        }
+        for point in report.overall.aging_series
+    }
+    assert got == {
+        # M1 is 31 days late with nothing paid: its 400 arrives on 1 February. M2 is
+        # not due yet; M3 is not issued yet.
+        (JANUARY_END, "CLP"): {"current": (2_000, 1), "31-60": (1_000, 1)},
+        # M4 is 62 days late.
+        (JANUARY_END, "USD"): {"61-90": (500, 1)},
+        # M1 59 days late with 600 left, M2 19 days late, M3 not due yet.
+        (FEBRUARY_END, "CLP"): {
+            "current": (4_000, 1),
+            "1-30": (2_000, 1),
+            "31-60": (600, 1),
+        },
+        # M4 was paid late on the evening of 28 February, Santiago time.
+        (FEBRUARY_END, "USD"): {},
+        # M1 paid off on the month end itself; M2's payment comes a day later; M3 is
+        # 30 days late with 2,500 left.
+        (MARCH_END, "CLP"): {"1-30": (2_500, 1), "31-60": (2_000, 1)},
+        (MARCH_END, "USD"): {},
+    }
+    over_30 = [
+        (p.on, p.aging.over_30_minor, p.aging.over_30_count)
+        for p in report.overall.aging_series
+        if p.currency == "CLP"
+    ]
+    assert over_30 == [
+        (JANUARY_END, 1_000, 1),
+        (FEBRUARY_END, 600, 1),
+        (MARCH_END, 2_000, 1),
+    ]
+
+
+def test_aging_series_stops_at_the_report_date_and_splits_by_group(
+    sqlite_engine: Engine,
+) -> None:
+    build_month_end_portfolio(sqlite_engine)
+
+    report = kpis_of(
+        sqlite_engine, FEBRUARY_END, (date(2026, 1, 1), AS_OF), group_by="customer"
+    )
+
+    assert sorted({p.on for p in report.overall.aging_series}) == [
+        JANUARY_END,
+        FEBRUARY_END,
+    ]
+    by_group = {
+        (group.key, p.on): p.aging.open_minor
+        for group in report.groups
+        for p in group.figures.aging_series
+    }
+    assert by_group[("C-M1", JANUARY_END)] == 1_000
+    assert by_group[("C-M1", FEBRUARY_END)] == 600
+    assert by_group[("C-M3", JANUARY_END)] == 0
+    assert by_group[("C-M3", FEBRUARY_END)] == 4_000
+
+
 # --- DSO by countback ---
 
 

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from receivables.kpis import GroupBy, KpiReport
+from receivables.kpis import AGING_BUCKETS, GroupBy, KpiReport
 from receivables.money import Money
 from receivables.report import (
     CSV_COLUMNS,
@@ -33,15 +33,21 @@ from receivables.store import Customer, make_engine, session_scope
 from tests.test_kpis import (
     AS_OF,
     CUSTOMER_NAME,
+    FEBRUARY_END,
+    JANUARY_END,
+    MARCH_END,
     TENANT,
     build_aging_portfolio,
     build_commitment_portfolio,
     build_contact_portfolio,
+    build_month_end_portfolio,
     import_ibm,
     kpis_of,
+    pay,
+    store_invoice,
 )
 
-CHART_IDS = ("aging-0", "dso", "recovery", "funnel")
+CHART_IDS = ("aging-0", "aging-series-0", "dso", "recovery", "funnel")
 SVG_NAMESPACE = "{http://www.w3.org/2000/svg}"
 
 
@@ -122,8 +128,8 @@ def test_every_chart_is_an_svg_with_title_axis_labels_and_a_data_table(
         title = root.find(f"{SVG_NAMESPACE}title")
         assert root.get("role") == "img" and title is not None and title.text
         ids[title.get("id", "").removesuffix("-title")] = root
-    # One aging chart per currency (CLP and USD), then DSO, recovery and the funnel.
-    assert set(ids) == {*CHART_IDS, "aging-1"}
+    # Two aging charts per currency (CLP and USD), then DSO, recovery and the funnel.
+    assert set(ids) == {*CHART_IDS, "aging-1", "aging-series-1"}
     for chart_id in ("dso", "recovery"):
         words = [t.text for t in ids[chart_id].iter(f"{SVG_NAMESPACE}text")]
         assert len(words) > 6, f"{chart_id} has no axis labels or ticks"
@@ -281,6 +287,80 @@ def test_an_empty_store_still_draws_every_chart_saying_there_is_nothing(
     assert f"nothing open at {AS_OF}" in page
 
 
+def chart_svg(page: str, chart_id: str) -> ElementTree.Element:
+    """The chart whose title has this id, parsed as SVG."""
+    found = re.search(
+        rf'<svg\b[^>]*aria-labelledby="{chart_id}-title.*?</svg>', page, flags=re.DOTALL
+    )
+    assert found, f"no chart {chart_id}"
+    return ElementTree.fromstring(found.group(0))
+
+
+def test_aging_at_each_month_end_is_a_column_per_month_with_its_table(
+    engine: Engine, tmp_path: Path
+) -> None:
+    build_month_end_portfolio(engine)
+    kpis = report_of(engine)
+
+    page, reader = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+
+    chart = chart_svg(page, "aging-series-0")
+    words = [t.text for t in chart.iter(f"{SVG_NAMESPACE}text")]
+    assert {"2026-01-31", "2026-02-28", "2026-03-31", "Month end"} <= set(words)
+    tips = [t.text for t in chart.iter(f"{SVG_NAMESPACE}title")][1:]
+    # One coloured piece per bucket with money in it: two, three, then two (see
+    # test_kpis for why each invoice sits where it does).
+    assert tips == [
+        "2026-01-31, current: $2,000",
+        "2026-01-31, 31-60: $1,000",
+        "2026-02-28, current: $4,000",
+        "2026-02-28, 1-30: $2,000",
+        "2026-02-28, 31-60: $600",
+        "2026-03-31, 1-30: $2,500",
+        "2026-03-31, 31-60: $2,000",
+    ]
+    table = reader.tables["Aging of the open balance at each month end, CLP"]
+    assert table[0][:7] == ["Month end", *AGING_BUCKETS]
+    # Month end, current to 90+, then (past "no due date") open and over 30 days,
+    # each as amount and invoices.
+    assert [" ".join(row[:6] + row[7:]) for row in table[1:]] == [
+        "2026-01-31 $2,000 $0 $1,000 $0 $0 $3,000 2 $1,000 1",
+        "2026-02-28 $4,000 $2,000 $600 $0 $0 $6,600 3 $600 1",
+        "2026-03-31 $0 $2,500 $2,000 $0 $0 $4,500 2 $2,000 1",
+    ]
+    usd = reader.tables["Aging of the open balance at each month end, USD"]
+    assert [row[4] for row in usd[1:]] == ["USD 5.00", "USD 0.00", "USD 0.00"]
+
+
+def test_a_portfolio_settled_by_the_report_date_still_shows_how_it_aged(
+    engine: Engine, tmp_path: Path
+) -> None:
+    store_invoice(
+        engine, "S1", issued=date(2026, 1, 5), due=date(2026, 1, 20), amount=1_000
+    )
+    pay(engine, "S1", 1_000, date(2026, 2, 10))
+    store_invoice(
+        engine, "S2", issued=date(2026, 2, 1), due=date(2026, 2, 10), amount=3_000
+    )
+    pay(engine, "S2", 3_000, date(2026, 3, 20))
+    kpis = report_of(engine)
+
+    page, reader = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+
+    assert kpis.overall.aging == ()
+    assert f"nothing open at {AS_OF}; the month ends below" in page
+    columns = chart_svg(page, "aging-series-0").iter(f"{SVG_NAMESPACE}rect")
+    tips = [title.text for r in columns for title in r.iter(f"{SVG_NAMESPACE}title")]
+    # Each invoice was 1-30 days late at one month end and paid by the next.
+    assert tips == ["2026-01-31, 1-30: $1,000", "2026-02-28, 1-30: $3,000"]
+    table = reader.tables["Aging of the open balance at each month end, CLP"]
+    assert [(row[0], row[7]) for row in table[1:]] == [
+        ("2026-01-31", "$1,000"),
+        ("2026-02-28", "$3,000"),
+        ("2026-03-31", "$0"),
+    ]
+
+
 # --- CSV and terminal ---
 
 
@@ -321,7 +401,49 @@ def test_csv_export_parses_into_one_figure_per_row(
     rule = (("outcome", "suppressed"), ("rule", "CL-B-05"))
     assert figures[("contacts_by_rule", rule)]["value"] == "1"
     assert figures[("promises_kept", (("segment", "b2b-large"),))]["value"] == "2"
+    series = [row for row in rows if row["metric"] == "aging_series_amount"]
+    assert len(series) == 2 * len(AGING_BUCKETS) * len({p.on for p in kpis.overall.dso})
     assert not any(row["unit"] == "not recorded yet" for row in rows)
+
+
+def test_csv_export_has_a_row_per_month_end_and_bucket(
+    engine: Engine, tmp_path: Path
+) -> None:
+    build_month_end_portfolio(engine)
+    kpis = report_of(engine)
+
+    path = write_csv_export(kpis, tmp_path / "kpis.csv")
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    amounts = {
+        (row["dimension"], row["value"])
+        for row in rows
+        if row["metric"] == "aging_series_amount" and Decimal(row["value"])
+    }
+    assert amounts == {
+        (f"currency=CLP;date={JANUARY_END};bucket=current", "2000"),
+        (f"currency=CLP;date={JANUARY_END};bucket=31-60", "1000"),
+        (f"currency=USD;date={JANUARY_END};bucket=61-90", "5.00"),
+        (f"currency=CLP;date={FEBRUARY_END};bucket=current", "4000"),
+        (f"currency=CLP;date={FEBRUARY_END};bucket=1-30", "2000"),
+        (f"currency=CLP;date={FEBRUARY_END};bucket=31-60", "600"),
+        (f"currency=CLP;date={MARCH_END};bucket=1-30", "2500"),
+        (f"currency=CLP;date={MARCH_END};bucket=31-60", "2000"),
+    }
+    over_30 = [
+        (row["dimension"], row["value"], row["unit"])
+        for row in rows
+        if row["metric"].startswith("over_30_series") and "CLP" in row["dimension"]
+    ]
+    assert over_30 == [
+        (f"currency=CLP;date={JANUARY_END}", "1000", "CLP"),
+        (f"currency=CLP;date={JANUARY_END}", "1", "invoices"),
+        (f"currency=CLP;date={FEBRUARY_END}", "600", "CLP"),
+        (f"currency=CLP;date={FEBRUARY_END}", "1", "invoices"),
+        (f"currency=CLP;date={MARCH_END}", "2000", "CLP"),
+        (f"currency=CLP;date={MARCH_END}", "1", "invoices"),
+    ]
 
 
 def test_headline_text_gives_the_key_figures_for_the_terminal(store: Engine) -> None:
