@@ -1,4 +1,4 @@
-"""Replay activities: open a day's cases, end disputes and pay settlements; log its disputes."""
+"""Replay activities: open a day's cases, end disputes, pay settlements; raise its disputes."""
 
 from __future__ import annotations
 

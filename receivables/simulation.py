@@ -182,7 +182,7 @@ def withhold_disputes(
                 and invoice.settled_date <= invoice.issue_date
             ):
                 # Paid on its issue day: no evening before the money to raise it in, so the
-                # case opens in dispute, as it does without --replay-disputes.
+                # case opens in dispute, as it does with --no-replay-disputes.
                 log.info(
                     "%s settled on issue: opened in dispute", invoice.invoice_number
                 )
