@@ -640,9 +640,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--report", help="write the replay's KPI report (HTML) here")
     sim.add_argument(
         "--replay-disputes",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="open each disputed row's dispute 5 days after issue and reject it 3 days "
-        "before settlement (default: disputed rows open in dispute)",
+        "before settlement (the default); with --no-replay-disputes disputed rows open "
+        "in dispute and stay so",
     )
     sim.add_argument(
         "--jurisdiction",

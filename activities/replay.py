@@ -1,4 +1,4 @@
-"""Replay activities: on a replayed day, open the cases issued, play disputes, pay settlements."""
+"""Replay activities: open a day's cases, end disputes, pay settlements; raise its disputes."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class ReplayDay:
     tenant: str
     day: date
     case_task_queue: str
-    # Only the disputes opening or ending on this day.
+    # Only the disputes the activity acts on: those ending, or those opening, on this day.
     disputes: list[ReplayDispute] = field(default_factory=list)
     jurisdiction: str | None = None  # replaces every policy's contact-rule profile
 
@@ -79,12 +79,16 @@ class ReplayActivities:
 
     @activity.defn(name="replay_day")
     async def replay_day(self, request: ReplayDay) -> ReplayDayResult:
-        """Open the day's cases, open and end its disputes, then record its settlements."""
+        """The day's morning: open its cases, end its disputes, then record its settlements."""
         opened = await self._open_cases(request)
-        disputes_opened = await self._open_disputes(request)
         disputes_resolved = await self._resolve_disputes(request)
         paid = await self._report_payments(request)
-        return ReplayDayResult(opened, paid, disputes_opened, disputes_resolved)
+        return ReplayDayResult(opened, paid, disputes_resolved=disputes_resolved)
+
+    @activity.defn(name="raise_disputes")
+    async def raise_disputes(self, request: ReplayDay) -> ReplayDayResult:
+        """The day's evening: open the disputes raised that day."""
+        return ReplayDayResult(disputes_opened=await self._open_disputes(request))
 
     async def _open_cases(self, request: ReplayDay) -> int:
         now = activity.info().current_attempt_scheduled_time
@@ -105,9 +109,8 @@ class ReplayActivities:
         return policy.model_copy(update={"jurisdiction": jurisdiction})
 
     async def _open_disputes(self, request: ReplayDay) -> int:
-        opening = [d for d in request.disputes if d.opens_on == request.day]
         opened = 0
-        for dispute in opening:
+        for dispute in request.disputes:
             raised = DisputeOpened(
                 dispute_id=REPLAY_DISPUTE_ID,
                 amount_minor=dispute.amount_minor,
@@ -123,9 +126,8 @@ class ReplayActivities:
         return opened
 
     async def _resolve_disputes(self, request: ReplayDay) -> int:
-        ending = [d for d in request.disputes if d.resolves_on == request.day]
         resolved = 0
-        for dispute in ending:
+        for dispute in request.disputes:
             rejected = DisputeResolved(
                 dispute_id=REPLAY_DISPUTE_ID,
                 resolution=DisputeResolution.REJECTED,

@@ -199,6 +199,16 @@ def withhold_disputes(
         ).all()
         disputes = []
         for invoice in marked:
+            if (
+                invoice.settled_date is not None
+                and invoice.settled_date <= invoice.issue_date
+            ):
+                # Paid on its issue day: no evening before the money to raise it in, so the
+                # case opens in dispute, as it does with --no-replay-disputes.
+                log.info(
+                    "%s settled on issue: opened in dispute", invoice.invoice_number
+                )
+                continue
             invoice.disputed = False
             session.add(invoice)
             disputes.append(
@@ -222,15 +232,17 @@ def plan_dispute(
     timing: DisputeTiming,
 ) -> ReplayDispute:
     """The days one replayed dispute opens and ends, always before its invoice is paid."""
+    # The replay raises disputes in the evening and ends them in the morning, before the day's
+    # payments: a dispute raised on day D can end from the morning of D + 1.
     opens_on = issued + timedelta(days=timing.opens_after_days)
     resolves_on = None
     if settled is not None:
-        # Raised by the day before settlement at the latest (the issue day if that is it).
+        # Raised by the evening before settlement at the latest (the issue day if that is it).
         opens_on = max(issued, min(opens_on, settled - timedelta(days=1)))
         resolves_on = settled - timedelta(days=timing.resolves_days_before)
         if resolves_on <= opens_on:
-            # Too close to settle apart: rejected on the settlement morning, and the day's
-            # order (disputes before payments) still ends it before the money arrives.
+            # Too close to settle apart: rejected on the settlement morning, before the
+            # money arrives.
             resolves_on = settled
     return ReplayDispute(
         invoice_number,
@@ -287,8 +299,6 @@ async def simulate(
     try:
         today = (await env.get_current_time()).date()
         shift = shift_into_future(engine, REPLAY_TENANT, today)
-        # Limit: replaying disputes (opened and rejected during the replay) made long replays
-        # stall the time-skipping server; by default disputed rows open in dispute instead.
         planned = withhold_disputes(engine, REPLAY_TENANT, disputes) if disputes else []
         channels = replay_channels(engine, providers)
         totals = await _drive(
@@ -370,7 +380,7 @@ async def _drive(
         task_queue=queue,
         channels=channels,
         extra_workflows=(PortfolioReplayWorkflow,),
-        extra_activities=(replay.replay_day,),
+        extra_activities=(replay.replay_day, replay.raise_disputes),
     )
     plan = ReplayPlan(
         tenant=REPLAY_TENANT,
@@ -395,12 +405,13 @@ async def _drive(
                 running, timeout=REPLAY_WALL_LIMIT.total_seconds()
             )
         except TimeoutError:
-            # Limit: the Java time-skipping server has been seen to stop advancing its clock
-            # on long replays (all workers idle, nothing due). Fail loudly instead of hanging.
+            # Limit: the Java time-skipping server stops its clock for good when it refuses
+            # a workflow task's completion (a cancelled timer that fired during the task is
+            # the known case; the replay's timing avoids it). Fail loudly instead of hanging.
             raise SimulationError(
                 f"the replay made no progress within {REPLAY_WALL_LIMIT}; the time-skipping "
-                "test server stopped advancing. Run the command again, or replay a smaller "
-                "slice of the portfolio"
+                "test server stopped advancing (look for 'invalid history builder state' "
+                "above). Run the command again, or replay a smaller slice of the portfolio"
             ) from None
 
 

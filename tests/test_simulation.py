@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import csv
+import functools
 import shutil
-from datetime import date
+import time as wall_clock
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
+from temporalio import workflow
+from temporalio.worker import (
+    HandleSignalInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
+import receivables.simulation
+import worker
 from receivables.case import DisputeCategory
 from receivables.commitments import StoredDispute
 from receivables.kpis import UNNAMED_RULE
 from receivables.settings import PROJECT_ROOT, Settings
 from receivables.simulation import (
+    REPLAY_TENANT,
     DisputeTiming,
     SimulationError,
     deferring_rule,
@@ -22,7 +34,8 @@ from receivables.simulation import (
     plan_dispute,
     simulate,
 )
-from receivables.store import make_engine, session_scope
+from receivables.store import as_utc, find_invoice, make_engine, session_scope
+from receivables.tasks import HumanTask
 
 IBM_FILE = Path("data/ar/ibm_accounts_receivable.csv")
 
@@ -60,6 +73,110 @@ async def test_replay_of_ibm_slice_sends_no_reminder_after_payment(
     assert sum(summary.paid_after_step.values()) == 150
     assert summary.reminders_sent > 0
     assert summary.replay_shift_days % 7 == 0
+
+
+def rows_of(source: Path, target: Path, numbers: list[int]) -> Path:
+    """A CSV of the header and the given data rows (1 is the first), byte for byte."""
+    with source.open("rb") as handle:
+        lines = handle.readlines()
+    target.write_bytes(lines[0] + b"".join(lines[n] for n in numbers))
+    return target
+
+
+class _SlowSignalTasks(WorkflowInboundInterceptor):
+    async def handle_signal(self, input: HandleSignalInput) -> None:
+        # A workflow task that takes this long in real time, as on a loaded machine: the
+        # test server's clock runs on meanwhile and fires the timers due in that span.
+        with workflow.unsafe.sandbox_unrestricted():
+            wall_clock.sleep(0.4)
+        await super().handle_signal(input)
+
+
+class SlowSignalTasks(Interceptor):
+    """Holds every workflow task that delivers a signal for 400 ms of wall time."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        """The inbound interceptor that sleeps before each signal."""
+        return _SlowSignalTasks
+
+
+def replay_tasks(work: Path) -> list[HumanTask]:
+    """The human tasks the replay left in its store."""
+    engine = make_engine(f"sqlite:///{work / 'replay.sqlite'}")
+    try:
+        with session_scope(engine) as session:
+            return list(
+                session.exec(
+                    select(HumanTask).where(HumanTask.tenant == REPLAY_TENANT)
+                ).all()
+            )
+    finally:
+        engine.dispose()
+
+
+async def test_replayed_dispute_task_never_falls_due_as_its_rejection_arrives(
+    shared_dir: Path,
+    tmp_path: Path,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Row 458 alone stalled the time-skipping server: its dispute, raised at 07:30, had
+    # its resolve task fall due at 07:30 five business days later, the very morning the
+    # replay signalled the rejection. The task's timer fired while the case handled the
+    # signal, the case cancelled it, the server refused the cancel and froze its clock.
+    portfolio = rows_of(shared_dir / IBM_FILE, tmp_path / "row458.csv", [458])
+    monkeypatch.setattr(
+        worker,
+        "Worker",
+        functools.partial(worker.Worker, interceptors=[SlowSignalTasks()]),
+    )
+    # A stall then fails within minutes instead of the command's quarter of an hour.
+    monkeypatch.setattr(
+        receivables.simulation, "REPLAY_WALL_LIMIT", timedelta(minutes=3)
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+
+    summary = await simulate(
+        portfolio, "ibm-ar", settings=settings, work_dir=work, disputes=DisputeTiming()
+    )
+
+    assert summary.disputes_opened == summary.disputes_resolved == 1
+    assert summary.payments_reported == 1
+    assert summary.reminders_after_payment == 0
+    (task,) = replay_tasks(work)
+    assert task.kind == "resolve_dispute" and task.completed_at is not None
+    # Closed by the rejection, hours away from the instant its SLA timer would fire.
+    assert abs(as_utc(task.due_at) - as_utc(task.completed_at)) >= timedelta(hours=1)
+
+
+async def test_disputed_row_paid_on_its_issue_day_opens_in_dispute_instead(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # Disputes are raised in the evening; this one would arrive after the money.
+    portfolio = tmp_path / "same-day.csv"
+    portfolio.write_text(
+        "countryCode,customerID,PaperlessDate,invoiceNumber,InvoiceDate,DueDate,"
+        "InvoiceAmount,Disputed,SettledDate,PaperlessBill,DaysToSettle,DaysLate\n"
+        "391,0379-NEVHP,4/6/2013,0000611365,1/2/2013,2/1/2013,55.94,Yes,1/2/2013,"
+        "Paper,0,0\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+
+    summary = await simulate(
+        portfolio, "ibm-ar", settings=settings, work_dir=work, disputes=DisputeTiming()
+    )
+
+    assert summary.disputes_opened == summary.disputes_resolved == 0
+    assert summary.payments_reported == 1
+    engine = make_engine(f"sqlite:///{work / 'replay.sqlite'}")
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, REPLAY_TENANT, "0000611365")
+        assert invoice is not None and invoice.disputed
+    engine.dispose()
 
 
 def disputed_rows_in(portfolio: Path) -> int:
