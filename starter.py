@@ -26,6 +26,7 @@ from receivables.case import (
     Stage,
 )
 from receivables.cases import (
+    CasesNotOpened,
     case_handle,
     change_due_date,
     close_in_store,
@@ -80,10 +81,13 @@ def open_missing_cases(settings: Settings) -> str:
             load_policy_book(settings.policies_dir),
             settings.tenant,
             task_queue=settings.temporal.task_queue,
+            concurrent_starts=settings.temporal.concurrent_starts,
         )
 
     try:
         outcome = asyncio.run(run())
+    except CasesNotOpened as error:
+        raise OperatorError(str(error)) from None
     except RuntimeError as error:
         if "connect" not in str(error).lower():
             raise
@@ -456,6 +460,8 @@ def cmd_bench_scale(args: argparse.Namespace, settings: Settings) -> int:
     from receivables.scale_benchmark import run_scale_benchmark
 
     sizes = [int(size) for size in args.sizes.split(",")]
+    # A large size runs for an hour or more: say how far it got as it goes.
+    logging.getLogger("receivables.scale_benchmark").setLevel(logging.INFO)
     report = asyncio.run(
         run_scale_benchmark(
             sizes=sizes,
