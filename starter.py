@@ -467,6 +467,7 @@ def cmd_bench_scale(args: argparse.Namespace, settings: Settings) -> int:
             sizes=sizes,
             work_dir=Path(args.work_dir),
             spread_minutes=args.spread_minutes,
+            spread_burst=not args.unspread_only,
         )
     )
     print(report.to_markdown())
@@ -646,6 +647,11 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--work-dir", default="var/bench-scale", help="scratch folder")
     scale.add_argument(
         "--spread-minutes", type=int, default=5, help="policy send spread"
+    )
+    scale.add_argument(
+        "--unspread-only",
+        action="store_true",
+        help="one tenant and its unspread burst per size: half the time, no spread figures",
     )
     scale.add_argument("--json", help="also write the figures as JSON here")
     scale.set_defaults(handler=cmd_bench_scale)
