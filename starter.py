@@ -41,6 +41,7 @@ from receivables.importer import (
     import_portfolio,
 )
 from receivables.ledger import ContactLedger
+from receivables.logs import configure_logging
 from receivables.mapping import MappingError
 from receivables.messages import format_lint_report, lint_templates
 from receivables.money import MoneyError, format_amount, parse_operator_amount
@@ -61,6 +62,8 @@ from receivables.store import (
 from workflows.invoice import InvoiceWorkflow
 
 log = logging.getLogger("starter")
+# An operator at a terminal reads the warnings as they come: no timestamp needed.
+CLI_TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 class OperatorError(Exception):
@@ -695,11 +698,12 @@ USER_ERRORS = (
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the command, and turn user errors into clear messages."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.WARNING, format=CLI_TEXT_FORMAT)
     try:
         settings = load_settings()
+        configure_logging(
+            settings.log_format, logging.WARNING, text_format=CLI_TEXT_FORMAT
+        )
         if args.command not in COMMANDS_WITHOUT_STORE:
             # Every command that reads or writes the store brings its schema up to date first.
             migrate(settings.resolved_database_url)

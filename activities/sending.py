@@ -21,6 +21,7 @@ from receivables.contact_gate import gate_contact, trace
 from receivables.contact_rules import Verdict
 from receivables.deliveries import OPTED_OUT, Suppression, find_suppressions, suppress
 from receivables.ledger import ContactKey, ContactLedger, LedgerSnapshot
+from receivables.logs import contact_fields
 from receivables.messages import (
     MessageContext,
     RenderedMessage,
@@ -211,6 +212,7 @@ class ReminderSender:
             key.step_id,
             key.invoice_number,
             gate.decision.reason,
+            extra=contact_fields(key, str(verdict), reason=gate.decision.reason),
         )
         _count(str(verdict), key.channel)
         if verdict is Verdict.DEFER:
@@ -258,7 +260,11 @@ class ReminderSender:
             provider_message_id=message_id,
         )
         activity.logger.info(
-            "sent %s of %s by %s", key.step_id, key.invoice_number, key.channel
+            "sent %s of %s by %s",
+            key.step_id,
+            key.invoice_number,
+            key.channel,
+            extra=contact_fields(key, "sent"),
         )
         _count("sent", key.channel)
         return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id)
@@ -279,6 +285,7 @@ class ReminderSender:
             key.step_id,
             key.invoice_number,
             failure,
+            extra=contact_fields(key, "failed", reason=str(failure)),
         )
         if isinstance(error, ProviderError) and error.failure is Failure.OPTED_OUT:
             suppress(
@@ -353,7 +360,11 @@ class ReminderSender:
                 SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
             )
         activity.logger.info(
-            "did not send %s of %s: %s", key.step_id, key.invoice_number, status
+            "did not send %s of %s: %s",
+            key.step_id,
+            key.invoice_number,
+            status,
+            extra=contact_fields(key, str(status)),
         )
         return SendOutcome(SendStatus(str(status)), key.channel, reason)
 

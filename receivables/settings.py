@@ -44,6 +44,8 @@ class Settings:
         default_factory=lambda: PROJECT_ROOT / "templates" / "messages"
     )
     tenant: str = DEFAULT_TENANT
+    # "text" for people reading a terminal, "json" for a log store (one object per line).
+    log_format: str = "text"
 
     @property
     def resolved_database_url(self) -> str:
@@ -85,4 +87,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         database_url=env.get("DUNNING_DATABASE_URL", ""),
         temporal=temporal,
         tenant=env.get("DUNNING_TENANT", DEFAULT_TENANT),
+        log_format=env.get("DUNNING_LOG_FORMAT", "text").strip().lower() or "text",
     )
