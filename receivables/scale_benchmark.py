@@ -406,10 +406,11 @@ async def run_scale_benchmark(
     figures = []
     for invoices in sizes:
         figures.append(await _run_size(invoices, work_dir / f"n{invoices}", options))
+        # Every figure of the size, so a run stopped before the last size loses none.
         logger.info(
             "scale benchmark: %s invoices measured: %s",
             invoices,
-            json.dumps(_derived(figures[-1])),
+            json.dumps({**asdict(figures[-1]), **_derived(figures[-1])}),
         )
     return ScaleReport(
         sizes=tuple(figures),
