@@ -445,18 +445,7 @@ async def open_cases_without_one(
     Up to ``concurrent_starts`` starts are in flight at once. An invoice whose start fails
     does not stop the others; the failures are raised together as ``CasesNotOpened``.
     """
-    with session_scope(engine) as session:
-        rows = session.exec(
-            select(Invoice, Customer)
-            .join(
-                Customer,
-                and_(
-                    col(Customer.tenant) == col(Invoice.tenant),
-                    col(Customer.customer_id) == col(Invoice.customer_id),
-                ),
-            )
-            .where(Invoice.tenant == tenant, Invoice.status == InvoiceStatus.OPEN)
-        ).all()
+    rows = _open_invoices(engine, tenant)
     outcome: Counter[str] = Counter()
     failures: dict[str, str] = {}
     now = datetime.now(UTC)
@@ -473,7 +462,9 @@ async def open_cases_without_one(
             except Exception as error:  # reported per invoice; the others go on
                 failures[number] = str(error) or type(error).__name__
                 log.warning(
-                    "case not opened",
+                    "case of %s not opened: %s",
+                    number,
+                    failures[number],
                     extra={"tenant": tenant, "invoice": number, "outcome": "failed"},
                 )
                 continue
@@ -485,3 +476,19 @@ async def open_cases_without_one(
     if failures:
         raise CasesNotOpened(tenant, outcome, failures)
     return outcome
+
+
+def _open_invoices(engine: Engine, tenant: str) -> list[tuple[Invoice, Customer]]:
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(Invoice, Customer)
+            .join(
+                Customer,
+                and_(
+                    col(Customer.tenant) == col(Invoice.tenant),
+                    col(Customer.customer_id) == col(Invoice.customer_id),
+                ),
+            )
+            .where(Invoice.tenant == tenant, Invoice.status == InvoiceStatus.OPEN)
+        ).all()
+    return list(rows)
