@@ -260,7 +260,7 @@ _CELLS = (
     ("Store bytes per case", lambda s: f"{s.store_bytes_per_case:,.0f}"),
     ("Dev server SQLite file", lambda s: _mib(s.server_db_bytes)),
     ("Dev server bytes per case", lambda s: f"{s.server_bytes_per_case:,.0f}"),
-    ("Cases opened (two tenants)", lambda s: f"{s.cases_opened:,}"),
+    ("Cases opened (every tenant)", lambda s: f"{s.cases_opened:,}"),
     ("Load average (1 min), start → end", _load),
     ("Wall time", lambda s: f"{s.seconds:.0f} s"),
 )
