@@ -19,12 +19,14 @@ from temporalio.worker.workflow_sandbox import (
 
 from activities.people import PeopleActivities
 from activities.sending import ReminderSender
-from receivables.cases import connect
+from receivables.cases import connect, metrics_runtime
 from receivables.channels import MessageChannel, OutboxChannel
+from receivables.logs import configure_logging
 from receivables.providers.config import provider_channels_from_env
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
 from receivables.store import make_engine
+from receivables.task_gauges import TaskGauges
 from workflows.invoice import InvoiceWorkflow
 
 log = logging.getLogger(__name__)
@@ -108,14 +110,23 @@ async def run_worker(settings: Settings) -> None:
         settings.temporal.address,
         settings.temporal.namespace,
     )
-    await worker.run()
+    runtime = metrics_runtime(settings.temporal.metrics_address)
+    if runtime is None:
+        await worker.run()
+        return
+    gauges = asyncio.create_task(TaskGauges(runtime.metric_meter, engine).keep_fresh())
+    try:
+        await worker.run()
+    finally:
+        gauges.cancel()
 
 
 def main() -> None:
     """Command line entry: ``python worker.py``; configuration comes from the environment."""
     argparse.ArgumentParser(description=__doc__).parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run_worker(load_settings()))
+    settings = load_settings()
+    configure_logging(settings.log_format, logging.INFO)
+    asyncio.run(run_worker(settings))
 
 
 if __name__ == "__main__":

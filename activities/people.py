@@ -38,6 +38,12 @@ class PeopleActivities:
             opened.task_id,
             request.kind,
             request.invoice_number,
+            extra={
+                "tenant": request.tenant,
+                "invoice": request.invoice_number,
+                "task_id": opened.task_id,
+                "outcome": "task opened",
+            },
         )
         return opened
 
@@ -73,7 +79,12 @@ class PeopleActivities:
             at=request.at,
             task_ids=request.task_ids,
         )
-        activity.logger.info("closed tasks %s: %s", closed, request.reason)
+        activity.logger.info(
+            "closed tasks %s: %s",
+            closed,
+            request.reason,
+            extra={"tenant": request.tenant, "task_ids": closed, "outcome": "closed"},
+        )
         return closed
 
     @activity.defn(name="escalate_task")

@@ -32,6 +32,7 @@ from receivables.ledger import (
     LedgerSnapshot,
     UnsettledAttempt,
 )
+from receivables.logs import contact_fields
 from receivables.messages import (
     STATEMENT_TEMPLATE,
     MessageContext,
@@ -257,6 +258,7 @@ class ReminderSender:
             key.step_id,
             key.invoice_number,
             gate.decision.reason,
+            extra=contact_fields(key, str(verdict), reason=gate.decision.reason),
         )
         _count(str(verdict), key.channel)
         if verdict is Verdict.DEFER:
@@ -318,7 +320,11 @@ class ReminderSender:
                 provider_message_id=message_id,
             )
         activity.logger.info(
-            "sent %s of %s by %s", key.step_id, key.invoice_number, key.channel
+            "sent %s of %s by %s",
+            key.step_id,
+            key.invoice_number,
+            key.channel,
+            extra=contact_fields(key, "sent"),
         )
         _count("sent", key.channel)
         return SendOutcome(SendStatus.SENT, key.channel, "sent", message_id)
@@ -373,6 +379,7 @@ class ReminderSender:
             key.step_id,
             key.invoice_number,
             failure,
+            extra=contact_fields(key, "failed", reason=str(failure)),
         )
         if isinstance(error, ProviderError) and error.failure is Failure.OPTED_OUT:
             suppress(
@@ -496,7 +503,11 @@ class ReminderSender:
                 SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
             )
         activity.logger.info(
-            "did not send %s of %s: %s", key.step_id, key.invoice_number, status
+            "did not send %s of %s: %s",
+            key.step_id,
+            key.invoice_number,
+            status,
+            extra=contact_fields(key, str(status)),
         )
         return SendOutcome(SendStatus(str(status)), key.channel, reason)
 

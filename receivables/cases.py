@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from receivables.money import format_money
 from receivables.payloads import CASE_DATA_CONVERTER
 from receivables.planning import days_past_due, plan_case, upcoming_step
 from receivables.policy import Policy, PolicyBook
-from receivables.settings import TemporalSettings
+from receivables.settings import CONCURRENT_STARTS, TemporalSettings
 from receivables.store import (
     Customer,
     Invoice,
@@ -412,10 +413,72 @@ async def change_due_date(
     return "due date moved; the case re-planned its steps"
 
 
+class CasesNotOpened(RuntimeError):
+    """Some invoices' cases could not be opened; every other case was. A re-run opens the rest."""
+
+    def __init__(
+        self, tenant: str, outcome: Counter[str], failures: dict[str, str]
+    ) -> None:
+        self.outcome, self.failures = outcome, failures
+        listed = "; ".join(
+            f"{number}: {reason}" for number, reason in sorted(failures.items())[:10]
+        )
+        more = f" (and {len(failures) - 10} more)" if len(failures) > 10 else ""
+        super().__init__(
+            f"{len(failures)} cases of tenant {tenant} were not opened ({listed}{more}); "
+            f"{outcome['opened']} opened, {outcome['already open']} already open. "
+            "Fix the cause and run open-cases again: cases already open are left alone"
+        )
+
+
 async def open_cases_without_one(
-    client: Client, engine: Engine, book: PolicyBook, tenant: str, *, task_queue: str
+    client: Client,
+    engine: Engine,
+    book: PolicyBook,
+    tenant: str,
+    *,
+    task_queue: str,
+    concurrent_starts: int = CONCURRENT_STARTS,
 ) -> Counter[str]:
-    """Start a case for every open invoice of a tenant; one that has a case is left alone."""
+    """Start a case for every open invoice of a tenant; one that has a case is left alone.
+
+    Up to ``concurrent_starts`` starts are in flight at once. An invoice whose start fails
+    does not stop the others; the failures are raised together as ``CasesNotOpened``.
+    """
+    rows = _open_invoices(engine, tenant)
+    outcome: Counter[str] = Counter()
+    failures: dict[str, str] = {}
+    now = datetime.now(UTC)
+    # One iterator shared by every starter, so each invoice is taken exactly once.
+    waiting = iter(rows)
+
+    async def start_waiting_cases() -> None:
+        for invoice, customer in waiting:
+            number = invoice.invoice_number
+            try:
+                policy = book.policies[invoice.policy_name or ""]
+                case = case_from_store(invoice, customer, policy, invoice.segment or "")
+                result = await start_case(client, case, task_queue=task_queue, now=now)
+            except Exception as error:  # reported per invoice; the others go on
+                failures[number] = str(error) or type(error).__name__
+                log.warning(
+                    "case of %s not opened: %s",
+                    number,
+                    failures[number],
+                    extra={"tenant": tenant, "invoice": number, "outcome": "failed"},
+                )
+                continue
+            outcome["opened" if result.started else "already open"] += 1
+
+    async with asyncio.TaskGroup() as starters:
+        for _ in range(max(1, min(concurrent_starts, len(rows)))):
+            starters.create_task(start_waiting_cases())
+    if failures:
+        raise CasesNotOpened(tenant, outcome, failures)
+    return outcome
+
+
+def _open_invoices(engine: Engine, tenant: str) -> list[tuple[Invoice, Customer]]:
     with session_scope(engine) as session:
         rows = session.exec(
             select(Invoice, Customer)
@@ -428,11 +491,4 @@ async def open_cases_without_one(
             )
             .where(Invoice.tenant == tenant, Invoice.status == InvoiceStatus.OPEN)
         ).all()
-    outcome: Counter[str] = Counter()
-    now = datetime.now(UTC)
-    for invoice, customer in rows:
-        policy = book.policies[invoice.policy_name or ""]
-        case = case_from_store(invoice, customer, policy, invoice.segment or "")
-        result = await start_case(client, case, task_queue=task_queue, now=now)
-        outcome["opened" if result.started else "already open"] += 1
-    return outcome
+    return list(rows)

@@ -239,7 +239,12 @@ def decide(
     ctx = _context(profile, debtor, attempt.channel, attempt, history)
     denial = _stop_reason(ctx, attempt)
     if denial is not None:
-        logger.info("denied %s contact: %s", attempt.channel, denial)
+        logger.info(
+            "denied %s contact: %s",
+            attempt.channel,
+            denial,
+            extra={"channel": attempt.channel, "outcome": "denied", "reason": denial},
+        )
         return ContactDecision(Verdict.DENY, None, denial, ctx.evaluated(), ctx.flags)
 
     at, reasons = _earliest_lawful(ctx, attempt.wanted_at)
@@ -254,7 +259,18 @@ def decide(
             Verdict.DEFER, at, reason, ctx.evaluated(), ctx.flags
         )
         local = at.astimezone(ctx.zones[0]).isoformat()
-        logger.info("deferred %s contact to %s: %s", attempt.channel, local, reason)
+        logger.info(
+            "deferred %s contact to %s: %s",
+            attempt.channel,
+            local,
+            reason,
+            extra={
+                "channel": attempt.channel,
+                "outcome": "deferred",
+                "until": local,
+                "reason": reason,
+            },
+        )
     return decision
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TASK_QUEUE = "invoices"
 DEFAULT_TENANT = "demo"
+# Case starts in flight at once when opening many: enough to keep a server busy (one at a
+# time ran at about a quarter of the server's rate), few enough not to flood it.
+CONCURRENT_STARTS = 32
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class TemporalSettings:
     tls_server_name: str | None = None
     # host:port for a Prometheus /metrics endpoint (Temporal's runtime metrics plus ours).
     metrics_address: str | None = None
+    concurrent_starts: int = CONCURRENT_STARTS
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Settings:
         default_factory=lambda: PROJECT_ROOT / "templates" / "messages"
     )
     tenant: str = DEFAULT_TENANT
+    # "text" for people reading a terminal, "json" for a log store (one object per line).
+    log_format: str = "text"
 
     @property
     def resolved_database_url(self) -> str:
@@ -72,10 +78,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         tls_server_ca_path=env.get("TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
         tls_server_name=env.get("TEMPORAL_TLS_SERVER_NAME"),
         metrics_address=env.get("DUNNING_METRICS_ADDRESS") or None,
+        concurrent_starts=int(
+            env.get("DUNNING_CONCURRENT_STARTS") or CONCURRENT_STARTS
+        ),
     )
     return Settings(
         data_dir=data_dir,
         database_url=env.get("DUNNING_DATABASE_URL", ""),
         temporal=temporal,
         tenant=env.get("DUNNING_TENANT", DEFAULT_TENANT),
+        log_format=env.get("DUNNING_LOG_FORMAT", "text").strip().lower() or "text",
     )

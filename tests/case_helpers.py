@@ -171,3 +171,38 @@ async def open_case(
     return CaseRun(
         client, engine, case, case_handle(client, case.tenant, case.invoice_number)
     )
+
+
+@dataclass(frozen=True)
+class SundayReminder:
+    """An invoice whose one e-mail reminder falls on a Sunday, and when it goes out."""
+
+    invoice: Invoice
+    customer: Customer
+    policy: Policy
+    monday_noon: datetime
+
+
+def add_sunday_reminder(engine: Engine, now: datetime) -> SundayReminder:
+    """Commit an invoice whose R+1 e-mail, under Chilean consumer rules, falls on a Sunday.
+
+    The contact rules defer it to Monday 08:00 in Santiago, where it is sent.
+    """
+    sunday = (now + timedelta(days=30)).date()
+    sunday += timedelta(days=(6 - sunday.weekday()) % 7)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=sunday - timedelta(days=31),
+        due_date=sunday - timedelta(days=1),
+        amount_minor=85_000,
+    )
+    step = {
+        "id": "R+1",
+        "offset_days": 1,
+        "channel": "email",
+        "template": "overdue-first",
+    }
+    policy = policy_with_steps(step, jurisdiction="cl.consumer")
+    monday_noon = santiago(sunday + timedelta(days=1), time(12, 0))
+    return SundayReminder(invoice, customer, policy, monday_noon)

@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import select
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
-from receivables.cases import StoredMoveResult, commit_money_movement
+from receivables.cases import (
+    CasesNotOpened,
+    StoredMoveResult,
+    case_handle,
+    commit_money_movement,
+    open_cases_without_one,
+)
+from receivables.demo import load_sample_portfolio
+from receivables.policy import load_policy_book
+from receivables.schema import migrate
+from receivables.settings import PROJECT_ROOT, Settings, TemporalSettings
 from receivables.store import (
     Invoice,
     InvoiceStatus,
     Payment,
     PaymentKind,
     find_invoice,
+    make_engine,
     session_scope,
 )
 from tests.case_helpers import add_invoice
@@ -176,3 +195,95 @@ def test_a_payment_racing_another_writer_of_the_invoice_loses_neither(
 
     assert result.balance_minor == 500_000
     assert stored_invoice(engine).balance_minor == 500_000
+
+
+# -- opening the cases of a whole portfolio ---------------------------------------------
+
+
+def sample_tenant(tmp_path: Path, size: int) -> tuple[Settings, Engine, list[str]]:
+    """A fresh tenant holding the sample portfolio; its settings, store and open folios."""
+    settings = Settings(
+        data_dir=tmp_path,
+        tenant=f"open-{uuid.uuid4().hex[:6]}",
+        temporal=TemporalSettings(task_queue=f"open-{uuid.uuid4().hex[:6]}"),
+        policies_dir=PROJECT_ROOT / "policies",
+    )
+    migrate(settings.resolved_database_url)
+    load_sample_portfolio(settings, size=size)
+    engine = make_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        numbers = session.exec(
+            select(Invoice.invoice_number).where(
+                Invoice.tenant == settings.tenant, Invoice.status == InvoiceStatus.OPEN
+            )
+        ).all()
+    return settings, engine, list(numbers)
+
+
+async def end_cases(client: Client, tenant: str, numbers: list[str]) -> None:
+    """Terminate the cases a test opened, so none lingers on the shared server."""
+    for number in numbers:
+        with contextlib.suppress(RPCError):
+            await case_handle(client, tenant, number).terminate(reason="test over")
+
+
+async def test_two_operators_opening_at_once_open_each_case_exactly_once(
+    local_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings, engine, numbers = sample_tenant(tmp_path, size=40)
+    book = load_policy_book(settings.policies_dir)
+
+    async def open_all() -> Counter[str]:
+        return await open_cases_without_one(
+            local_env.client,
+            engine,
+            book,
+            settings.tenant,
+            task_queue=settings.temporal.task_queue,
+            concurrent_starts=8,
+        )
+
+    try:
+        # No worker polls the queue: the cases wait on their first task and are ended below.
+        first, second = await asyncio.gather(open_all(), open_all())
+        described = [
+            await case_handle(local_env.client, settings.tenant, number).describe()
+            for number in numbers
+        ]
+    finally:
+        await end_cases(local_env.client, settings.tenant, numbers)
+
+    assert len(numbers) >= 20
+    assert first["opened"] + second["opened"] == len(numbers)
+    assert first["already open"] + second["already open"] == len(numbers)
+    assert set(first) | set(second) <= {"opened", "already open"}
+    assert all(d.status == WorkflowExecutionStatus.RUNNING for d in described)
+
+
+async def test_an_invoice_that_cannot_open_is_named_and_the_others_still_open(
+    local_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings, engine, numbers = sample_tenant(tmp_path, size=12)
+    broken = numbers[0]
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, settings.tenant, broken)
+        assert invoice is not None
+        invoice.policy_name = "withdrawn-policy"
+        session.add(invoice)
+
+    try:
+        with pytest.raises(CasesNotOpened) as refused:
+            await open_cases_without_one(
+                local_env.client,
+                engine,
+                load_policy_book(settings.policies_dir),
+                settings.tenant,
+                task_queue=settings.temporal.task_queue,
+            )
+    finally:
+        await end_cases(local_env.client, settings.tenant, numbers)
+
+    assert list(refused.value.failures) == [broken]
+    assert "withdrawn-policy" in refused.value.failures[broken]
+    assert refused.value.outcome == {"opened": len(numbers) - 1}
+    assert broken in str(refused.value) and "open-cases again" in str(refused.value)

@@ -130,3 +130,17 @@ def test_the_report_renders_as_a_table_and_as_json(
 async def test_sizes_must_be_above_zero(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sizes"):
         await run_scale_benchmark(sizes=[0], work_dir=tmp_path)
+
+
+async def test_a_size_run_unspread_only_imports_opens_and_reminds_one_tenant(
+    tmp_path: Path,
+) -> None:
+    report = await run_scale_benchmark(
+        sizes=[4], work_dir=tmp_path, trivial_runs=3, spread_burst=False
+    )
+
+    (size,) = report.sizes
+    assert size.rows_imported == size.cases_opened == size.unspread.sends == 4
+    assert size.spread is None
+    assert "| Burst, spread 5 min: sends | not run |" in report.to_markdown()
+    assert report.as_dict()["derived"][0]["spread_sends_per_second"] is None

@@ -1108,7 +1108,16 @@ class InvoiceWorkflow:
         self._facts_version += 1
         self._record(kind, f"{detail}; balance {self._money(self._balance())}")
         self._track_silence()
-        workflow.logger.info("case %s: %s", self._case.invoice_number, kind)
+        workflow.logger.info(
+            "case %s: %s",
+            self._case.invoice_number,
+            kind,
+            extra={
+                "tenant": self._case.tenant,
+                "invoice": self._case.invoice_number,
+                "outcome": kind,
+            },
+        )
 
     def _command_done(
         self, action: str, command: SupervisorCommand | Any, detail: str
@@ -1168,6 +1177,13 @@ class InvoiceWorkflow:
                 self._case.invoice_number,
                 item.step.step_id,
                 item.reason,
+                extra={
+                    "tenant": self._case.tenant,
+                    "invoice": self._case.invoice_number,
+                    "step": item.step.step_id,
+                    "outcome": "skipped",
+                    "reason": item.reason,
+                },
             )
 
     # -- what the Temporal UI shows --------------------------------------------------------
