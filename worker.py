@@ -95,6 +95,7 @@ def build_worker(
         ],
         activity_executor=ThreadPoolExecutor(max_workers=ACTIVITY_THREADS),
         max_concurrent_activities=ACTIVITY_THREADS,
+        max_task_queue_activities_per_second=settings.temporal.max_sends_per_second,
     )
 
 

@@ -30,6 +30,10 @@ class TemporalSettings:
     # host:port for a Prometheus /metrics endpoint (Temporal's runtime metrics plus ours).
     metrics_address: str | None = None
     concurrent_starts: int = CONCURRENT_STARTS
+    # Activities per second on the case task queue, for all workers together; the server
+    # enforces it, so it holds however many workers run. Sends are nearly all of them, which
+    # keeps a segment falling due at once within the providers' rate limits. None: no cap.
+    max_sends_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,25 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _positive(
+    env: dict[str, str], name: str, parse: type[int] | type[float]
+) -> float | None:
+    """A positive number from ``name``, or None when it is not set."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = parse(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(
+            f"{name}={raw!r} is not a positive {parse.__name__}: set a number above 0, "
+            "or unset it for the default"
+        )
+    return value
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from ``DUNNING_*`` and ``TEMPORAL_*`` environment variables."""
     env = dict(os.environ if env is None else env)
@@ -79,8 +102,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         tls_server_name=env.get("TEMPORAL_TLS_SERVER_NAME"),
         metrics_address=env.get("DUNNING_METRICS_ADDRESS") or None,
         concurrent_starts=int(
-            env.get("DUNNING_CONCURRENT_STARTS") or CONCURRENT_STARTS
+            _positive(env, "DUNNING_CONCURRENT_STARTS", int) or CONCURRENT_STARTS
         ),
+        max_sends_per_second=_positive(env, "DUNNING_MAX_SENDS_PER_SECOND", float),
     )
     return Settings(
         data_dir=data_dir,

@@ -108,3 +108,25 @@ def test_without_a_mapping_the_process_environment_is_read(
 
     assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'x.sqlite'}"
     assert settings.temporal.namespace == "from-environment"
+
+
+def test_a_send_rate_cap_is_read_and_left_off_by_default() -> None:
+    assert load_settings({}).temporal.max_sends_per_second is None
+    capped = load_settings({"DUNNING_MAX_SENDS_PER_SECOND": "12.5"})
+    assert capped.temporal.max_sends_per_second == 12.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DUNNING_MAX_SENDS_PER_SECOND", "fast"),
+        ("DUNNING_MAX_SENDS_PER_SECOND", "0"),
+        ("DUNNING_CONCURRENT_STARTS", "-3"),
+        ("DUNNING_CONCURRENT_STARTS", "2.5"),
+    ],
+)
+def test_a_bad_number_names_its_variable_and_what_to_do(name: str, value: str) -> None:
+    with pytest.raises(
+        ValueError, match=rf"{name}='{value}' is not a positive .*above 0"
+    ):
+        load_settings({name: value})

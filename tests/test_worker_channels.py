@@ -7,17 +7,18 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.sending import ReminderSender
 from receivables.case import SendReminderRequest, SendStatus
 from receivables.channels import OutboxChannel
 from receivables.ledger import ContactLedger
 from receivables.providers.sendgrid_email import SendGridEmailChannel
+from receivables.settings import load_settings
 from receivables.store import make_engine
 from tests.case_helpers import add_invoice
 from tests.fakes.fake_sendgrid import FakeSendGrid
-from worker import default_channels
+from worker import build_worker, default_channels
 
 pytest_plugins = ("tests.fakes.fixtures",)
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "messages"
@@ -78,3 +79,20 @@ def test_a_reminder_goes_through_sendgrid_with_a_spec_valid_request(
     [entry] = ContactLedger(engine).entries_for("test", "0000611365")
     assert entry.provider_message_id == outcome.message_id
     assert "0000611365" in fake_sendgrid.requests[-1].json()["subject"]
+
+
+async def test_the_send_rate_cap_reaches_the_worker_for_the_server_to_enforce(
+    sqlite_url: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    settings = load_settings({"DUNNING_MAX_SENDS_PER_SECOND": "20"})
+    engine = make_engine(sqlite_url)
+
+    capped = build_worker(
+        time_skipping_env.client, engine, settings, task_queue="rate-cap-capped"
+    )
+    uncapped = build_worker(
+        time_skipping_env.client, engine, load_settings({}), task_queue="rate-cap-free"
+    )
+
+    assert capped.config()["max_task_queue_activities_per_second"] == 20.0
+    assert uncapped.config()["max_task_queue_activities_per_second"] is None
