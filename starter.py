@@ -50,6 +50,7 @@ from receivables.planning import format_local
 from receivables.policy import PolicyError, load_policy_book
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
+from receivables.simulation import DisputeTiming
 from receivables.store import (
     Invoice,
     OutboxMessage,
@@ -438,7 +439,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from receivables.replay_channels import ProviderReplay, configured_endpoints
     from receivables.report import headline_text, write_html_report
-    from receivables.simulation import DisputeTiming, replay_kpis, simulate
+    from receivables.simulation import replay_kpis, simulate
 
     providers = None
     if args.through_providers:
@@ -454,6 +455,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
             "note: provider settings are ignored; the replay writes its reminders to a "
             "scratch outbox (--through-providers sends them through the providers)"
         )
+    timing = DisputeTiming(args.dispute_opens_after, args.dispute_resolves_before)
     runs = [("policies", settings)]
     if args.compare_policies:
         alternative = dataclasses.replace(
@@ -470,7 +472,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
                     settings=run_settings,
                     work_dir=Path(work_dir),
                     jurisdiction=args.jurisdiction,
-                    disputes=DisputeTiming() if args.replay_disputes else None,
+                    disputes=timing if args.replay_disputes else None,
                     providers=providers,
                 )
             )
@@ -652,9 +654,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay-disputes",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="open each disputed row's dispute 5 days after issue and reject it 3 days "
-        "before settlement (the default); with --no-replay-disputes disputed rows open "
-        "in dispute and stay so",
+        help="open each disputed row's dispute after issue and reject it before "
+        "settlement (the default); with --no-replay-disputes disputed rows open in "
+        "dispute and stay so",
+    )
+    sim.add_argument(
+        "--dispute-opens-after",
+        type=int,
+        default=DisputeTiming.opens_after_days,
+        metavar="DAYS",
+        help="days after issue a replayed dispute opens (default %(default)s)",
+    )
+    sim.add_argument(
+        "--dispute-resolves-before",
+        type=int,
+        default=DisputeTiming.resolves_days_before,
+        metavar="DAYS",
+        help="days before settlement a replayed dispute is rejected (default %(default)s)",
     )
     sim.add_argument(
         "--jurisdiction",

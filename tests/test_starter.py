@@ -191,3 +191,20 @@ def test_a_replay_of_a_file_without_invoices_says_so_without_a_traceback(
     err = capsys.readouterr().err
     assert "error: the replay stopped: the portfolio has no invoices to replay" in err
     assert "Traceback" not in err
+
+
+def test_replayed_dispute_offsets_are_the_operators_and_checked_first(
+    store: str, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    portfolio = shared_dir / "data" / "ar" / "ibm_accounts_receivable.csv"
+
+    code = starter.main(
+        [
+            *("simulate", str(portfolio), "--mapping", "ibm-ar"),
+            *("--dispute-opens-after", "-2"),
+        ]
+    )
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "dispute offsets are whole days, zero or more; got -2 after issue" in err
