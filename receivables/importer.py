@@ -11,7 +11,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -87,11 +87,13 @@ class RowError:
     reason: str
     hint: str
     invoice_number: str | None = None
+    column: str | None = None  # the file's own header for the field, as people know it
 
     def describe(self, file_name: str) -> str:
-        """One line a person can act on: file, row, field, value, reason, remedy."""
+        """One line a person can act on: file, row, column, value, reason, remedy."""
+        where = f"column {self.column!r} ({self.field})" if self.column else self.field
         return (
-            f"{file_name} row {self.row}, {self.field} {self.value!r}: {self.reason}. "
+            f"{file_name} row {self.row}, {where} {self.value!r}: {self.reason}. "
             f"{sentence(self.hint)}"
         )
 
@@ -554,16 +556,22 @@ class _RowReader:
         self.row, self.cells, self.mapping = row, cells, mapping
         self.errors: list[RowError] = []
 
+    def header(self, name: str) -> str | None:
+        """The file's column that holds a field, if the mapping names one."""
+        if name == "currency":
+            return self.mapping.currency.column
+        header = getattr(self.mapping.columns, name, None)
+        return header if isinstance(header, str) else None
+
     def text(self, name: str) -> str:
         """The stripped cell of a field; empty when the mapping has no column for it."""
-        header = getattr(self.mapping.columns, name, None)
-        if name == "currency":
-            header = self.mapping.currency.column
+        header = self.header(name)
         return self.cells.get(header, "").strip() if header else ""
 
     def fail(self, name: str, value: str, reason: str, hint: str) -> None:
-        """Record an error on a field of this row."""
-        self.errors.append(RowError(self.row, name, value, reason, hint))
+        """Record an error on a field of this row, under the file's own column name."""
+        error = RowError(self.row, name, value, reason, hint, column=self.header(name))
+        self.errors.append(error)
 
     def read(self, name: str, convert: Callable[[str], T], hint: str) -> T | None:
         """Convert a field's cell; on failure record why and return None."""
@@ -812,9 +820,7 @@ def _check_derived_due(reader: _RowReader, issue: date, terms: int) -> None:
 
 
 def _with_number(error: RowError, number: str) -> RowError:
-    return RowError(
-        error.row, error.field, error.value, error.reason, error.hint, number or None
-    )
+    return replace(error, invoice_number=number or None)
 
 
 def _shape_errors(
@@ -855,6 +861,7 @@ def _cell_error(
     hidden = hidden_character(cell.strip())
     if hidden is None:
         return None
+    column = mapping.columns.declared().get(field)
     hint = (
         "delete it in the source: control and text-direction characters make a "
         "value show differently from what it holds"
@@ -865,7 +872,12 @@ def _cell_error(
             f"encoding: cp1252 in mapping {mapping.name}"
         )
     return RowError(
-        row, field, cell.strip(), f"has an invisible character ({hidden})", hint
+        row,
+        field,
+        cell.strip(),
+        f"has an invisible character ({hidden})",
+        hint,
+        column=column,
     )
 
 

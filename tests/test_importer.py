@@ -314,6 +314,11 @@ def test_dates_follow_the_declared_format_and_are_never_guessed(
     error = us.rejected[0]
     assert (error.row, error.field, error.value) == (2, "issue_date", "24/01/2026")
     assert "MM/DD/YYYY" in error.reason and "01/24/2026" in error.hint
+    # People know their file by its own headers: the message names the column first.
+    assert error.column == "issued"
+    assert "us.csv row 2, column 'issued' (issue_date) '24/01/2026'" in error.describe(
+        "us.csv"
+    )
     assert stored_invoice(sqlite_url, "0002").issue_date == date(2026, 1, 9)
     assert find_invoice_count(sqlite_url) == 1
 
@@ -755,7 +760,7 @@ def test_report_lists_every_row_as_csv_and_json(
     ]
     assert "issue_date" in lines[1]["detail"] and "DD/MM/YYYY" in lines[1]["detail"]
     assert data["accepted"] == ["0001"] and data["rejected"][0]["row"] == 3
-    assert "p.csv row 3, issue_date '2026-01-05'" in report.summary()
+    assert "p.csv row 3, column 'issued' (issue_date) '2026-01-05'" in report.summary()
 
 
 def test_unknown_mapping_names_the_known_ones(policies: Path) -> None:
@@ -1417,7 +1422,7 @@ def test_a_payment_form_other_than_1_2_or_3_names_file_row_and_field(
     errors = {error.row: error for error in report.rejected}
     assert errors[3].field == "payment_form"
     message = errors[3].describe("facts.csv")
-    assert "facts.csv row 3, payment_form '4'" in message
+    assert "facts.csv row 3, column 'FmaPago' (payment_form) '4'" in message
     assert "1 cash, 2 credit, 3 free" in message
     assert errors[4].field == "ceded_on"
     assert "Write the date of the cession" in errors[4].describe("facts.csv")
