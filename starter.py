@@ -786,7 +786,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--group-by", choices=["segment", "customer", "policy", "executive"]
     )
     report.add_argument(
-        "--since", help="period start, YYYY-MM-DD; default twelve months to --as-of"
+        "--since",
+        help="period start, YYYY-MM-DD; default: the first day of the twelve calendar "
+        "months that end with the month of --as-of",
     )
     report.set_defaults(handler=cmd_report)
 
