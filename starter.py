@@ -52,6 +52,7 @@ from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
 from receivables.simulation import DisputeTiming
 from receivables.store import (
+    ContactStatus,
     Invoice,
     OutboxMessage,
     PaymentKind,
@@ -329,7 +330,7 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
     invoice = _invoice(settings, args.invoice)
     zone = _debtor_zone(settings, invoice)
 
-    async def show() -> None:
+    async def show() -> Stage:
         client = await connect(settings.temporal)
         handle = case_handle(client, settings.tenant, args.invoice)
         state = await handle.query(InvoiceWorkflow.state)
@@ -339,22 +340,34 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
             f"{format_amount(state.balance_minor, state.currency)}, due {state.due_date}, "
             f"policy {state.policy_name}@{state.policy_version}"
         )
-        if state.waiting_for:
+        if state.stage.is_terminal:
+            print(f"case ended: {state.stage}; nothing is pending")
+        elif state.waiting_for:
             print(f"waiting for: {state.waiting_for}")
         for entry in timeline:
             print(f"  {format_local(entry.at, zone)}  {entry.kind:<18} {entry.detail}")
+        return state.stage
 
-    asyncio.run(show())
+    stage = asyncio.run(show())
     print("contact ledger (step, channel, status, attempts, last reason):")
     for entry in ContactLedger(make_engine(settings.resolved_database_url)).entries_for(
         settings.tenant, args.invoice
     ):
         reason = "" if entry.reason in (None, "sent") else f"  {entry.reason}"
+        status = ledger_status_shown(entry.status, stage)
         print(
-            f"  {entry.step_id:<8} {entry.channel:<8} {entry.status:<9} "
-            f"x{entry.attempts}{reason}"
+            f"  {entry.step_id:<8} {entry.channel:<8} {status:<10} x{entry.attempts}{reason}"
         )
     return 0
+
+
+def ledger_status_shown(status: str, stage: Stage) -> str:
+    """A ledger status as `case` shows it: an ended case's deferred step was superseded."""
+    # A deferred contact waits for its new instant only while the case runs; once the case
+    # ended that instant never comes, and "deferred" would read as still pending.
+    if stage.is_terminal and status == ContactStatus.DEFERRED:
+        return "superseded"
+    return status
 
 
 def _debtor_zone(settings: Settings, invoice: Invoice) -> str:

@@ -17,10 +17,16 @@ from temporalio.testing import WorkflowEnvironment
 
 import starter
 from receivables import people_cli
+from receivables.case import Stage
 from receivables.commitments import promises_of
 from receivables.planning import local_date_of
 from receivables.schema import migrate
-from receivables.store import make_engine, session_scope
+from receivables.store import (
+    ContactLedgerEntry,
+    ContactStatus,
+    make_engine,
+    session_scope,
+)
 from receivables.tasks import HumanTask, TaskStatus
 from tests.case_helpers import (
     CaseRun,
@@ -245,3 +251,60 @@ async def test_a_completion_whose_store_write_failed_finishes_on_retry_once(
     ]
     # A different outcome for a task already done is refused, not applied.
     assert refused == 2 and f"task {task.id}" in error
+
+
+async def test_a_paid_case_says_it_ended_and_shows_nothing_pending(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = await local_env.get_current_time()
+    today = local_date_of(now, "America/Santiago")
+    invoice, customer = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today + timedelta(days=60),
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    with session_scope(store) as session:
+        # A contact rule had moved the step; the payment comes before its new instant.
+        session.add(
+            ContactLedgerEntry(
+                tenant=tenant,
+                invoice_number=folio,
+                step_id="R+15",
+                channel="sms",
+                recipient="+56900000000",
+                status=ContactStatus.DEFERRED,
+                reason="quiet hours",
+                policy_name="test-policy",
+                policy_version=1,
+                planned_at=now + timedelta(days=75),
+            )
+        )
+    steps = {"id": "R+15", "offset_days": 15, "channel": "sms", "template": "x"}
+    async with running_worker(local_env.client, store) as (_, queue):
+        run = await open_case(
+            local_env.client,
+            store,
+            invoice,
+            customer,
+            policy_with_steps(steps),
+            queue,
+            now,
+        )
+        assert await run.handle.query(InvoiceWorkflow.state)
+        assert await run_command(["pay", folio, "250000", "--reference", "B1"]) == 0
+        final = await run.handle.result()
+        capsys.readouterr()
+        assert await run_command(["case", folio]) == 0
+        shown = capsys.readouterr().out
+
+    assert final.stage is Stage.PAID and final.waiting_for == ""
+    assert "case ended: paid; nothing is pending" in shown
+    assert "waiting for" not in shown
+    assert "superseded" in shown and "deferred" not in shown

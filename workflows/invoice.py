@@ -467,7 +467,8 @@ class InvoiceWorkflow:
             currency=self._case.currency,
             steps_done=sorted(self._done),
             next_step=self.next_step(),
-            waiting_for=self._waiting_for,
+            # An ended case waits for nothing; the label of its last wait is history.
+            waiting_for="" if self._stage().is_terminal else self._waiting_for,
             paused=self._pause is not None,
             disputed_minor=self._disputed(),
             promised=self._promise is not None,
