@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
+from temporalio.client import WorkflowUpdateFailedError
+
 from receivables.case import (
     CommandReceipt,
     DisputeCategory,
@@ -120,7 +122,11 @@ def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
     async def tell_case() -> None:
         client = await connect(settings.temporal)
         handle = case_handle(client, settings.tenant, task.invoice_number)
-        await handle.execute_update(InvoiceWorkflow.complete_task, outcome)
+        try:
+            await handle.execute_update(InvoiceWorkflow.complete_task, outcome)
+        except WorkflowUpdateFailedError as error:
+            # The case's validator says why it refused, and what to run instead.
+            raise ValueError(str(error.cause or error)) from None
 
     asyncio.run(tell_case())
     complete_task(engine, args.task_id, args.person, outcome, now)

@@ -308,3 +308,53 @@ async def test_a_paid_case_says_it_ended_and_shows_nothing_pending(
     assert "case ended: paid; nothing is pending" in shown
     assert "waiting for" not in shown
     assert "superseded" in shown and "deferred" not in shown
+
+
+async def test_a_dispute_task_cannot_be_completed_while_its_dispute_is_open(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = await local_env.get_current_time()
+    today = local_date_of(now, "America/Santiago")
+    invoice, customer = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today + timedelta(days=60),
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    steps = {"id": "R+1", "offset_days": 1, "channel": "email", "template": "x"}
+    async with running_worker(local_env.client, store) as (_, queue):
+        run = await open_case(
+            local_env.client,
+            store,
+            invoice,
+            customer,
+            policy_with_steps(steps),
+            queue,
+            now,
+        )
+        opening = ["dispute", "open", folio, "--amount", "250000", "--id", "D1"]
+        assert (
+            await run_command([*opening, "--category", "other", "--by", "exec-01"]) == 0
+        )
+        [task] = await eventually(lambda: tasks_of(store, folio))
+        capsys.readouterr()
+        complete = ["task", "complete", str(task.id), "--as", task.assignee_id]
+        refused = await run_command([*complete, "--outcome", "resolved"])
+        error = capsys.readouterr().err
+        still_disputed = (await run.handle.query(InvoiceWorkflow.state)).disputed_minor
+        resolving = ["dispute", "resolve", folio, "D1", "rejected", "--by", "sup-01"]
+        assert await run_command(resolving) == 0
+        state = await run.handle.query(InvoiceWorkflow.state)
+        await run.handle.terminate("test over")
+
+    assert refused == 2
+    assert f"starter.py dispute resolve {folio} D1" in error
+    assert still_disputed == 250_000
+    # Resolving the dispute ended it and closed its task: nothing is left half done.
+    assert state.disputed_minor == 0 and state.open_tasks == []
