@@ -32,7 +32,9 @@ from receivables.cases import (
     close_in_store,
     commit_money_movement,
     connect,
+    invoices_waiting_for_a_due_date,
     open_cases_without_one,
+    set_due_date_command,
 )
 from receivables.devserver import DevServerError
 from receivables.governance import GOVERNANCE_FILE, sync_governance
@@ -54,6 +56,7 @@ from receivables.simulation import DisputeTiming
 from receivables.store import (
     ContactStatus,
     Invoice,
+    InvoiceStatus,
     OutboxMessage,
     PaymentKind,
     find_customer,
@@ -101,7 +104,19 @@ def open_missing_cases(settings: Settings) -> str:
             "invoices are stored: start Temporal (starter.py server) and run "
             "'starter.py open-cases'"
         ) from None
-    return f"cases opened: {outcome['opened']}; already open: {outcome['already open']}"
+    opened = (
+        f"cases opened: {outcome['opened']}; already open: {outcome['already open']}"
+    )
+    waiting = invoices_waiting_for_a_due_date(
+        make_engine(settings.resolved_database_url), settings.tenant
+    )
+    if not waiting:
+        return opened
+    shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")
+    return (
+        f"{opened}; waiting for a due date: {len(waiting)} ({shown}). Give each its "
+        f"due date, which opens its case: '{set_due_date_command('FOLIO')}'"
+    )
 
 
 def cmd_open_cases(args: argparse.Namespace, settings: Settings) -> int:
@@ -328,6 +343,14 @@ def cmd_import_sii(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
     """Show a case as its workflow sees it: stage, balance, next step, timeline and ledger."""
     invoice = _invoice(settings, args.invoice)
+    if invoice.status == InvoiceStatus.NEEDS_DUE_DATE:
+        # No case runs without a due date: asking Temporal would only say "not found".
+        print(
+            f"invoice {args.invoice}: waiting for a due date; no case is open and nobody "
+            "is contacted. Give it a due date, which opens its case: "
+            f"'{set_due_date_command(args.invoice)}'"
+        )
+        return 0
     zone = _debtor_zone(settings, invoice)
 
     async def show() -> Stage:

@@ -24,6 +24,8 @@ from receivables.schema import migrate
 from receivables.store import (
     ContactLedgerEntry,
     ContactStatus,
+    Invoice,
+    InvoiceStatus,
     make_engine,
     session_scope,
 )
@@ -358,3 +360,49 @@ async def test_a_dispute_task_cannot_be_completed_while_its_dispute_is_open(
     assert still_disputed == 250_000
     # Resolving the dispute ended it and closed its task: nothing is left half done.
     assert state.disputed_minor == 0 and state.open_tasks == []
+
+
+async def test_an_invoice_without_a_due_date_points_to_the_command_that_opens_its_case(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    today = datetime.now(UTC).date()
+    invoice, _ = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today,
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    with session_scope(store) as session:
+        # As an import stores a row whose due date it could not derive.
+        stored = session.get(Invoice, invoice.id)
+        assert stored is not None
+        stored.due_date = None
+        stored.status = InvoiceStatus.NEEDS_DUE_DATE
+        stored.policy_name, stored.segment = "preventive-b2b", "b2b"
+        session.add(stored)
+    due = (today + timedelta(days=60)).isoformat()
+    async with running_worker(local_env.client, store) as (_, queue):
+        monkeypatch.setenv("DUNNING_TASK_QUEUE", queue)
+        capsys.readouterr()
+        assert await run_command(["case", folio]) == 0
+        case_before = capsys.readouterr().out
+        assert await run_command(["open-cases"]) == 0
+        open_cases = capsys.readouterr().out
+        moving = ["move-due", folio, due, "--reason", "agreed with the buyer"]
+        assert await run_command(moving) == 0
+        handle = local_env.client.get_workflow_handle(f"invoice/{tenant}/{folio}")
+        state = await handle.query(InvoiceWorkflow.state)
+        await handle.terminate("test over")
+
+    assert "waiting for a due date" in case_before
+    assert f"starter.py move-due {folio} YYYY-MM-DD --reason TEXT" in case_before
+    assert "waiting for a due date: 1" in open_cases
+    assert "starter.py move-due FOLIO YYYY-MM-DD --reason TEXT" in open_cases
+    assert state.due_date.isoformat() == due
