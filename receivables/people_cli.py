@@ -29,6 +29,8 @@ from receivables.case import (
 from receivables.cases import case_handle, commit_money_movement, connect
 from receivables.governance import (
     GOVERNANCE_FILE,
+    Role,
+    check_person,
     reassign_customer,
     sync_governance,
 )
@@ -48,6 +50,9 @@ from workflows.invoice import InvoiceWorkflow
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
+# Who may pause, resume, escalate, reassign or annotate cases: not an executive.
+SUPERVISING_ROLES = frozenset({Role.SUPERVISOR, Role.STRATEGIC})
+
 
 # -- the executive's inbox ---------------------------------------------------------------
 
@@ -55,6 +60,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
     """My open tasks by due time; with --team, my executives' too (breached ones marked)."""
     engine = make_engine(settings.resolved_database_url)
+    check_person(engine, settings.tenant, args.person)
     items = inbox(engine, settings.tenant, args.person, team=args.team)
     if not items:
         print(f"no open tasks for {args.person}")
@@ -229,6 +235,7 @@ def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
     """Pause, resume, escalate, reassign or annotate one case or all a query selects."""
     command = _supervisor_command(args)
     engine = make_engine(settings.resolved_database_url)
+    check_person(engine, settings.tenant, args.actor, roles=SUPERVISING_ROLES)
 
     async def run() -> int:
         client = await connect(settings.temporal)
