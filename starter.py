@@ -32,7 +32,9 @@ from receivables.cases import (
     close_in_store,
     commit_money_movement,
     connect,
+    invoices_waiting_for_a_due_date,
     open_cases_without_one,
+    set_due_date_command,
 )
 from receivables.devserver import DevServerError
 from receivables.governance import GOVERNANCE_FILE, sync_governance
@@ -52,7 +54,9 @@ from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
 from receivables.simulation import DisputeTiming
 from receivables.store import (
+    ContactStatus,
     Invoice,
+    InvoiceStatus,
     OutboxMessage,
     PaymentKind,
     find_customer,
@@ -100,7 +104,19 @@ def open_missing_cases(settings: Settings) -> str:
             "invoices are stored: start Temporal (starter.py server) and run "
             "'starter.py open-cases'"
         ) from None
-    return f"cases opened: {outcome['opened']}; already open: {outcome['already open']}"
+    opened = (
+        f"cases opened: {outcome['opened']}; already open: {outcome['already open']}"
+    )
+    waiting = invoices_waiting_for_a_due_date(
+        make_engine(settings.resolved_database_url), settings.tenant
+    )
+    if not waiting:
+        return opened
+    shown = ", ".join(waiting[:5]) + (", ..." if len(waiting) > 5 else "")
+    return (
+        f"{opened}; waiting for a due date: {len(waiting)} ({shown}). Give each its "
+        f"due date, which opens its case: '{set_due_date_command('FOLIO')}'"
+    )
 
 
 def cmd_open_cases(args: argparse.Namespace, settings: Settings) -> int:
@@ -327,9 +343,17 @@ def cmd_import_sii(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
     """Show a case as its workflow sees it: stage, balance, next step, timeline and ledger."""
     invoice = _invoice(settings, args.invoice)
+    if invoice.status == InvoiceStatus.NEEDS_DUE_DATE:
+        # No case runs without a due date: asking Temporal would only say "not found".
+        print(
+            f"invoice {args.invoice}: waiting for a due date; no case is open and nobody "
+            "is contacted. Give it a due date, which opens its case: "
+            f"'{set_due_date_command(args.invoice)}'"
+        )
+        return 0
     zone = _debtor_zone(settings, invoice)
 
-    async def show() -> None:
+    async def show() -> Stage:
         client = await connect(settings.temporal)
         handle = case_handle(client, settings.tenant, args.invoice)
         state = await handle.query(InvoiceWorkflow.state)
@@ -339,22 +363,34 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
             f"{format_amount(state.balance_minor, state.currency)}, due {state.due_date}, "
             f"policy {state.policy_name}@{state.policy_version}"
         )
-        if state.waiting_for:
+        if state.stage.is_terminal:
+            print(f"case ended: {state.stage}; nothing is pending")
+        elif state.waiting_for:
             print(f"waiting for: {state.waiting_for}")
         for entry in timeline:
             print(f"  {format_local(entry.at, zone)}  {entry.kind:<18} {entry.detail}")
+        return state.stage
 
-    asyncio.run(show())
+    stage = asyncio.run(show())
     print("contact ledger (step, channel, status, attempts, last reason):")
     for entry in ContactLedger(make_engine(settings.resolved_database_url)).entries_for(
         settings.tenant, args.invoice
     ):
         reason = "" if entry.reason in (None, "sent") else f"  {entry.reason}"
+        status = ledger_status_shown(entry.status, stage)
         print(
-            f"  {entry.step_id:<8} {entry.channel:<8} {entry.status:<9} "
-            f"x{entry.attempts}{reason}"
+            f"  {entry.step_id:<8} {entry.channel:<8} {status:<10} x{entry.attempts}{reason}"
         )
     return 0
+
+
+def ledger_status_shown(status: str, stage: Stage) -> str:
+    """A ledger status as `case` shows it: an ended case's deferred step was superseded."""
+    # A deferred contact waits for its new instant only while the case runs; once the case
+    # ended that instant never comes, and "deferred" would read as still pending.
+    if stage.is_terminal and status == ContactStatus.DEFERRED:
+        return "superseded"
+    return status
 
 
 def _debtor_zone(settings: Settings, invoice: Invoice) -> str:

@@ -278,7 +278,7 @@ def _refuse_unless_open(invoice: Invoice, action: str) -> None:
         raise CaseCommandRefused(
             f"cannot {action} invoice {invoice.invoice_number}: it is {invoice.status}"
             + (
-                "; set its due date with move-due first"
+                f"; set its due date first: '{set_due_date_command(invoice.invoice_number)}'"
                 if invoice.status == InvoiceStatus.NEEDS_DUE_DATE
                 else "; nothing was changed"
             )
@@ -476,6 +476,25 @@ async def open_cases_without_one(
     if failures:
         raise CasesNotOpened(tenant, outcome, failures)
     return outcome
+
+
+def invoices_waiting_for_a_due_date(engine: Engine, tenant: str) -> list[str]:
+    """Folios of the tenant's invoices stored without a due date: no case opens for them."""
+    with session_scope(engine) as session:
+        folios = session.exec(
+            select(Invoice.invoice_number)
+            .where(
+                Invoice.tenant == tenant,
+                Invoice.status == InvoiceStatus.NEEDS_DUE_DATE,
+            )
+            .order_by(col(Invoice.invoice_number))
+        ).all()
+    return list(folios)
+
+
+def set_due_date_command(folio: str) -> str:
+    """The command that gives an invoice its due date and, if it had none, opens its case."""
+    return f"starter.py move-due {folio} YYYY-MM-DD --reason TEXT"
 
 
 def _open_invoices(engine: Engine, tenant: str) -> list[tuple[Invoice, Customer]]:

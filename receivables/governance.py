@@ -378,6 +378,44 @@ def find_person(session: Session, tenant: str, person_id: str) -> Person:
     return person
 
 
+def check_person(
+    engine: Engine, tenant: str, person_id: str, *, roles: frozenset[Role] | None = None
+) -> Person:
+    """An active person of the tenant, holding one of ``roles`` if given; else refused.
+
+    A typo in an id must not read as an empty inbox or pass as a supervisor: the refusal
+    lists the ids the store knows and where they come from.
+    """
+    with session_scope(engine) as session:
+        people = session.exec(
+            select(Person)
+            .where(Person.tenant == tenant, col(Person.active))
+            .order_by(col(Person.person_id))
+        ).all()
+    source = f"policies/{GOVERNANCE_FILE}, loaded by 'starter.py sync-people'"
+    if not people:
+        raise GovernanceError(
+            f"tenant {tenant!r} has no people yet: run 'starter.py sync-people', which "
+            f"loads policies/{GOVERNANCE_FILE}"
+        )
+    person = next((p for p in people if p.person_id == person_id), None)
+    if person is None:
+        known = ", ".join(p.person_id for p in people)
+        raise GovernanceError(
+            f"no active person {person_id!r} in tenant {tenant!r}; known ids: {known} "
+            f"(from {source})"
+        )
+    if roles is not None and Role(person.role) not in roles:
+        allowed = (
+            ", ".join(p.person_id for p in people if Role(p.role) in roles) or "none"
+        )
+        wanted = " or ".join(sorted(roles))
+        raise GovernanceError(
+            f"{person_id} is {person.role}; this command needs a {wanted} ({allowed})"
+        )
+    return person
+
+
 def assignee_for(
     session: Session, tenant: str, customer_id: str, segment: str | None
 ) -> str:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
+from temporalio.client import WorkflowUpdateFailedError
+
 from receivables.case import (
     CommandReceipt,
     DisputeCategory,
@@ -27,6 +29,8 @@ from receivables.case import (
 from receivables.cases import case_handle, commit_money_movement, connect
 from receivables.governance import (
     GOVERNANCE_FILE,
+    Role,
+    check_person,
     reassign_customer,
     sync_governance,
 )
@@ -46,6 +50,9 @@ from workflows.invoice import InvoiceWorkflow
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
+# Who may pause, resume, escalate, reassign or annotate cases: not an executive.
+SUPERVISING_ROLES = frozenset({Role.SUPERVISOR, Role.STRATEGIC})
+
 
 # -- the executive's inbox ---------------------------------------------------------------
 
@@ -53,6 +60,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
     """My open tasks by due time; with --team, my executives' too (breached ones marked)."""
     engine = make_engine(settings.resolved_database_url)
+    check_person(engine, settings.tenant, args.person)
     items = inbox(engine, settings.tenant, args.person, team=args.team)
     if not items:
         print(f"no open tasks for {args.person}")
@@ -120,7 +128,11 @@ def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
     async def tell_case() -> None:
         client = await connect(settings.temporal)
         handle = case_handle(client, settings.tenant, task.invoice_number)
-        await handle.execute_update(InvoiceWorkflow.complete_task, outcome)
+        try:
+            await handle.execute_update(InvoiceWorkflow.complete_task, outcome)
+        except WorkflowUpdateFailedError as error:
+            # The case's validator says why it refused, and what to run instead.
+            raise ValueError(str(error.cause or error)) from None
 
     asyncio.run(tell_case())
     complete_task(engine, args.task_id, args.person, outcome, now)
@@ -223,6 +235,7 @@ def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
     """Pause, resume, escalate, reassign or annotate one case or all a query selects."""
     command = _supervisor_command(args)
     engine = make_engine(settings.resolved_database_url)
+    check_person(engine, settings.tenant, args.actor, roles=SUPERVISING_ROLES)
 
     async def run() -> int:
         client = await connect(settings.temporal)

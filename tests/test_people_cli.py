@@ -17,10 +17,18 @@ from temporalio.testing import WorkflowEnvironment
 
 import starter
 from receivables import people_cli
+from receivables.case import Stage
 from receivables.commitments import promises_of
 from receivables.planning import local_date_of
 from receivables.schema import migrate
-from receivables.store import make_engine, session_scope
+from receivables.store import (
+    ContactLedgerEntry,
+    ContactStatus,
+    Invoice,
+    InvoiceStatus,
+    make_engine,
+    session_scope,
+)
 from receivables.tasks import HumanTask, TaskStatus
 from tests.case_helpers import (
     CaseRun,
@@ -245,3 +253,156 @@ async def test_a_completion_whose_store_write_failed_finishes_on_retry_once(
     ]
     # A different outcome for a task already done is refused, not applied.
     assert refused == 2 and f"task {task.id}" in error
+
+
+async def test_a_paid_case_says_it_ended_and_shows_nothing_pending(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = await local_env.get_current_time()
+    today = local_date_of(now, "America/Santiago")
+    invoice, customer = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today + timedelta(days=60),
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    with session_scope(store) as session:
+        # A contact rule had moved the step; the payment comes before its new instant.
+        session.add(
+            ContactLedgerEntry(
+                tenant=tenant,
+                invoice_number=folio,
+                step_id="R+15",
+                channel="sms",
+                recipient="+56900000000",
+                status=ContactStatus.DEFERRED,
+                reason="quiet hours",
+                policy_name="test-policy",
+                policy_version=1,
+                planned_at=now + timedelta(days=75),
+            )
+        )
+    steps = {"id": "R+15", "offset_days": 15, "channel": "sms", "template": "x"}
+    async with running_worker(local_env.client, store) as (_, queue):
+        run = await open_case(
+            local_env.client,
+            store,
+            invoice,
+            customer,
+            policy_with_steps(steps),
+            queue,
+            now,
+        )
+        assert await run.handle.query(InvoiceWorkflow.state)
+        assert await run_command(["pay", folio, "250000", "--reference", "B1"]) == 0
+        final = await run.handle.result()
+        capsys.readouterr()
+        assert await run_command(["case", folio]) == 0
+        shown = capsys.readouterr().out
+
+    assert final.stage is Stage.PAID and final.waiting_for == ""
+    assert "case ended: paid; nothing is pending" in shown
+    assert "waiting for" not in shown
+    assert "superseded" in shown and "deferred" not in shown
+
+
+async def test_a_dispute_task_cannot_be_completed_while_its_dispute_is_open(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = await local_env.get_current_time()
+    today = local_date_of(now, "America/Santiago")
+    invoice, customer = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today + timedelta(days=60),
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    steps = {"id": "R+1", "offset_days": 1, "channel": "email", "template": "x"}
+    async with running_worker(local_env.client, store) as (_, queue):
+        run = await open_case(
+            local_env.client,
+            store,
+            invoice,
+            customer,
+            policy_with_steps(steps),
+            queue,
+            now,
+        )
+        opening = ["dispute", "open", folio, "--amount", "250000", "--id", "D1"]
+        assert (
+            await run_command([*opening, "--category", "other", "--by", "exec-01"]) == 0
+        )
+        [task] = await eventually(lambda: tasks_of(store, folio))
+        capsys.readouterr()
+        complete = ["task", "complete", str(task.id), "--as", task.assignee_id]
+        refused = await run_command([*complete, "--outcome", "resolved"])
+        error = capsys.readouterr().err
+        still_disputed = (await run.handle.query(InvoiceWorkflow.state)).disputed_minor
+        resolving = ["dispute", "resolve", folio, "D1", "rejected", "--by", "sup-01"]
+        assert await run_command(resolving) == 0
+        state = await run.handle.query(InvoiceWorkflow.state)
+        await run.handle.terminate("test over")
+
+    assert refused == 2
+    assert f"starter.py dispute resolve {folio} D1" in error
+    assert still_disputed == 250_000
+    # Resolving the dispute ended it and closed its task: nothing is left half done.
+    assert state.disputed_minor == 0 and state.open_tasks == []
+
+
+async def test_an_invoice_without_a_due_date_points_to_the_command_that_opens_its_case(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    today = datetime.now(UTC).date()
+    invoice, _ = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today,
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    with session_scope(store) as session:
+        # As an import stores a row whose due date it could not derive.
+        stored = session.get(Invoice, invoice.id)
+        assert stored is not None
+        stored.due_date = None
+        stored.status = InvoiceStatus.NEEDS_DUE_DATE
+        stored.policy_name, stored.segment = "preventive-b2b", "b2b"
+        session.add(stored)
+    due = (today + timedelta(days=60)).isoformat()
+    async with running_worker(local_env.client, store) as (_, queue):
+        monkeypatch.setenv("DUNNING_TASK_QUEUE", queue)
+        capsys.readouterr()
+        assert await run_command(["case", folio]) == 0
+        case_before = capsys.readouterr().out
+        assert await run_command(["open-cases"]) == 0
+        open_cases = capsys.readouterr().out
+        moving = ["move-due", folio, due, "--reason", "agreed with the buyer"]
+        assert await run_command(moving) == 0
+        handle = local_env.client.get_workflow_handle(f"invoice/{tenant}/{folio}")
+        state = await handle.query(InvoiceWorkflow.state)
+        await handle.terminate("test over")
+
+    assert "waiting for a due date" in case_before
+    assert f"starter.py move-due {folio} YYYY-MM-DD --reason TEXT" in case_before
+    assert "waiting for a due date: 1" in open_cases
+    assert "starter.py move-due FOLIO YYYY-MM-DD --reason TEXT" in open_cases
+    assert state.due_date.isoformat() == due

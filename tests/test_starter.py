@@ -208,3 +208,37 @@ def test_replayed_dispute_offsets_are_the_operators_and_checked_first(
     assert code == 2
     err = capsys.readouterr().err
     assert "dispute offsets are whole days, zero or more; got -2 after issue" in err
+
+
+PAUSE_ONE_CASE = ["supervise", "pause", "--invoice", "0000000042"]
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["inbox", "nobody"], "no active person 'nobody'"),
+        (["inbox", "nobody"], "known ids: exec-01, exec-02, exec-03, strat-01, sup-01"),
+        (
+            [*PAUSE_ONE_CASE, "--actor", "sup.ana", "--reason", "x"],
+            "no active person 'sup.ana'",
+        ),
+        (
+            [*PAUSE_ONE_CASE, "--actor", "exec-01", "--reason", "x"],
+            "exec-01 is executive; this command needs a strategic or supervisor "
+            "(strat-01, sup-01)",
+        ),
+    ],
+)
+def test_unknown_people_and_executives_acting_as_supervisors_are_refused(
+    store: str, capsys: pytest.CaptureFixture[str], command: list[str], message: str
+) -> None:
+    assert starter.main(["sync-people"]) == 0
+    capsys.readouterr()
+
+    code = starter.main(command)
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert message in error
+    # The refusal names who may act instead: no Temporal was needed to refuse.
+    assert "sup-01" in error

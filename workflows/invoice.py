@@ -440,6 +440,7 @@ class InvoiceWorkflow:
             raise ValueError(
                 f"task {outcome.task_id} is not open on invoice {self._case.invoice_number}"
             )
+        self._refuse_completing_an_open_dispute(self._tasks[outcome.task_id])
         if outcome.kind is TaskOutcomeKind.PAYMENT_PROMISE:
             if outcome.promise is None:
                 raise ValueError("a payment_promise outcome needs the promise")
@@ -467,7 +468,8 @@ class InvoiceWorkflow:
             currency=self._case.currency,
             steps_done=sorted(self._done),
             next_step=self.next_step(),
-            waiting_for=self._waiting_for,
+            # An ended case waits for nothing; the label of its last wait is history.
+            waiting_for="" if self._stage().is_terminal else self._waiting_for,
             paused=self._pause is not None,
             disputed_minor=self._disputed(),
             promised=self._promise is not None,
@@ -974,6 +976,19 @@ class InvoiceWorkflow:
         """A held step: a person asks the provider whether it went, then sends or not."""
         spec = TaskSpec(kind="verify_delivery", role="executive", sla_business_days=1)
         self._tasks_to_open.append(_TaskToOpen(f"VERIFY-{step_id}", spec, reason))
+
+    def _refuse_completing_an_open_dispute(self, task: TaskInFlight) -> None:
+        # A task outcome cannot say upheld or rejected, nor carry the credit: only
+        # resolving the dispute ends it, and that finishes its task too. Completing the
+        # task alone would leave the case silently in dispute.
+        for dispute_id, dispute in self._disputes.items():
+            if dispute.task_step_id == task.step_id:
+                raise ValueError(
+                    f"task {task.task_id} resolves dispute {dispute_id}, which is still "
+                    "open; end the dispute, which also closes this task: starter.py "
+                    f"dispute resolve {self._case.invoice_number} {dispute_id} "
+                    "{upheld|rejected} --by PERSON [--credit AMOUNT] [--note TEXT]"
+                )
 
     def _end_dispute(self, resolution: DisputeResolved) -> None:
         dispute = self._disputes.pop(resolution.dispute_id)
