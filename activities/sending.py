@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -639,7 +638,7 @@ def _spelt_for_gsm7(
     present = {name: value for name, value in values.items() if value is not None}
     folded = transliterate(present, fields)
     respelt: dict[str, Any] = dict(folded.values)
-    return dataclasses.replace(context, **respelt), folded.changes
+    return replace(context, **respelt), folded.changes
 
 
 def _why_not_payable(invoice: Invoice) -> str | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
+from typing import TypeVar
 
 from sqlalchemy import BigInteger, UniqueConstraint
 from sqlalchemy.engine import Engine
@@ -74,19 +75,30 @@ class StoredDispute(SQLModel, table=True):
     resolution_note: str = ""
 
 
+RecordT = TypeVar("RecordT")
+RowT = TypeVar("RowT")
+
 # Once a promise or a dispute has ended, a late write of an earlier state (an activity
 # attempt that timed out but committed afterwards) must not reopen it.
 _PROMISE_FINAL = {o.value for o in PromiseOutcome} - {PromiseOutcome.OPEN.value}
 _DISPUTE_FINAL = {s.value for s in DisputeStatus} - {DisputeStatus.OPEN.value}
 
 
+def _write_once(
+    write: Callable[[Engine, RecordT], RowT], engine: Engine, record: RecordT
+) -> RowT:
+    """Write a record once, however many attempts race to insert it."""
+    try:
+        return write(engine, record)
+    except IntegrityError:
+        # A concurrent attempt inserted the same row between our read and our insert; the
+        # second write finds that row and updates it.
+        return write(engine, record)
+
+
 def record_promise(engine: Engine, record: PromiseRecord) -> StoredPromise:
     """Write a promise as its case sees it now; the same record again changes nothing."""
-    try:
-        return _write_promise(engine, record)
-    except IntegrityError:
-        # A concurrent attempt inserted the same promise between our read and our insert.
-        return _write_promise(engine, record)
+    return _write_once(_write_promise, engine, record)
 
 
 def _write_promise(engine: Engine, record: PromiseRecord) -> StoredPromise:
@@ -131,10 +143,7 @@ def _write_promise(engine: Engine, record: PromiseRecord) -> StoredPromise:
 
 def record_dispute(engine: Engine, record: DisputeRecord) -> StoredDispute:
     """Write a dispute as its case sees it now; the same record again changes nothing."""
-    try:
-        return _write_dispute(engine, record)
-    except IntegrityError:
-        return _write_dispute(engine, record)
+    return _write_once(_write_dispute, engine, record)
 
 
 def _write_dispute(engine: Engine, record: DisputeRecord) -> StoredDispute:

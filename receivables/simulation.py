@@ -458,7 +458,7 @@ def summarize(
         ),
         contacts_blocked=sum(e.status == ContactStatus.BLOCKED for e in entries),
         contact_deferrals=len(deferrals),
-        contact_deferrals_by_rule=dict(Counter(map(deferring_rule, deferrals))),
+        contact_deferrals_by_rule=dict(Counter(map(deciding_rule, deferrals))),
         paid_before_due=sum(
             1
             for i in invoices
@@ -492,7 +492,7 @@ def _stops_by_invoice(entries: Sequence[ContactLedgerEntry]) -> dict[str, str]:
     stops: dict[str, str] = {}
     for entry in sorted(entries, key=lambda e: e.id or 0):
         if _denied(entry):
-            stops.setdefault(entry.invoice_number, deferring_rule(entry.reason or ""))
+            stops.setdefault(entry.invoice_number, deciding_rule(entry.reason or ""))
     return stops
 
 
@@ -504,10 +504,6 @@ def _deferral_traces(session: Session, tenant: str) -> list[str]:
         .where(ContactLedgerEntry.tenant == tenant, ContactAttempt.outcome == "defer")
     ).all()
     return [detail or "" for detail in details]
-
-
-# The rule a deferral counts under: the same reading as the KPI report's.
-deferring_rule = deciding_rule
 
 
 def _last_step_before_payment(

@@ -23,6 +23,7 @@ from receivables.store import (
 )
 from tests.case_helpers import (
     add_invoice,
+    add_sunday_reminder,
     open_case,
     policy_with_steps,
     running_worker,
@@ -91,25 +92,12 @@ async def test_a_sunday_reminder_is_deferred_to_monday_and_the_ledger_says_why(
 ) -> None:
     env, engine = time_skipping_env, make_engine(sqlite_url)
     now = await env.get_current_time()
-    sunday = (now + timedelta(days=30)).date()
-    sunday += timedelta(days=(6 - sunday.weekday()) % 7)
-    invoice, customer = add_invoice(
-        engine,
-        invoice_number=unique_number(),
-        issue_date=sunday - timedelta(days=31),
-        due_date=sunday - timedelta(days=1),
-        amount_minor=85_000,
-    )
-    step = {
-        "id": "R+1",
-        "offset_days": 1,
-        "channel": "email",
-        "template": "overdue-first",
-    }
-    policy = policy_with_steps(step, jurisdiction="cl.consumer")
+    reminder = add_sunday_reminder(engine, now)
+    invoice, monday_noon = reminder.invoice, reminder.monday_noon
     async with running_worker(env.client, engine) as (_, queue):
-        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
-        monday_noon = santiago(sunday + timedelta(days=1), time(12, 0))
+        run = await open_case(
+            env.client, engine, invoice, reminder.customer, reminder.policy, queue, now
+        )
         await env.sleep(monday_noon - await env.get_current_time())
         timeline = await run.handle.query(InvoiceWorkflow.timeline)
         await run.handle.signal(InvoiceWorkflow.cancel, _closing())
@@ -128,7 +116,7 @@ async def test_a_sunday_reminder_is_deferred_to_monday_and_the_ledger_says_why(
     kinds = [e.kind for e in timeline]
     assert kinds.index("reminder_deferred") < kinds.index("reminder_sent")
     sent_at = next(e.at for e in timeline if e.kind == "reminder_sent")
-    monday_eight = santiago(sunday + timedelta(days=1), time(8, 0))
+    monday_eight = santiago(monday_noon.date(), time(8, 0))
     assert timedelta(0) <= sent_at - monday_eight < timedelta(minutes=1)
 
 

@@ -23,13 +23,12 @@ import receivables.simulation
 import worker
 from receivables.case import DisputeCategory
 from receivables.commitments import StoredDispute
-from receivables.kpis import UNNAMED_RULE
+from receivables.kpis import UNNAMED_RULE, deciding_rule
 from receivables.settings import PROJECT_ROOT, Settings
 from receivables.simulation import (
     REPLAY_TENANT,
     DisputeTiming,
     SimulationError,
-    deferring_rule,
     dispute_category,
     plan_dispute,
     simulate,
@@ -313,9 +312,9 @@ def test_deferral_counts_under_the_rule_its_reason_names_first() -> None:
         "[rules: CL-C-01, CL-C-02, CL-C-05]; flags: region unknown"
     )
 
-    assert deferring_rule(trace) == "CL-C-05"
+    assert deciding_rule(trace) == "CL-C-05"
     assert (
-        deferring_rule("defer until 2027-01-04T11:00Z: busy [rules: ]") == UNNAMED_RULE
+        deciding_rule("defer until 2027-01-04T11:00Z: busy [rules: ]") == UNNAMED_RULE
     )
 
 
