@@ -12,10 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import (
-    SandboxedWorkflowRunner,
-    SandboxRestrictions,
-)
 
 from activities.people import PeopleActivities
 from activities.sending import ReminderSender
@@ -27,25 +23,11 @@ from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
 from receivables.store import make_engine
 from receivables.task_gauges import TaskGauges
+from receivables.workflow_runner import StartReleasingInterceptor, workflow_runner
 from workflows.invoice import InvoiceWorkflow
 
 log = logging.getLogger(__name__)
 ACTIVITY_THREADS = 16
-
-# Our domain modules are deterministic and side-effect free at import; zoneinfo caches zones
-# process-wide. Passing them through keeps one copy of each instead of one per workflow run.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "zoneinfo",
-        "workflows",
-        "receivables",
-        "activities",
-        "pydantic",
-        "sqlalchemy",
-        "sqlmodel",
-        "jinja2",
-    )
-)
 
 
 def default_channels(
@@ -82,7 +64,8 @@ def build_worker(
         client,
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=[InvoiceWorkflow, *extra_workflows],
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner(settings.workflow_sandbox),
+        interceptors=[StartReleasingInterceptor()],
         activities=[
             sender.send_reminder,
             people.open_task,
@@ -106,10 +89,11 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings.temporal)
     worker = build_worker(client, engine, settings)
     log.info(
-        "worker polling %s on %s/%s",
+        "worker polling %s on %s/%s (workflow sandbox %s)",
         settings.temporal.task_queue,
         settings.temporal.address,
         settings.temporal.namespace,
+        "on" if settings.workflow_sandbox else "off",
     )
     runtime = metrics_runtime(settings.temporal.metrics_address)
     if runtime is None:

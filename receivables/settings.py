@@ -50,6 +50,9 @@ class Settings:
     tenant: str = DEFAULT_TENANT
     # "text" for people reading a terminal, "json" for a log store (one object per line).
     log_format: str = "text"
+    # Off by default: the tests run every workflow in the SDK's sandbox, where workflow
+    # code that is not deterministic shows; a worker need not pay for it again per case.
+    workflow_sandbox: bool = False
 
     @property
     def resolved_database_url(self) -> str:
@@ -112,4 +115,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         temporal=temporal,
         tenant=env.get("DUNNING_TENANT", DEFAULT_TENANT),
         log_format=env.get("DUNNING_LOG_FORMAT", "text").strip().lower() or "text",
+        workflow_sandbox=_flag(env.get("DUNNING_WORKFLOW_SANDBOX")),
     )

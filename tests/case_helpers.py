@@ -146,7 +146,9 @@ async def running_worker(
     """A worker on a task queue of its own, stopped when the block ends."""
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
     settings = Settings(
-        templates_dir=Path(__file__).parents[1] / "templates" / "messages"
+        templates_dir=Path(__file__).parents[1] / "templates" / "messages",
+        # Workflow code that is not deterministic fails here rather than in production.
+        workflow_sandbox=True,
     )
     worker = build_worker(
         client, engine, settings, task_queue=task_queue, channels=channels

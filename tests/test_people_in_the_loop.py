@@ -39,6 +39,7 @@ from receivables.store import (
     session_scope,
 )
 from receivables.tasks import HumanTask
+from receivables.workflow_runner import SANDBOXED_RUNNER
 from tests.case_helpers import (
     CaseRun,
     add_invoice,
@@ -49,7 +50,6 @@ from tests.case_helpers import (
     santiago,
     unique_number,
 )
-from worker import WORKFLOW_RUNNER
 from workflows.invoice import InvoiceWorkflow
 
 POST_DUE_STEPS = (
@@ -373,7 +373,7 @@ async def test_a_case_that_ends_leaves_no_promise_or_dispute_open_in_the_store(
     replayer = Replayer(
         workflows=[InvoiceWorkflow],
         data_converter=pydantic_data_converter,
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=SANDBOXED_RUNNER,
     )
     await replayer.replay_workflow(history)
 

@@ -130,3 +130,14 @@ def test_a_bad_number_names_its_variable_and_what_to_do(name: str, value: str) -
         ValueError, match=rf"{name}='{value}' is not a positive .*above 0"
     ):
         load_settings({name: value})
+
+
+@pytest.mark.parametrize(
+    ("flag", "sandboxed"), [("", False), ("on", True), ("0", False)]
+)
+def test_the_workflow_sandbox_is_off_unless_asked_for(
+    flag: str, sandboxed: bool
+) -> None:
+    settings = load_settings({"DUNNING_WORKFLOW_SANDBOX": flag})
+
+    assert settings.workflow_sandbox is sandboxed
