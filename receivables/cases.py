@@ -310,7 +310,9 @@ async def report_payment(
     payment: PaymentReceived,
 ) -> StoredMoveResult:
     """Record a payment in the store, then tell the invoice's case (again, for a repeat)."""
-    result = commit_money_movement(
+    # In a thread: a caller's event loop may also be running a worker's polls.
+    result = await asyncio.to_thread(
+        commit_money_movement,
         engine,
         tenant,
         invoice_number,
@@ -336,7 +338,8 @@ async def report_credit(
     credit: CreditApplied,
 ) -> StoredMoveResult:
     """Record a credit note or adjustment in the store, then tell the invoice's case."""
-    result = commit_money_movement(
+    result = await asyncio.to_thread(
+        commit_money_movement,
         engine,
         tenant,
         invoice_number,

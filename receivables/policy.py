@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -205,6 +206,23 @@ class Policy(_Strict):
                 )
             seen.add(step.id)
         return steps
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_copy_per_process(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler
+    ) -> Policy:
+        # Every case pins its policy in its start input, so each cached case would hold
+        # its own decoded copy; frozen and equal, they can all share one object.
+        policy: Policy = handler(data)
+        if len(_SHARED_POLICIES) >= SHARED_POLICIES_LIMIT:
+            _SHARED_POLICIES.clear()
+        return _SHARED_POLICIES.setdefault(policy.model_dump_json(), policy)
+
+
+# Policies decoded in this process, by their JSON: a few per segment and version in use.
+SHARED_POLICIES_LIMIT = 512
+_SHARED_POLICIES: dict[str, Policy] = {}
 
 
 class SegmentRule(_Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 
 from receivables.case import InvoiceCase, PaymentReceived
@@ -65,3 +66,20 @@ def test_values_without_a_type_hint_come_back_as_plain_json() -> None:
     converter = CasePayloadConverter()
     payloads = converter.to_payloads([{"folio": "0042", "amount": 1}])
     assert converter.from_payloads(payloads, None) == [{"folio": "0042", "amount": 1}]
+
+
+def test_cases_decoded_with_the_same_policy_share_one_policy_object() -> None:
+    converter = CasePayloadConverter()
+    first, second = _case(), dataclasses.replace(_case(), invoice_number="0000611366")
+    other_policy = first.policy.model_copy(update={"version": first.policy.version + 1})
+    third = dataclasses.replace(first, invoice_number="0000611367", policy=other_policy)
+
+    decoded = [
+        converter.from_payloads(converter.to_payloads([case]), [InvoiceCase])[0]
+        for case in (first, second, third)
+    ]
+
+    assert decoded[0].policy is decoded[1].policy
+    assert decoded[0].policy == first.policy
+    assert decoded[2].policy is not decoded[0].policy
+    assert decoded[2].policy.version == first.policy.version + 1
