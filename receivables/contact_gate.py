@@ -21,7 +21,13 @@ from receivables.contact_rules import (
     decide,
 )
 from receivables.jurisdictions import JurisdictionProfile, load_profile
-from receivables.ledger import ContactKey
+from receivables.ledger import (
+    ContactKey,
+    LedgerSnapshot,
+    MessageRecord,
+    record_message_on,
+    snapshot_of,
+)
 from receivables.locations import candidates_of, subdivision_of
 from receivables.planning import local_date_of
 from receivables.statements import (
@@ -97,12 +103,17 @@ def gate_contact(
     policy: tuple[str, int],
     planned_at: datetime,
     now: datetime,
-) -> GateResult | CoveredByStatement:
+    message: MessageRecord | None = None,
+) -> GateResult | CoveredByStatement | LedgerSnapshot:
     """Decide a contact and, if allowed, mark it pending, in one transaction per debtor.
 
     Locking the debtor's row first makes two workers contacting the same debtor at the same
     instant take turns: the second sees the first one's pending contact and is deferred, or,
     when the first one's statement already lists its invoice, learns it is covered.
+
+    ``message`` is the text about to be sent. With it, an entry already sent is handed
+    back untouched as its snapshot, and an allowed attempt records the text in the same
+    transaction, unless the attempt must send a statement, whose text is not known yet.
     """
     profile = profile_for(jurisdiction)
     with session_scope(engine) as session:
@@ -111,6 +122,8 @@ def gate_contact(
         debtor = session.get(Customer, customer.id) or customer
         invoice = find_invoice(session, key.tenant, key.invoice_number)
         entry = _entry(session, key, policy, planned_at)
+        if message is not None and entry.status == ContactStatus.SENT:
+            return snapshot_of(entry)
         covering = covering_statement(session, entry)
         if covering is not None:
             return covering
@@ -147,6 +160,8 @@ def gate_contact(
                 at=now,
             )
         )
+        if decision.verdict is Verdict.ALLOW and message is not None and not covered:
+            record_message_on(session, entry, message)
         return GateResult(decision, entry.id, entry.attempts, covered)
 
 
