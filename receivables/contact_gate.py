@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, bindparam, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -25,6 +25,7 @@ from receivables.ledger import (
     ContactKey,
     LedgerSnapshot,
     MessageRecord,
+    find_entry,
     record_message_on,
     snapshot_of,
 )
@@ -222,36 +223,15 @@ def trace(decision: ContactDecision) -> str:
 def _lock_debtor(session: Session, customer: Customer) -> None:
     # A no-op write takes the row lock on PostgreSQL and the write lock on SQLite before
     # the history is read, so concurrent decisions for one debtor are serialised.
-    session.exec(
-        update(Customer)
-        .where(col(Customer.id) == customer.id)
-        .values(customer_id=Customer.customer_id)
-    )
+    session.exec(_LOCK_DEBTOR, params={"debtor_id": customer.id})
 
 
 def _recent_contacts(
     session: Session, customer: Customer, now: datetime, *, exclude: ContactKey
 ) -> list[PastContact]:
     """Contacts sent or in flight to this debtor, across all of their invoices."""
-    rows = session.exec(
-        select(ContactLedgerEntry)
-        .join(
-            Invoice,
-            and_(
-                col(Invoice.tenant) == col(ContactLedgerEntry.tenant),
-                col(Invoice.invoice_number) == col(ContactLedgerEntry.invoice_number),
-            ),
-        )
-        .where(
-            Invoice.tenant == customer.tenant,
-            Invoice.customer_id == customer.customer_id,
-            # A held contact may have reached the debtor: it counts until a person knows.
-            col(ContactLedgerEntry.status).in_(
-                [ContactStatus.SENT, ContactStatus.PENDING, ContactStatus.HELD]
-            ),
-            col(ContactLedgerEntry.attempts) > 0,
-        )
-    ).all()
+    params = {"tenant": customer.tenant, "customer_id": customer.customer_id}
+    rows = session.exec(_CONTACTS_OF_DEBTOR, params=params).all()
     contacts = []
     for row in rows:
         if (row.invoice_number, row.step_id, row.channel) == (
@@ -277,18 +257,36 @@ def _recent_contacts(
 def _entry(
     session: Session, key: ContactKey, policy: tuple[str, int], planned_at: datetime
 ) -> ContactLedgerEntry:
-    entry = session.exec(
-        select(ContactLedgerEntry).where(
-            ContactLedgerEntry.tenant == key.tenant,
-            ContactLedgerEntry.invoice_number == key.invoice_number,
-            ContactLedgerEntry.step_id == key.step_id,
-            ContactLedgerEntry.channel == key.channel,
-            ContactLedgerEntry.recipient == key.recipient,
-        )
-    ).first()
-    return entry or ContactLedgerEntry(
+    return find_entry(session, key) or ContactLedgerEntry(
         **key.__dict__,
         policy_name=policy[0],
         policy_version=policy[1],
         planned_at=planned_at,
     )
+
+
+# Built once and run with parameters: the gate runs before every contact of a profile.
+_LOCK_DEBTOR = (
+    update(Customer)
+    .where(col(Customer.id) == bindparam("debtor_id"))
+    .values(customer_id=Customer.customer_id)
+)
+_CONTACTS_OF_DEBTOR = (
+    select(ContactLedgerEntry)
+    .join(
+        Invoice,
+        and_(
+            col(Invoice.tenant) == col(ContactLedgerEntry.tenant),
+            col(Invoice.invoice_number) == col(ContactLedgerEntry.invoice_number),
+        ),
+    )
+    .where(
+        Invoice.tenant == bindparam("tenant"),
+        Invoice.customer_id == bindparam("customer_id"),
+        # A held contact may have reached the debtor: it counts until a person knows.
+        col(ContactLedgerEntry.status).in_(
+            [ContactStatus.SENT, ContactStatus.PENDING, ContactStatus.HELD]
+        ),
+        col(ContactLedgerEntry.attempts) > 0,
+    )
+)

@@ -105,7 +105,7 @@ class ContactLedger:
         message: MessageRecord | None,
     ) -> LedgerSnapshot:
         with session_scope(self._engine) as session:
-            entry = _entry_of(session, key) or ContactLedgerEntry(
+            entry = find_entry(session, key) or ContactLedgerEntry(
                 **key.__dict__,
                 policy_name=policy[0],
                 policy_version=policy[1],
@@ -230,7 +230,7 @@ class ContactLedger:
     def find(self, key: ContactKey) -> LedgerSnapshot | None:
         """The committed entry of a contact, if one was ever begun."""
         with session_scope(self._engine) as session:
-            entry = _entry_of(session, key)
+            entry = find_entry(session, key)
             return None if entry is None else snapshot_of(entry)
 
     def entries_for(self, tenant: str, invoice_number: str) -> list[ContactLedgerEntry]:
@@ -302,7 +302,8 @@ def _put_cost(entry: ContactLedgerEntry, message: MessageRecord) -> None:
         entry.sms_segments = message.sms_segments
 
 
-def _entry_of(session: Session, key: ContactKey) -> ContactLedgerEntry | None:
+def find_entry(session: Session, key: ContactKey) -> ContactLedgerEntry | None:
+    """The entry of a contact, read in a transaction the caller holds."""
     return session.exec(_ENTRY_BY_KEY, params=key.__dict__).first()
 
 

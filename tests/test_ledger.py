@@ -181,7 +181,7 @@ def test_a_worker_that_loses_the_insert_race_uses_the_entry_of_the_winner(
 ) -> None:
     ledger = ContactLedger(engine)
     winner = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED)
-    real_entry_of = ledger_module._entry_of
+    real_find_entry = ledger_module.find_entry
     lookups: list[ContactKey] = []
 
     def stale_then_real(
@@ -191,9 +191,9 @@ def test_a_worker_that_loses_the_insert_race_uses_the_entry_of_the_winner(
         lookups.append(wanted)
         if len(lookups) == 1:
             return None
-        return real_entry_of(session, wanted)
+        return real_find_entry(session, wanted)
 
-    monkeypatch.setattr(ledger_module, "_entry_of", stale_then_real)
+    monkeypatch.setattr(ledger_module, "find_entry", stale_then_real)
 
     loser = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED)
 
