@@ -22,14 +22,16 @@ from receivables.channels import (
     idempotency_key,
     text_fingerprint,
 )
-from receivables.contact_gate import gate_contact, trace
+from receivables.contact_gate import GateResult, gate_contact, trace
 from receivables.contact_rules import Verdict
-from receivables.deliveries import OPTED_OUT, Suppression, find_suppressions, suppress
+from receivables.deliveries import OPTED_OUT, Suppression, closed_among, suppress
 from receivables.ledger import (
     ContactKey,
     ContactLedger,
     LedgerSnapshot,
+    MessageRecord,
     UnsettledAttempt,
+    entries_of_step,
 )
 from receivables.logs import contact_fields
 from receivables.messages import (
@@ -57,7 +59,6 @@ from receivables.statements import (
     release_statement,
 )
 from receivables.store import (
-    ContactLedgerEntry,
     ContactStatus,
     Customer,
     Invoice,
@@ -93,6 +94,16 @@ class _Route:
     channel: str
     recipient: str
     closed: Suppression | None = None  # a bounce or opt-out closed this address
+
+
+@dataclass(frozen=True)
+class _Committed:
+    """What one read of the store says before sending: the debt, its routes, its entries."""
+
+    invoice: Invoice
+    customer: Customer | None
+    routes: list[_Route]
+    entries: dict[tuple[str, str], LedgerSnapshot]  # by (channel, recipient)
 
 
 @dataclass(frozen=True)
@@ -134,11 +145,17 @@ class ReminderSender:
 
     def _send_reminder(self, request: SendReminderRequest) -> SendOutcome:
         now = activity.info().current_attempt_scheduled_time
-        invoice, customer = self._load(request)
-        routes = self._routes(request, customer)
+        committed = self._read(request)
+        invoice, customer, routes = (
+            committed.invoice,
+            committed.customer,
+            committed.routes,
+        )
 
         for route in routes:
-            delivered = self._delivered_before(request, self._key(request, route), now)
+            known = committed.entries.get((route.channel, route.recipient))
+            key = self._key(request, route)
+            delivered = self._delivered_before(request, key, known, now)
             if delivered is not None:
                 return delivered
         refusal = _why_not_payable(invoice)
@@ -151,8 +168,12 @@ class ReminderSender:
 
         return self._send_by_first_open_route(request, routes, invoice, customer, now)
 
-    def _load(self, request: SendReminderRequest) -> tuple[Invoice, Customer | None]:
-        """The committed invoice and its customer; an invoice not in the store fails for good."""
+    def _read(self, request: SendReminderRequest) -> _Committed:
+        """One read of the committed store; an invoice not in it fails for good.
+
+        The send is decided on the status and balance read here, in this attempt, before
+        anything is rendered or handed to a channel.
+        """
         with session_scope(self._engine) as session:
             invoice = find_invoice(session, request.tenant, request.invoice_number)
             if invoice is None:
@@ -161,7 +182,19 @@ class ReminderSender:
                     "the store; import it before starting its case",
                     non_retryable=True,
                 )
-            return invoice, find_customer(session, invoice.tenant, invoice.customer_id)
+            customer = find_customer(session, invoice.tenant, invoice.customer_id)
+            pairs = self._addresses(request, customer)
+            # A closed address stays among the routes, marked, so that the ledger
+            # shows why it was passed over.
+            closed = closed_among(session, request.tenant, pairs)
+            entries = entries_of_step(
+                session, request.tenant, request.invoice_number, request.step_id
+            )
+        routes = [
+            _Route(channel, address, closed.get((channel, address)))
+            for channel, address in pairs
+        ]
+        return _Committed(invoice, customer, routes, entries)
 
     def _send_by_first_open_route(
         self,
@@ -219,29 +252,37 @@ class ReminderSender:
         key: ContactKey,
         customer: Customer,
         now: datetime,
+        message: MessageRecord,
     ) -> _Allowed | SendOutcome:
-        """Count one more attempt, after the contact rules allowed it where a profile applies."""
+        """Count one more attempt with its text, after the contact rules allowed it.
+
+        One transaction: the attempt and the text it carries are committed together.
+        """
         policy = (request.policy_name, request.policy_version)
-        known = self._ledger.find(key)
-        if known is not None and known.status == ContactStatus.SENT:
-            return SendOutcome(
-                SendStatus.SENT, key.channel, "sent", known.provider_message_id, True
-            )
         if request.jurisdiction is None:
-            return _Allowed(
+            gate: GateResult | CoveredByStatement | LedgerSnapshot = (
                 self._ledger.begin_attempt(
-                    key, policy=policy, planned_at=request.planned_at
+                    key, policy=policy, planned_at=request.planned_at, message=message
                 )
             )
-        gate = gate_contact(
-            self._engine,
-            key,
-            customer=customer,
-            jurisdiction=request.jurisdiction,
-            policy=policy,
-            planned_at=request.planned_at,
-            now=now,
-        )
+        else:
+            gate = gate_contact(
+                self._engine,
+                key,
+                customer=customer,
+                jurisdiction=request.jurisdiction,
+                policy=policy,
+                planned_at=request.planned_at,
+                now=now,
+                message=message,
+            )
+        if isinstance(gate, LedgerSnapshot):
+            if gate.status != ContactStatus.SENT:
+                return _Allowed(gate)
+            # Another attempt of this contact sent it since this one read the ledger.
+            return SendOutcome(
+                SendStatus.SENT, key.channel, "sent", gate.provider_message_id, True
+            )
         if isinstance(gate, CoveredByStatement):
             return _covered_outcome(key, gate, now)
         verdict = gate.decision.verdict
@@ -280,21 +321,22 @@ class ReminderSender:
         respelt: tuple[FieldChange, ...] = (),
     ) -> SendOutcome | _Refused:
         """Send by one route; a permanent refusal is recorded and handed back, not raised."""
-        allowed = self._begin(request, key, debt[1], now)
+        message = _message_record(key.channel, rendered.body, respelt)
+        allowed = self._begin(request, key, debt[1], now, message)
         if isinstance(allowed, SendOutcome):
             return allowed
         entry = allowed.entry
         if allowed.covered:
+            # The gate chose the invoices the statement names: its text, rendered only
+            # now, is recorded on its own before the call.
             statement = self._statement(request, key, debt, allowed, now)
             if isinstance(statement, SendOutcome):
                 return statement
             rendered, respelt = statement
             request = replace(request, template=STATEMENT_TEMPLATE)
-        self._record_before_sending(entry.entry_id, key.channel, rendered.body)
-        if respelt:
-            # Names are how debtors know a message is theirs: never respelt unrecorded.
-            changes = "; ".join(describe_changes(respelt))
-            self._ledger.note(entry.entry_id, "transliterated", changes)
+            self._ledger.record_message(
+                entry.entry_id, _message_record(key.channel, rendered.body, respelt)
+            )
 
         channel = self._channels[key.channel]
         message_key = idempotency_key(*key.__dict__.values())
@@ -391,25 +433,14 @@ class ReminderSender:
                 at=now,
             )
 
-    def _record_before_sending(self, entry_id: int, channel: str, body: str) -> None:
-        """Write the text's fingerprint, and an SMS's encoding and segments, before the call."""
-        # Limit: WhatsApp outside its 24-hour window sends an approved template instead of
-        # this body; the figures then say what the text would have cost, not the template.
-        with session_scope(self._engine) as session:
-            entry = session.get(ContactLedgerEntry, entry_id)
-            assert entry is not None
-            entry.message_sha256 = text_fingerprint(body)
-            if channel in SMS_CHANNELS:
-                cost = analyse_sms(body)
-                entry.sms_encoding = cost.encoding
-                entry.sms_segments = cost.segments
-            session.add(entry)
-
     def _delivered_before(
-        self, request: SendReminderRequest, key: ContactKey, now: datetime
+        self,
+        request: SendReminderRequest,
+        key: ContactKey,
+        entry: LedgerSnapshot | None,
+        now: datetime,
     ) -> SendOutcome | None:
         """A route already sent counts as sent; one whose attempt was cut off is asked about."""
-        entry = self._ledger.find(key)
         if entry is not None and entry.status == ContactStatus.SENT:
             return SendOutcome(
                 SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
@@ -510,9 +541,9 @@ class ReminderSender:
         )
         return SendOutcome(SendStatus(str(status)), key.channel, reason)
 
-    def _routes(
+    def _addresses(
         self, request: SendReminderRequest, customer: Customer | None
-    ) -> list[_Route]:
+    ) -> list[tuple[str, str]]:
         """The step's channels in order that have an address and a channel here."""
         if customer is None:
             return []
@@ -521,12 +552,7 @@ class ReminderSender:
             recipient = _address_for(customer, channel)
             if recipient and channel in self._channels:
                 pairs[(channel, recipient)] = None
-        # A closed address stays in the list, marked, so the ledger shows why it was passed.
-        closed = find_suppressions(self._engine, request.tenant, pairs)
-        return [
-            _Route(channel, address, closed.get((channel, address)))
-            for channel, address in pairs
-        ]
+        return list(pairs)
 
     def _key(self, request: SendReminderRequest, route: _Route | None) -> ContactKey:
         return ContactKey(
@@ -580,6 +606,25 @@ class ReminderSender:
             self._templates_dir, template, route.channel, language, context
         )
         return rendered, respelt
+
+
+def _message_record(
+    channel: str, body: str, respelt: tuple[FieldChange, ...]
+) -> MessageRecord:
+    """The text's fingerprint, an SMS's encoding and segments, and any names respelt."""
+    # Limit: WhatsApp outside its 24-hour window sends an approved template instead of
+    # this body; the figures then say what the text would have cost, not the template.
+    cost = analyse_sms(body) if channel in SMS_CHANNELS else None
+    # Names are how debtors know a message is theirs: never respelt unrecorded.
+    notes = (
+        (("transliterated", "; ".join(describe_changes(respelt))),) if respelt else ()
+    )
+    return MessageRecord(
+        text_fingerprint(body),
+        cost.encoding if cost else None,
+        cost.segments if cost else None,
+        notes,
+    )
 
 
 def _covered_outcome(

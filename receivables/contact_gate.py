@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, bindparam, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -21,7 +21,14 @@ from receivables.contact_rules import (
     decide,
 )
 from receivables.jurisdictions import JurisdictionProfile, load_profile
-from receivables.ledger import ContactKey
+from receivables.ledger import (
+    ContactKey,
+    LedgerSnapshot,
+    MessageRecord,
+    find_entry,
+    record_message_on,
+    snapshot_of,
+)
 from receivables.locations import candidates_of, subdivision_of
 from receivables.planning import local_date_of
 from receivables.statements import (
@@ -97,12 +104,17 @@ def gate_contact(
     policy: tuple[str, int],
     planned_at: datetime,
     now: datetime,
-) -> GateResult | CoveredByStatement:
+    message: MessageRecord | None = None,
+) -> GateResult | CoveredByStatement | LedgerSnapshot:
     """Decide a contact and, if allowed, mark it pending, in one transaction per debtor.
 
     Locking the debtor's row first makes two workers contacting the same debtor at the same
     instant take turns: the second sees the first one's pending contact and is deferred, or,
     when the first one's statement already lists its invoice, learns it is covered.
+
+    ``message`` is the text about to be sent. With it, an entry already sent is handed
+    back untouched as its snapshot, and an allowed attempt records the text in the same
+    transaction, unless the attempt must send a statement, whose text is not known yet.
     """
     profile = profile_for(jurisdiction)
     with session_scope(engine) as session:
@@ -111,6 +123,8 @@ def gate_contact(
         debtor = session.get(Customer, customer.id) or customer
         invoice = find_invoice(session, key.tenant, key.invoice_number)
         entry = _entry(session, key, policy, planned_at)
+        if message is not None and entry.status == ContactStatus.SENT:
+            return snapshot_of(entry)
         covering = covering_statement(session, entry)
         if covering is not None:
             return covering
@@ -147,6 +161,8 @@ def gate_contact(
                 at=now,
             )
         )
+        if decision.verdict is Verdict.ALLOW and message is not None and not covered:
+            record_message_on(session, entry, message)
         return GateResult(decision, entry.id, entry.attempts, covered)
 
 
@@ -207,36 +223,17 @@ def trace(decision: ContactDecision) -> str:
 def _lock_debtor(session: Session, customer: Customer) -> None:
     # A no-op write takes the row lock on PostgreSQL and the write lock on SQLite before
     # the history is read, so concurrent decisions for one debtor are serialised.
-    session.exec(
-        update(Customer)
-        .where(col(Customer.id) == customer.id)
-        .values(customer_id=Customer.customer_id)
-    )
+    # On the session's connection, as plain SQL: the ORM's bookkeeping for an UPDATE
+    # costs more than the write, and this one changes nothing the session holds.
+    session.connection().execute(_LOCK_DEBTOR, {"debtor_id": customer.id})
 
 
 def _recent_contacts(
     session: Session, customer: Customer, now: datetime, *, exclude: ContactKey
 ) -> list[PastContact]:
     """Contacts sent or in flight to this debtor, across all of their invoices."""
-    rows = session.exec(
-        select(ContactLedgerEntry)
-        .join(
-            Invoice,
-            and_(
-                col(Invoice.tenant) == col(ContactLedgerEntry.tenant),
-                col(Invoice.invoice_number) == col(ContactLedgerEntry.invoice_number),
-            ),
-        )
-        .where(
-            Invoice.tenant == customer.tenant,
-            Invoice.customer_id == customer.customer_id,
-            # A held contact may have reached the debtor: it counts until a person knows.
-            col(ContactLedgerEntry.status).in_(
-                [ContactStatus.SENT, ContactStatus.PENDING, ContactStatus.HELD]
-            ),
-            col(ContactLedgerEntry.attempts) > 0,
-        )
-    ).all()
+    params = {"tenant": customer.tenant, "customer_id": customer.customer_id}
+    rows = session.exec(_CONTACTS_OF_DEBTOR, params=params).all()
     contacts = []
     for row in rows:
         if (row.invoice_number, row.step_id, row.channel) == (
@@ -262,18 +259,36 @@ def _recent_contacts(
 def _entry(
     session: Session, key: ContactKey, policy: tuple[str, int], planned_at: datetime
 ) -> ContactLedgerEntry:
-    entry = session.exec(
-        select(ContactLedgerEntry).where(
-            ContactLedgerEntry.tenant == key.tenant,
-            ContactLedgerEntry.invoice_number == key.invoice_number,
-            ContactLedgerEntry.step_id == key.step_id,
-            ContactLedgerEntry.channel == key.channel,
-            ContactLedgerEntry.recipient == key.recipient,
-        )
-    ).first()
-    return entry or ContactLedgerEntry(
+    return find_entry(session, key) or ContactLedgerEntry(
         **key.__dict__,
         policy_name=policy[0],
         policy_version=policy[1],
         planned_at=planned_at,
     )
+
+
+# Built once and run with parameters: the gate runs before every contact of a profile.
+_LOCK_DEBTOR = (
+    update(Customer)
+    .where(col(Customer.id) == bindparam("debtor_id"))
+    .values(customer_id=Customer.customer_id)
+)
+_CONTACTS_OF_DEBTOR = (
+    select(ContactLedgerEntry)
+    .join(
+        Invoice,
+        and_(
+            col(Invoice.tenant) == col(ContactLedgerEntry.tenant),
+            col(Invoice.invoice_number) == col(ContactLedgerEntry.invoice_number),
+        ),
+    )
+    .where(
+        Invoice.tenant == bindparam("tenant"),
+        Invoice.customer_id == bindparam("customer_id"),
+        # A held contact may have reached the debtor: it counts until a person knows.
+        col(ContactLedgerEntry.status).in_(
+            [ContactStatus.SENT, ContactStatus.PENDING, ContactStatus.HELD]
+        ),
+        col(ContactLedgerEntry.attempts) > 0,
+    )
+)

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from receivables.store import (
@@ -99,16 +100,24 @@ def find_suppressions(
     engine: Engine, tenant: str, routes: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Suppression]:
     """The closed ones among (channel, address) pairs, keyed by the pair as given."""
-    found: dict[tuple[str, str], Suppression] = {}
     with session_scope(engine) as session:
-        for channel, address in routes:
-            row = session.exec(
-                _suppression(tenant, channel, normalise_address(channel, address))
-            ).first()
-            if row is not None and row.reopened_at is None:
-                found[(channel, address)] = Suppression(
-                    channel, row.reason, row.source, row.at
-                )
+        return closed_among(session, tenant, routes)
+
+
+def closed_among(
+    session: Session, tenant: str, routes: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Suppression]:
+    """``find_suppressions`` inside a transaction the caller holds."""
+    found: dict[tuple[str, str], Suppression] = {}
+    for channel, address in routes:
+        params = {
+            "tenant": tenant,
+            "channel": channel,
+            "address": normalise_address(channel, address),
+        }
+        row = session.exec(_OPEN_SUPPRESSION, params=params).first()
+        if row is not None:
+            found[(channel, address)] = Suppression(channel, *row)
     return found
 
 
@@ -286,3 +295,14 @@ def _suppression(
         ContactSuppression.channel == channel,
         ContactSuppression.address == normalised,
     )
+
+
+# Built once and run with parameters, as the send activity reads it on every send.
+_OPEN_SUPPRESSION = select(
+    ContactSuppression.reason, ContactSuppression.source, ContactSuppression.at
+).where(
+    ContactSuppression.tenant == bindparam("tenant"),
+    ContactSuppression.channel == bindparam("channel"),
+    ContactSuppression.address == bindparam("address"),
+    col(ContactSuppression.reopened_at).is_(None),
+)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import sqlalchemy as sa
+from sqlalchemy import DateTime, String, bindparam, func, insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlmodel import Session, col, select
 
 from receivables.store import (
     ContactAttempt,
@@ -16,6 +17,7 @@ from receivables.store import (
     ContactStatus,
     as_utc,
     session_scope,
+    utc_now,
 )
 
 # Attempt outcomes after which a channel may have taken the message without our knowing:
@@ -54,6 +56,22 @@ class LedgerSnapshot:
     provider_message_id: str | None
 
 
+@dataclass(frozen=True)
+class MessageRecord:
+    """What the ledger keeps of a text before a channel gets it: fingerprint, cost, notes.
+
+    It is written in the transaction that counts the attempt, so the attempt and the text
+    it carries are committed together, before the channel is called.
+    """
+
+    message_sha256: str
+    # What an SMS or WhatsApp text costs; None on other channels.
+    sms_encoding: str | None = None
+    sms_segments: int | None = None
+    # Lines for the audit trail about this text, as (outcome, detail).
+    notes: tuple[tuple[str, str], ...] = ()
+
+
 class ContactLedger:
     """Writes the ledger in short committed transactions, so a crash loses no decision."""
 
@@ -61,30 +79,43 @@ class ContactLedger:
         self._engine = engine
 
     def begin_attempt(
-        self, key: ContactKey, *, policy: tuple[str, int], planned_at: datetime
+        self,
+        key: ContactKey,
+        *,
+        policy: tuple[str, int],
+        planned_at: datetime,
+        message: MessageRecord | None = None,
     ) -> LedgerSnapshot:
-        """Find or create the entry and count one more attempt, committed before sending."""
+        """Find or create the entry and count one more attempt, committed before sending.
+
+        ``message``, the text about to be sent, is recorded with the attempt. An entry
+        already sent is left as it is; the snapshot returned shows it.
+        """
         try:
-            return self._begin(key, policy, planned_at)
+            return self._begin(key, policy, planned_at, message)
         except IntegrityError:
             # Another worker created the same entry between our read and our insert.
-            return self._begin(key, policy, planned_at)
+            return self._begin(key, policy, planned_at, message)
 
     def _begin(
-        self, key: ContactKey, policy: tuple[str, int], planned_at: datetime
+        self,
+        key: ContactKey,
+        policy: tuple[str, int],
+        planned_at: datetime,
+        message: MessageRecord | None,
     ) -> LedgerSnapshot:
         with session_scope(self._engine) as session:
-            entry = session.exec(_by_key(key)).first()
-            if entry is None:
-                entry = ContactLedgerEntry(
-                    **key.__dict__,
-                    policy_name=policy[0],
-                    policy_version=policy[1],
-                    planned_at=planned_at,
-                )
+            entry = find_entry(session, key) or ContactLedgerEntry(
+                **key.__dict__,
+                policy_name=policy[0],
+                policy_version=policy[1],
+                planned_at=planned_at,
+            )
             if entry.status != ContactStatus.SENT:
                 entry.attempts += 1
                 entry.status = ContactStatus.PENDING
+                if message is not None:
+                    _put_cost(entry, message)
             session.add(entry)
             session.flush()
             assert entry.id is not None
@@ -96,12 +127,9 @@ class ContactLedger:
                         outcome="started",
                     )
                 )
-            return LedgerSnapshot(
-                entry.id,
-                ContactStatus(entry.status),
-                entry.attempts,
-                entry.provider_message_id,
-            )
+                if message is not None:
+                    _add_notes(session, entry, message)
+            return snapshot_of(entry)
 
     def finish(
         self,
@@ -114,22 +142,34 @@ class ContactLedger:
         outcome: str | None = None,
     ) -> None:
         """Record the outcome of the entry's latest attempt (``outcome``: else the status)."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                _FINISH,
+                {
+                    "entry_id": entry_id,
+                    "new_status": str(status),
+                    "new_reason": reason,
+                    "decided": at,
+                    "message_id": provider_message_id,
+                },
+            )
+            connection.execute(
+                _LINE_FOR_LATEST_ATTEMPT,
+                {
+                    "entry_id": entry_id,
+                    "line_outcome": outcome or str(status),
+                    "line_detail": reason,
+                    "line_at": utc_now(),
+                },
+            )
+
+    def record_message(self, entry_id: int, message: MessageRecord) -> None:
+        """Record the text of an attempt begun without it, before it goes to a channel."""
         with session_scope(self._engine) as session:
             entry = session.get(ContactLedgerEntry, entry_id)
             assert entry is not None
-            entry.status = status
-            entry.reason = reason
-            entry.decided_at = at
-            entry.provider_message_id = provider_message_id or entry.provider_message_id
+            record_message_on(session, entry, message)
             session.add(entry)
-            session.add(
-                ContactAttempt(
-                    ledger_entry_id=entry_id,
-                    attempt=entry.attempts,
-                    outcome=outcome or str(status),
-                    detail=reason,
-                )
-            )
 
     def note(self, entry_id: int, outcome: str, detail: str) -> None:
         """Add a line to the entry's audit trail without changing its status."""
@@ -190,15 +230,8 @@ class ContactLedger:
     def find(self, key: ContactKey) -> LedgerSnapshot | None:
         """The committed entry of a contact, if one was ever begun."""
         with session_scope(self._engine) as session:
-            entry = session.exec(_by_key(key)).first()
-            if entry is None or entry.id is None:
-                return None
-            return LedgerSnapshot(
-                entry.id,
-                ContactStatus(entry.status),
-                entry.attempts,
-                entry.provider_message_id,
-            )
+            entry = find_entry(session, key)
+            return None if entry is None else snapshot_of(entry)
 
     def entries_for(self, tenant: str, invoice_number: str) -> list[ContactLedgerEntry]:
         """Every ledger entry of one invoice, in the order they were planned."""
@@ -216,11 +249,107 @@ class ContactLedger:
             return list(session.exec(statement).all())
 
 
-def _by_key(key: ContactKey) -> SelectOfScalar[ContactLedgerEntry]:
-    return select(ContactLedgerEntry).where(
-        ContactLedgerEntry.tenant == key.tenant,
-        ContactLedgerEntry.invoice_number == key.invoice_number,
-        ContactLedgerEntry.step_id == key.step_id,
-        ContactLedgerEntry.channel == key.channel,
-        ContactLedgerEntry.recipient == key.recipient,
+def entries_of_step(
+    session: Session, tenant: str, invoice_number: str, step_id: str
+) -> dict[tuple[str, str], LedgerSnapshot]:
+    """The entries of one step of an invoice, keyed by (channel, recipient)."""
+    params = {"tenant": tenant, "invoice_number": invoice_number, "step_id": step_id}
+    entries = {}
+    rows = session.connection().execute(_ENTRIES_OF_STEP, params)
+    for entry_id, channel, recipient, status, attempts, message_id in rows:
+        assert entry_id is not None
+        entries[(channel, recipient)] = LedgerSnapshot(
+            entry_id, ContactStatus(status), attempts, message_id
+        )
+    return entries
+
+
+def snapshot_of(entry: ContactLedgerEntry) -> LedgerSnapshot:
+    """A flushed entry as a snapshot that outlives its session."""
+    assert entry.id is not None
+    return LedgerSnapshot(
+        entry.id, ContactStatus(entry.status), entry.attempts, entry.provider_message_id
     )
+
+
+def record_message_on(
+    session: Session, entry: ContactLedgerEntry, message: MessageRecord
+) -> None:
+    """Write a text's record on an entry whose attempt line was just added."""
+    _put_cost(entry, message)
+    _add_notes(session, entry, message)
+
+
+def _add_notes(
+    session: Session, entry: ContactLedgerEntry, message: MessageRecord
+) -> None:
+    assert entry.id is not None
+    for outcome, detail in message.notes:
+        session.add(
+            ContactAttempt(
+                ledger_entry_id=entry.id,
+                attempt=entry.attempts,
+                outcome=outcome,
+                detail=detail,
+            )
+        )
+
+
+def _put_cost(entry: ContactLedgerEntry, message: MessageRecord) -> None:
+    entry.message_sha256 = message.message_sha256
+    if message.sms_encoding is not None:
+        entry.sms_encoding = message.sms_encoding
+        entry.sms_segments = message.sms_segments
+
+
+def find_entry(session: Session, key: ContactKey) -> ContactLedgerEntry | None:
+    """The entry of a contact, read in a transaction the caller holds."""
+    return session.exec(_ENTRY_BY_KEY, params=key.__dict__).first()
+
+
+# Built once and run with parameters: building a statement per call costs more CPU
+# than SQLite takes to run it.
+_ENTRY_BY_KEY = select(ContactLedgerEntry).where(
+    ContactLedgerEntry.tenant == bindparam("tenant"),
+    ContactLedgerEntry.invoice_number == bindparam("invoice_number"),
+    ContactLedgerEntry.step_id == bindparam("step_id"),
+    ContactLedgerEntry.channel == bindparam("channel"),
+    ContactLedgerEntry.recipient == bindparam("recipient"),
+)
+# SQLModel's select types at most four columns; these read more, by SQLAlchemy's own.
+_ENTRIES_OF_STEP = sa.select(
+    col(ContactLedgerEntry.id),
+    col(ContactLedgerEntry.channel),
+    col(ContactLedgerEntry.recipient),
+    col(ContactLedgerEntry.status),
+    col(ContactLedgerEntry.attempts),
+    col(ContactLedgerEntry.provider_message_id),
+).where(
+    col(ContactLedgerEntry.tenant) == bindparam("tenant"),
+    col(ContactLedgerEntry.invoice_number) == bindparam("invoice_number"),
+    col(ContactLedgerEntry.step_id) == bindparam("step_id"),
+)
+_FINISH = (
+    update(ContactLedgerEntry)
+    .where(col(ContactLedgerEntry.id) == bindparam("entry_id"))
+    .values(
+        status=bindparam("new_status", type_=String()),
+        reason=bindparam("new_reason", type_=String()),
+        decided_at=bindparam("decided", type_=DateTime()),
+        provider_message_id=func.coalesce(
+            bindparam("message_id", type_=String()),
+            ContactLedgerEntry.provider_message_id,
+        ),
+    )
+)
+# The line is numbered by the entry's attempts as committed, read in the same statement.
+_LINE_FOR_LATEST_ATTEMPT = insert(ContactAttempt).from_select(
+    ["ledger_entry_id", "attempt", "outcome", "detail", "at"],
+    sa.select(
+        col(ContactLedgerEntry.id),
+        col(ContactLedgerEntry.attempts),
+        bindparam("line_outcome", type_=String()),
+        bindparam("line_detail", type_=String()),
+        bindparam("line_at", type_=DateTime()),
+    ).where(col(ContactLedgerEntry.id) == bindparam("entry_id")),
+)

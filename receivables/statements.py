@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from receivables.jurisdictions import ChannelClass, JurisdictionProfile
@@ -142,36 +143,56 @@ def _due_together(session: Session, invoice: Invoice, step_id: str) -> list[Invo
     # Limit: a partial dispute lives in the case, not the store; only a disputed flag
     # keeps an invoice out. Passing the disputed amounts to the gate would lift this.
     others = session.exec(
-        select(Invoice).where(
-            Invoice.tenant == invoice.tenant,
-            Invoice.customer_id == invoice.customer_id,
-            Invoice.invoice_number != invoice.invoice_number,
-            Invoice.status == InvoiceStatus.OPEN,
-            col(Invoice.balance_minor) > 0,
-            col(Invoice.disputed).is_(False),
-            Invoice.policy_name == invoice.policy_name,
-            Invoice.policy_version == invoice.policy_version,
-            Invoice.due_date == invoice.due_date,
-        )
+        _DUE_TOGETHER,
+        params={
+            "tenant": invoice.tenant,
+            "customer_id": invoice.customer_id,
+            "invoice_number": invoice.invoice_number,
+            "policy_name": invoice.policy_name,
+            "policy_version": invoice.policy_version,
+            "due_date": invoice.due_date,
+        },
     ).all()
     if not others:
         return []
     contacted = set(
         session.exec(
-            select(ContactLedgerEntry.invoice_number).where(
-                ContactLedgerEntry.tenant == invoice.tenant,
-                col(ContactLedgerEntry.invoice_number).in_(
-                    [other.invoice_number for other in others]
-                ),
-                ContactLedgerEntry.step_id == step_id,
-                col(ContactLedgerEntry.status).in_(_ALREADY_CONTACTED),
-            )
+            _CONTACTED_AMONG,
+            params={
+                "tenant": invoice.tenant,
+                "invoice_numbers": [other.invoice_number for other in others],
+                "step_id": step_id,
+            },
         ).all()
     )
     return sorted(
         (other for other in others if other.invoice_number not in contacted),
         key=lambda other: other.invoice_number,
     )
+
+
+# Built once and run with parameters: the gate asks on every written contact it allows.
+# "Is not distinct from": an invoice without a policy or due date is due together with
+# the others without one, as "== None" (IS NULL) had it when written inline.
+_DUE_TOGETHER = select(Invoice).where(
+    Invoice.tenant == bindparam("tenant"),
+    Invoice.customer_id == bindparam("customer_id"),
+    Invoice.invoice_number != bindparam("invoice_number"),
+    Invoice.status == InvoiceStatus.OPEN,
+    col(Invoice.balance_minor) > 0,
+    col(Invoice.disputed).is_(False),
+    col(Invoice.policy_name).is_not_distinct_from(bindparam("policy_name")),
+    col(Invoice.policy_version).is_not_distinct_from(bindparam("policy_version")),
+    col(Invoice.due_date).is_not_distinct_from(bindparam("due_date")),
+)
+_CONTACTED_AMONG = select(ContactLedgerEntry.invoice_number).where(
+    ContactLedgerEntry.tenant == bindparam("tenant"),
+    col(ContactLedgerEntry.invoice_number).in_(
+        bindparam("invoice_numbers", expanding=True)
+    ),
+    ContactLedgerEntry.step_id == bindparam("step_id"),
+    col(ContactLedgerEntry.status).in_(_ALREADY_CONTACTED),
+)
 
 
 def _entry_of(

@@ -5,14 +5,16 @@ from __future__ import annotations
 import threading
 from datetime import UTC, date, time, timedelta
 
+from sqlalchemy.engine import Engine
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
 from receivables.case import CaseClosed
 from receivables.contact_gate import GateResult, gate_contact
 from receivables.contact_rules import Verdict
-from receivables.ledger import ContactKey, ContactLedger
+from receivables.ledger import ContactKey, ContactLedger, LedgerSnapshot, MessageRecord
 from receivables.locations import subdivision_of
+from receivables.statements import CoveredByStatement
 from receivables.store import (
     ContactAttempt,
     ContactStatus,
@@ -78,6 +80,53 @@ def test_two_workers_contacting_one_debtor_at_once_take_turns(
     with session_scope(engine) as session:
         decided = session.exec(select(ContactAttempt.at)).all()
     assert [as_utc(at) for at in decided] == [wednesday_ten, wednesday_ten]
+
+
+def test_an_allowed_text_is_recorded_with_its_attempt_and_a_sent_one_is_left_alone(
+    engine: Engine,
+) -> None:
+    folio = unique_number()
+    _, customer = add_invoice(
+        engine,
+        invoice_number=folio,
+        issue_date=date(2026, 5, 1),
+        due_date=date(2026, 6, 1),
+        amount_minor=100_000,
+    )
+    key = ContactKey("test", folio, "R+1", "email", customer.email or "")
+    wednesday_ten = santiago(date(2026, 6, 10), time(10, 0)).astimezone(UTC)
+
+    def contact(
+        text: MessageRecord,
+    ) -> GateResult | CoveredByStatement | LedgerSnapshot:
+        return gate_contact(
+            engine,
+            key,
+            customer=customer,
+            jurisdiction="cl.b2b",
+            policy=("preventive-b2b", 1),
+            planned_at=wednesday_ten,
+            now=wednesday_ten,
+            message=text,
+        )
+
+    allowed = contact(MessageRecord("ab" * 32))
+    assert isinstance(allowed, GateResult) and allowed.entry_id is not None
+    ContactLedger(engine).finish(
+        allowed.entry_id, ContactStatus.SENT, reason="sent", at=wednesday_ten
+    )
+    again = contact(MessageRecord("00" * 32))
+
+    assert again == LedgerSnapshot(allowed.entry_id, ContactStatus.SENT, 1, None)
+    [entry] = ContactLedger(engine).entries_for("test", folio)
+    assert (entry.status, entry.message_sha256) == (ContactStatus.SENT, "ab" * 32)
+    with session_scope(engine) as session:
+        lines = session.exec(
+            select(ContactAttempt.outcome).where(
+                ContactAttempt.ledger_entry_id == allowed.entry_id
+            )
+        ).all()
+    assert sorted(lines) == ["allow", "sent"]
 
 
 def test_regions_are_read_by_name_or_code() -> None:

@@ -6,11 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlmodel import Session, col, select
 
 from receivables import ledger as ledger_module
-from receivables.ledger import ContactKey, ContactLedger
+from receivables.ledger import (
+    ContactKey,
+    ContactLedger,
+    MessageRecord,
+    entries_of_step,
+)
 from receivables.store import (
     ContactAttempt,
     ContactLedgerEntry,
@@ -177,20 +181,120 @@ def test_a_worker_that_loses_the_insert_race_uses_the_entry_of_the_winner(
 ) -> None:
     ledger = ContactLedger(engine)
     winner = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED)
-    real_by_key = ledger_module._by_key
+    real_find_entry = ledger_module.find_entry
     lookups: list[ContactKey] = []
 
-    def stale_then_real(wanted: ContactKey) -> SelectOfScalar[ContactLedgerEntry]:
+    def stale_then_real(
+        session: Session, wanted: ContactKey
+    ) -> ContactLedgerEntry | None:
         # The first read happens before the winner's insert became visible.
         lookups.append(wanted)
         if len(lookups) == 1:
-            return real_by_key(ContactKey("acme", "none", "none", "none", "none"))
-        return real_by_key(wanted)
+            return None
+        return real_find_entry(session, wanted)
 
-    monkeypatch.setattr(ledger_module, "_by_key", stale_then_real)
+    monkeypatch.setattr(ledger_module, "find_entry", stale_then_real)
 
     loser = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED)
 
     assert len(lookups) == 2
     assert (loser.entry_id, loser.attempts) == (winner.entry_id, 2)
     assert len(ledger.entries_for("acme", "000123")) == 1
+
+
+def test_an_attempt_begun_with_its_text_records_fingerprint_cost_and_notes(
+    engine: Engine,
+) -> None:
+    ledger = ContactLedger(engine)
+    text = MessageRecord(
+        "ab" * 32, "GSM-7", 2, (("transliterated", "customer_name: Núñez -> Nunez"),)
+    )
+
+    begun = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED, message=text)
+
+    [entry] = ledger.entries_for("acme", "000123")
+    assert (entry.message_sha256, entry.sms_encoding, entry.sms_segments) == (
+        "ab" * 32,
+        "GSM-7",
+        2,
+    )
+    assert attempts(engine, begun.entry_id) == [
+        (1, "started", None),
+        (1, "transliterated", "customer_name: Núñez -> Nunez"),
+    ]
+
+
+def test_an_attempt_cut_off_after_it_began_with_its_text_is_in_doubt(
+    engine: Engine,
+) -> None:
+    ledger = ContactLedger(engine)
+    text = MessageRecord("cd" * 32)
+
+    begun = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED, message=text)
+
+    unsettled = ledger.unsettled_attempt(begun.entry_id)
+    assert unsettled is not None
+    assert (unsettled.attempt, unsettled.message_sha256) == (1, "cd" * 32)
+
+
+def test_a_sent_entry_keeps_the_text_it_was_sent_with(engine: Engine) -> None:
+    ledger = ContactLedger(engine)
+    first = ledger.begin_attempt(
+        key(), policy=POLICY, planned_at=PLANNED, message=MessageRecord("ef" * 32)
+    )
+    ledger.finish(first.entry_id, ContactStatus.SENT, reason="sent", at=DECIDED)
+
+    again = ledger.begin_attempt(
+        key(), policy=POLICY, planned_at=PLANNED, message=MessageRecord("00" * 32)
+    )
+
+    assert again.status == ContactStatus.SENT
+    [entry] = ledger.entries_for("acme", "000123")
+    assert entry.message_sha256 == "ef" * 32
+    assert attempts(engine, first.entry_id) == [
+        (1, "started", None),
+        (1, "sent", "sent"),
+    ]
+
+
+def test_an_outcome_without_a_message_id_keeps_the_one_recorded(
+    engine: Engine,
+) -> None:
+    ledger = ContactLedger(engine)
+    begun = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED)
+    ledger.finish(
+        begun.entry_id,
+        ContactStatus.SENT,
+        reason="sent",
+        at=DECIDED,
+        provider_message_id="m-1",
+    )
+
+    ledger.finish(
+        begun.entry_id,
+        ContactStatus.HELD,
+        reason="held for a person",
+        at=DECIDED + timedelta(minutes=1),
+    )
+
+    [entry] = ledger.entries_for("acme", "000123")
+    assert (entry.status, entry.provider_message_id, entry.reason) == (
+        ContactStatus.HELD,
+        "m-1",
+        "held for a person",
+    )
+    assert entry.decided_at == DECIDED + timedelta(minutes=1)
+    assert attempts(engine, begun.entry_id)[-1] == (1, "held", "held for a person")
+
+
+def test_the_entries_of_a_step_are_read_by_channel_and_recipient(
+    engine: Engine,
+) -> None:
+    ledger = ContactLedger(engine)
+    email = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED)
+    ledger.begin_attempt(key("R+8"), policy=POLICY, planned_at=PLANNED)
+
+    with session_scope(engine) as session:
+        entries = entries_of_step(session, "acme", "000123", "R+1")
+
+    assert entries == {("email", "pagos@customers.invalid"): email}

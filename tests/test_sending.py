@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 from temporalio.exceptions import ApplicationError
@@ -624,3 +625,65 @@ def test_an_email_records_no_sms_cost(engine: Engine) -> None:
     [entry] = ledger(engine)
     assert entry.status == ContactStatus.SENT
     assert (entry.sms_encoding, entry.sms_segments) == (None, None)
+
+
+class LedgerReadingChannel:
+    """Reads, in a transaction of its own, what the ledger holds when it is called."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._outbox = OutboxChannel(engine)
+        self.seen: list[tuple[str, str | None, list[tuple[int, str]]]] = []
+
+    def send(self, message: OutgoingMessage) -> str:
+        """Note the entry's status, fingerprint and attempt lines, then store the message."""
+        [entry] = ledger(self._engine)
+        self.seen.append(
+            (entry.status, entry.message_sha256, attempt_outcomes(self._engine))
+        )
+        return self._outbox.send(message)
+
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        """Ask the outbox."""
+        return self._outbox.look_up(attempt)
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "begun_as"), [(None, "started"), ("cl.b2b", "allow")]
+)
+@pytest.mark.usefixtures("invoice")
+def test_the_attempt_and_its_fingerprint_are_committed_before_the_channel_is_called(
+    engine: Engine, jurisdiction: str | None, begun_as: str
+) -> None:
+    # What a worker killed mid-call leaves behind: the retry asks the channel about it.
+    channel = LedgerReadingChannel(engine)
+
+    outcome = send(engine, request(jurisdiction=jurisdiction), {"email": channel})
+
+    assert outcome.status == SendStatus.SENT
+    [message] = outbox(engine)
+    assert channel.seen == [
+        (ContactStatus.PENDING, text_fingerprint(message.body), [(1, begun_as)])
+    ]
+
+
+@pytest.mark.parametrize("jurisdiction", [None, "cl.b2b"])
+@pytest.mark.usefixtures("invoice")
+def test_a_send_reads_once_writes_once_before_the_call_and_once_after(
+    engine: Engine, jurisdiction: str | None
+) -> None:
+    # Each transaction costs a worker more CPU than the statements in it: the common
+    # path keeps to four, the channel's own one included.
+    commits: list[object] = []
+
+    def count(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(engine, "commit", count)
+    try:
+        outcome = send(engine, request(jurisdiction=jurisdiction))
+    finally:
+        event.remove(engine, "commit", count)
+
+    assert outcome.status == SendStatus.SENT
+    assert len(commits) == 4

@@ -268,3 +268,24 @@ def _customer(engine: Engine, customer_id: str) -> Customer:
         customer = find_customer(session, "test", customer_id)
     assert customer is not None
     return customer
+
+
+def test_invoices_imported_without_a_policy_are_still_due_together(
+    engine: Engine,
+) -> None:
+    # No policy is a policy too: SQL's "= NULL" would match nothing and send two messages.
+    folios, _ = debtor_with_invoices(engine, [100_000, 200_000])
+    with session_scope(engine) as session:
+        for folio in folios:
+            row = find_invoice(session, "test", folio)
+            assert row is not None
+            row.policy_name, row.policy_version = None, None
+            session.add(row)
+
+    first = send(engine, reminder(folios[0]), WEDNESDAY_TEN)
+
+    assert first.status is SendStatus.SENT
+    [statement] = outbox(engine)
+    assert folios[1] in statement.body
+    [entry] = ledger_of(engine, folios[1])
+    assert entry.status == ContactStatus.CONSOLIDATED
