@@ -24,6 +24,9 @@ from receivables.store import (
 # begun ("started", or "allow" from the contact gate) and never finished because the
 # worker died, or a timeout after the request may have reached the provider.
 IN_DOUBT = frozenset({"started", "allow", "unknown"})
+# Lines written beside an attempt before its text goes to a channel: they say nothing of
+# whether the channel took it, so they never settle the attempt.
+BEFORE_THE_CALL_NOTES = frozenset({"transliterated"})
 
 
 @dataclass(frozen=True)
@@ -200,9 +203,10 @@ class ContactLedger:
             )
             trail = list(session.exec(statement).all())
         # No fingerprint: the attempt stopped before any text was handed to a channel.
-        if entry.message_sha256 is None or not trail:
+        said = [line for line in trail if line.outcome not in BEFORE_THE_CALL_NOTES]
+        if entry.message_sha256 is None or not said:
             return None
-        if trail[-1].outcome not in IN_DOUBT:
+        if said[-1].outcome not in IN_DOUBT:
             return None
         return UnsettledAttempt(
             entry.attempts, as_utc(trail[0].at), entry.message_sha256

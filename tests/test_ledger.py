@@ -237,6 +237,20 @@ def test_an_attempt_cut_off_after_it_began_with_its_text_is_in_doubt(
     assert (unsettled.attempt, unsettled.message_sha256) == (1, "cd" * 32)
 
 
+def test_a_respelt_text_cut_off_mid_call_is_in_doubt_too(engine: Engine) -> None:
+    ledger = ContactLedger(engine)
+    text = MessageRecord(
+        "cd" * 32, "GSM-7", 1, (("transliterated", "customer_name: Núñez -> Nunez"),)
+    )
+
+    begun = ledger.begin_attempt(key(), policy=POLICY, planned_at=PLANNED, message=text)
+
+    # The note follows "started" in the trail; the channel may still have taken the text.
+    unsettled = ledger.unsettled_attempt(begun.entry_id)
+    assert unsettled is not None
+    assert unsettled.message_sha256 == "cd" * 32
+
+
 def test_a_sent_entry_keeps_the_text_it_was_sent_with(engine: Engine) -> None:
     ledger = ContactLedger(engine)
     first = ledger.begin_attempt(
