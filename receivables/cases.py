@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import and_
+from sqlalchemy import DateTime, String, and_, bindparam, insert
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
@@ -218,40 +219,76 @@ def commit_money_movement(
     try:
         with session_scope(engine) as session:
             invoice = _payable_invoice(session, tenant, invoice_number, currency)
+            if invoice.status != InvoiceStatus.OPEN and _recorded(
+                session, tenant, reference
+            ):
+                # A repeat of a movement that closed the invoice: the same answer as before.
+                raise _Repeat
             _refuse_unless_open(invoice, f"record {reference} on")
-            session.add(
-                Payment(
-                    tenant=tenant,
-                    invoice_number=invoice_number,
-                    reference=reference,
-                    kind=kind,
-                    amount_minor=amount_minor,
-                    currency=currency,
-                    received_at=at,
-                )
+            connection = session.connection()
+            connection.execute(
+                _INSERT_MOVEMENT,
+                {
+                    "tenant": tenant,
+                    "invoice_number": invoice_number,
+                    "reference": reference,
+                    "kind": str(kind),
+                    "amount_minor": amount_minor,
+                    "currency": currency,
+                    "received_at": at,
+                },
             )
-            session.flush()
             # Subtract in SQL, not from the balance read above: a movement committed since
             # that read must count, and the write holds the row until this one commits.
-            session.exec(
-                update(Invoice)
-                .where(col(Invoice.id) == invoice.id)
-                .values(
-                    balance_minor=col(Invoice.balance_minor) - amount_minor,
-                    updated_at=at,
-                )
-            )
-            session.refresh(invoice)
-            if invoice.balance_minor <= 0 and invoice.status == InvoiceStatus.OPEN:
-                invoice.status = (
+            balance, status = connection.execute(
+                _SUBTRACT_MOVEMENT,
+                {"invoice_id": invoice.id, "moved_minor": amount_minor, "moved_at": at},
+            ).one()
+            if balance <= 0 and status == InvoiceStatus.OPEN:
+                status = (
                     InvoiceStatus.PAID
                     if kind == PaymentKind.PAYMENT
                     else InvoiceStatus.CLOSED_BY_CREDIT
                 )
-                session.add(invoice)
-            return StoredMoveResult(True, invoice.balance_minor, invoice.status)
-    except IntegrityError:
+                connection.execute(
+                    _CLOSE_SETTLED, {"invoice_id": invoice.id, "closed_as": str(status)}
+                )
+            return StoredMoveResult(True, balance, InvoiceStatus(status))
+    except (IntegrityError, _Repeat):
         return _already_recorded(engine, tenant, invoice_number, reference)
+
+
+class _Repeat(Exception):
+    """The movement's reference is already recorded; nothing is written again."""
+
+
+def _recorded(session: Session, tenant: str, reference: str) -> bool:
+    params = {"tenant": tenant, "reference": reference}
+    return (
+        session.connection().execute(_MOVEMENT_BY_REFERENCE, params).first() is not None
+    )
+
+
+# Built once: a statement built per call costs more CPU than running it on SQLite.
+_INSERT_MOVEMENT = insert(Payment)
+_SUBTRACT_MOVEMENT = (
+    update(Invoice)
+    .where(col(Invoice.id) == bindparam("invoice_id"))
+    .values(
+        balance_minor=col(Invoice.balance_minor) - bindparam("moved_minor"),
+        updated_at=bindparam("moved_at", type_=DateTime()),
+    )
+    .returning(col(Invoice.balance_minor), col(Invoice.status))
+)
+_CLOSE_SETTLED = (
+    update(Invoice)
+    .where(col(Invoice.id) == bindparam("invoice_id"))
+    .values(status=bindparam("closed_as", type_=String()))
+)
+_MOVEMENT_BY_REFERENCE = sa_select(col(Payment.id)).where(
+    col(Payment.tenant) == bindparam("tenant"),
+    col(Payment.reference) == bindparam("reference"),
+)
 
 
 def _already_recorded(

@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from receivables.cases import (
+    CaseCommandRefused,
     CasesNotOpened,
     StoredMoveResult,
     case_handle,
@@ -131,6 +132,31 @@ def test_a_reference_seen_before_changes_nothing(engine: Engine) -> None:
     assert again == StoredMoveResult(False, 600_000, InvoiceStatus.OPEN)
     assert stored_invoice(engine).balance_minor == 600_000
     assert payments(engine) == [("TRX-1", "payment", 300_000)]
+
+
+def test_the_payment_that_settled_the_invoice_told_again_is_a_repeat_not_a_refusal(
+    engine: Engine,
+) -> None:
+    # A bank file read twice, or a lost signal resent: the case must hear it once more.
+    open_invoice(engine)
+    move(engine, "TRX-1", 900_000)
+
+    again = move(engine, "TRX-1", 900_000)
+
+    assert again == StoredMoveResult(False, 0, InvoiceStatus.PAID)
+    assert payments(engine) == [("TRX-1", "payment", 900_000)]
+
+
+def test_a_new_payment_on_a_paid_invoice_is_refused_and_nothing_stored(
+    engine: Engine,
+) -> None:
+    open_invoice(engine)
+    move(engine, "TRX-1", 900_000)
+
+    with pytest.raises(CaseCommandRefused, match="it is paid"):
+        move(engine, "TRX-2", 10_000)
+    assert payments(engine) == [("TRX-1", "payment", 900_000)]
+    assert stored_invoice(engine).balance_minor == 0
 
 
 def test_a_movement_in_another_currency_is_refused_and_nothing_stored(
