@@ -58,13 +58,14 @@ class CasePayloadConverter(CompositePayloadConverter):
     """The SDK's default converters with JSON replaced by the shared pydantic one."""
 
     def __init__(self) -> None:
-        json_converter = SharedPydanticJSONConverter()
-        super().__init__(
-            *(
-                json_converter if isinstance(c, JSONPlainPayloadConverter) else c
-                for c in DefaultPayloadConverter.default_encoding_payload_converters
-            )
-        )
+        # The SDK builds one of these per workflow task; the converters hold no state.
+        super().__init__(*_CASE_CONVERTERS)
+
+
+_CASE_CONVERTERS = tuple(
+    SharedPydanticJSONConverter() if isinstance(c, JSONPlainPayloadConverter) else c
+    for c in DefaultPayloadConverter.default_encoding_payload_converters
+)
 
 
 CASE_DATA_CONVERTER = DataConverter(payload_converter_class=CasePayloadConverter)

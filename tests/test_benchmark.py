@@ -82,6 +82,12 @@ def test_a_tiny_run_reports_coherent_figures(
         assert rate > 0
     assert 0 < report.lifecycle_busy_seconds <= report.lifecycle_wall_seconds
     assert report.lifecycle_activities_per_second == 2 * report.lifecycles_per_second
+    # The ceiling is the better of two trivial rounds, one before and one after the cases.
+    assert len(report.trivial_rounds) == 2
+    assert report.trivial_starts_per_second == max(r[0] for r in report.trivial_rounds)
+    assert report.trivial_completions_per_second == max(
+        r[1] for r in report.trivial_rounds
+    )
     assert report.cached_cases == 4
     assert report.rss_before_kib is not None and report.rss_after_kib is not None
     # The waiting workflows were read the same way, beside the cases, for the SDK's floor.
