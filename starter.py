@@ -35,6 +35,7 @@ from receivables.cases import (
     invoices_waiting_for_a_due_date,
     open_cases_without_one,
     set_due_date_command,
+    tell_case_of_movement,
 )
 from receivables.devserver import DevServerError
 from receivables.governance import GOVERNANCE_FILE, sync_governance
@@ -208,12 +209,17 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     async def tell_case() -> None:
         client = await connect(settings.temporal)
         handle = case_handle(client, settings.tenant, args.invoice)
+        repeat = not result.applied
         if args.credit:
             credit = CreditApplied(args.reference, amount, invoice.currency, at)
-            await handle.signal(InvoiceWorkflow.apply_credit, credit)
+            await tell_case_of_movement(
+                handle, InvoiceWorkflow.apply_credit, credit, repeat=repeat
+            )
         else:
             payment = PaymentReceived(args.reference, amount, invoice.currency, at)
-            await handle.signal(InvoiceWorkflow.record_payment, payment)
+            await tell_case_of_movement(
+                handle, InvoiceWorkflow.record_payment, payment, repeat=repeat
+            )
 
     asyncio.run(tell_case())
     note = "" if result.applied else " (reference already recorded: nothing changed)"

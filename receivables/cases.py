@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import DateTime, String, and_, bindparam, insert
 from sqlalchemy import select as sa_select
@@ -18,7 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from receivables.case import (
     CaseState,
@@ -361,10 +363,33 @@ async def report_payment(
     )
     # A repeat is signalled too: if the first signal was lost, this one delivers it, and the
     # case ignores a reference it already applied.
-    await case_handle(client, tenant, invoice_number).signal(
-        InvoiceWorkflow.record_payment, payment
+    await tell_case_of_movement(
+        case_handle(client, tenant, invoice_number),
+        InvoiceWorkflow.record_payment,
+        payment,
+        repeat=not result.applied,
     )
     return result
+
+
+_Movement = TypeVar("_Movement", PaymentReceived, CreditApplied)
+
+
+async def tell_case_of_movement(
+    handle: WorkflowHandle[InvoiceWorkflow, CaseState],
+    signal: Callable[[InvoiceWorkflow, _Movement], None],
+    movement: _Movement,
+    *,
+    repeat: bool,
+) -> None:
+    """Signal a stored movement to its case; a repeat need not reach a case that ended."""
+    try:
+        await handle.signal(signal, movement)
+    except RPCError as error:
+        # The case heard the movement the first time, and ended (paid, say) since then.
+        if repeat and error.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise
 
 
 async def report_credit(
@@ -386,8 +411,11 @@ async def report_credit(
         currency=credit.currency,
         at=credit.applied_at,
     )
-    await case_handle(client, tenant, invoice_number).signal(
-        InvoiceWorkflow.apply_credit, credit
+    await tell_case_of_movement(
+        case_handle(client, tenant, invoice_number),
+        InvoiceWorkflow.apply_credit,
+        credit,
+        repeat=not result.applied,
     )
     return result
 

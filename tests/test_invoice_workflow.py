@@ -164,7 +164,16 @@ async def test_instalments_update_the_amount_asked_and_close_the_case(
         )
         final: CaseState = await run.handle.result()
         timeline = await run.handle.query(InvoiceWorkflow.timeline)
+        # The bank file read again after the case ended: a repeat, told to nobody.
+        again = await report_payment(
+            env.client,
+            engine,
+            "test",
+            invoice.invoice_number,
+            payment("T2", 60_000, second),
+        )
 
+    assert (again.applied, again.balance_minor, again.status) == (False, 0, "paid")
     messages = run.outbox()
     assert [m.step_id for m in messages] == ["R+1"]
     assert "$60.000" in messages[0].body
