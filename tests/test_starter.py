@@ -52,7 +52,8 @@ def test_report_prints_headlines_and_writes_html_and_csv(
     )
 
     assert code == 0
-    assert "1,250,000" in capsys.readouterr().out
+    # Amounts read as in every operator view: es-CL grouping, then the currency.
+    assert "1.250.000 CLP" in capsys.readouterr().out
     assert "<svg" in (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "metric" in (tmp_path / "r.csv").read_text(encoding="utf-8").splitlines()[0]
 
