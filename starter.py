@@ -12,10 +12,11 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from temporalio.service import RPCError, RPCStatusCode
 
 from receivables.case import (
@@ -35,10 +36,12 @@ from receivables.cases import (
     invoices_waiting_for_a_due_date,
     open_cases_without_one,
     set_due_date_command,
+    stored_invoice,
     tell_case_of_movement,
 )
+from receivables.decision_text import brief_decisions
 from receivables.devserver import DevServerError
-from receivables.governance import GOVERNANCE_FILE, sync_governance
+from receivables.governance import GOVERNANCE_FILE, check_person, sync_governance
 from receivables.importer import (
     PortfolioFileError,
     import_portfolio,
@@ -60,6 +63,7 @@ from receivables.store import (
     InvoiceStatus,
     OutboxMessage,
     PaymentKind,
+    as_utc,
     find_customer,
     find_invoice,
     make_engine,
@@ -166,15 +170,21 @@ def _print_progress(done: int, total: int) -> None:
 
 
 def _invoice(settings: Settings, number: str) -> Invoice:
-    engine = make_engine(settings.resolved_database_url)
-    with session_scope(engine) as session:
-        invoice = find_invoice(session, settings.tenant, number)
-    if invoice is None:
-        raise OperatorError(
-            f"no invoice {number!r} for tenant {settings.tenant}; check the folio "
-            "(leading zeros count) or import it first"
-        )
-    return invoice
+    return stored_invoice(
+        make_engine(settings.resolved_database_url), settings.tenant, number
+    )
+
+
+# Who an audit line names when the operator names nobody with --by.
+UNNAMED_OPERATOR = "operator"
+
+
+def _recorded_by(args: argparse.Namespace, settings: Settings) -> str:
+    """The person --by names, once the governance knows them; else the unnamed operator."""
+    if args.by is None:
+        return UNNAMED_OPERATOR
+    check_person(make_engine(settings.resolved_database_url), settings.tenant, args.by)
+    return str(args.by)
 
 
 def _instant(text: str | None) -> datetime:
@@ -238,7 +248,7 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
     """Move an invoice's due date (its case re-plans), or set a missing one (its case opens)."""
     new_due = _date(args.new_due_date, "new_due_date")
-    change = DueDateChanged(new_due, args.reason, args.by)
+    change = DueDateChanged(new_due, args.reason, _recorded_by(args, settings))
 
     async def send() -> str:
         client = await connect(settings.temporal)
@@ -268,6 +278,7 @@ def _date(text: str, name: str) -> date:
 def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel an invoice or write it off; its case ends with no further contact."""
     stage = Stage.CANCELLED if args.command == "cancel" else Stage.WRITTEN_OFF
+    closed_by = _recorded_by(args, settings)
     engine = make_engine(settings.resolved_database_url)
     # The store decides first: a paid or closed invoice is refused before Temporal is asked.
     if close_in_store(engine, settings.tenant, args.invoice, stage):
@@ -280,7 +291,7 @@ def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
                 if stage == Stage.CANCELLED
                 else (InvoiceWorkflow.write_off)
             )
-            await handle.signal(signal, CaseClosed(args.reason, args.by))
+            await handle.signal(signal, CaseClosed(args.reason, closed_by))
 
         asyncio.run(send())
     print(f"{args.invoice}: {stage}")
@@ -293,6 +304,7 @@ def cmd_stop_fact(args: argparse.Namespace, settings: Settings) -> int:
 
     migrate(settings.resolved_database_url)
     fact = StopFact(args.fact)
+    recorded_by = _recorded_by(args, settings)
     try:
         change = record_stop_fact(
             make_engine(settings.resolved_database_url),
@@ -300,7 +312,7 @@ def cmd_stop_fact(args: argparse.Namespace, settings: Settings) -> int:
             fact,
             target=args.target,
             on=_date(args.on, "--on"),
-            recorded_by=args.by,
+            recorded_by=recorded_by,
             reason=args.reason,
             assignee=args.assignee,
         )
@@ -330,7 +342,7 @@ def cmd_import_sii(args: argparse.Namespace, settings: Settings) -> int:
         make_engine(settings.resolved_database_url),
         settings.tenant,
         [Path(name) for name in args.files],
-        recorded_by=args.by,
+        recorded_by=_recorded_by(args, settings),
     )
     print(report.summary())
     if report.refused:
@@ -372,9 +384,10 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
         if state.stage.is_terminal:
             print(f"case ended: {state.stage}; nothing is pending")
         elif state.waiting_for:
-            print(f"waiting for: {state.waiting_for}")
+            print(f"waiting for: {brief_decisions(state.waiting_for, zone)}")
         for entry in timeline:
-            print(f"  {format_local(entry.at, zone)}  {entry.kind:<18} {entry.detail}")
+            detail = brief_decisions(entry.detail, zone)
+            print(f"  {format_local(entry.at, zone)}  {entry.kind:<18} {detail}")
         return state.stage
 
     stage = asyncio.run(show())
@@ -382,7 +395,8 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
     for entry in ContactLedger(make_engine(settings.resolved_database_url)).entries_for(
         settings.tenant, args.invoice
     ):
-        reason = "" if entry.reason in (None, "sent") else f"  {entry.reason}"
+        shown = "" if entry.reason in (None, "sent") else f"  {entry.reason}"
+        reason = brief_decisions(shown, zone)
         status = ledger_status_shown(entry.status, stage)
         print(
             f"  {entry.step_id:<8} {entry.channel:<8} {status:<10} x{entry.attempts}{reason}"
@@ -408,6 +422,9 @@ def _debtor_zone(settings: Settings, invoice: Invoice) -> str:
 def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
     """List the tenant's outbox, newest first, or show one message in full."""
     engine = make_engine(settings.resolved_database_url)
+    if args.outbox_command == "list" and args.invoice:
+        # An unknown folio is a typo to fix, not a folio that had no messages yet.
+        stored_invoice(engine, settings.tenant, args.invoice)
     with session_scope(engine) as session:
         if args.outbox_command == "show":
             message = session.get(OutboxMessage, args.id)
@@ -416,7 +433,7 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
                     f"no outbox message {args.id} for tenant {settings.tenant}; "
                     "list them with 'outbox list'"
                 )
-            print(_full_message(message))
+            print(_full_message(message, _debtor_zones(session, [message])))
             return 0
         statement = (
             select(OutboxMessage)
@@ -426,31 +443,53 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
         if args.invoice:
             statement = statement.where(OutboxMessage.invoice_number == args.invoice)
         messages = session.exec(statement.limit(args.limit)).all()
+        zones = _debtor_zones(session, messages)
     if not messages:
         print(f"no messages for tenant {settings.tenant}" + _folio_hint(args.invoice))
         return 0
     print(
-        f"{'id':>5}  {'stored (UTC)':<16}  {'channel':<8} {'folio':<12} {'step':<6} recipient"
+        f"{'id':>5}  {'stored (debtor time)':<34} {'channel':<8} {'folio':<12} "
+        f"{'step':<6} recipient"
     )
     for message in messages:
+        stored = format_local(as_utc(message.created_at), zones[message.invoice_number])
         print(
-            f"{message.id:>5}  {message.created_at:%Y-%m-%d %H:%M}  {message.channel:<8} "
+            f"{message.id:>5}  {stored:<34} {message.channel:<8} "
             f"{message.invoice_number:<12} {message.step_id:<6} {message.recipient}"
         )
     return 0
 
 
+def _debtor_zones(
+    session: Session, messages: Sequence[OutboxMessage]
+) -> dict[str, str]:
+    """The debtor's time zone for each folio of the messages; UTC if the store lost it."""
+    zones: dict[str, str] = {}
+    for message in messages:
+        if message.invoice_number in zones:
+            continue
+        invoice = find_invoice(session, message.tenant, message.invoice_number)
+        customer = (
+            find_customer(session, invoice.tenant, invoice.customer_id)
+            if invoice
+            else None
+        )
+        zones[message.invoice_number] = customer.time_zone if customer else "UTC"
+    return zones
+
+
 def _folio_hint(folio: str | None) -> str:
-    return f" and folio {folio!r} (leading zeros count)" if folio else ""
+    return f" and folio {folio!r}" if folio else ""
 
 
-def _full_message(message: OutboxMessage) -> str:
+def _full_message(message: OutboxMessage, zones: dict[str, str]) -> str:
+    stored = format_local(as_utc(message.created_at), zones[message.invoice_number])
     lines = [
         f"id:        {message.id}",
         f"invoice:   {message.invoice_number} (tenant {message.tenant})",
         f"step:      {message.step_id} of {message.policy_name}@{message.policy_version}",
         f"channel:   {message.channel} to {message.recipient}",
-        f"stored at: {message.created_at.isoformat()}",
+        f"stored at: {stored}",
     ]
     if message.subject:
         lines.append(f"subject:   {message.subject}")
@@ -651,6 +690,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- the parser --------------------------------------------------------------------------
 
+BY_HELP = (
+    f"a person id of policies/{GOVERNANCE_FILE} (an unknown one is refused); "
+    f"default: {UNNAMED_OPERATOR}, nobody named"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand with its arguments."""
@@ -759,7 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("invoice", metavar="FOLIO", help="the invoice number")
     move.add_argument("new_due_date", help="the new due date, YYYY-MM-DD")
     move.add_argument("--reason", required=True, help="why, for the case file")
-    move.add_argument("--by", default="operator", help="who agreed or decided it")
+    move.add_argument("--by", help=f"who agreed or decided it; {BY_HELP}")
     move.set_defaults(handler=cmd_move_due)
 
     for name in ("cancel", "write-off"):
@@ -768,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         close.add_argument("invoice", metavar="FOLIO", help="the invoice number")
         close.add_argument("--reason", required=True, help="why, for the case file")
-        close.add_argument("--by", default="operator", help="who decided it")
+        close.add_argument("--by", help=f"who decided it; {BY_HELP}")
         close.set_defaults(handler=cmd_close)
 
     stop = commands.add_parser(
@@ -788,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stop.add_argument("--on", required=True, help="the date it happened, YYYY-MM-DD")
     stop.add_argument("--reason", required=True, help="the source, for the audit")
-    stop.add_argument("--by", default="operator", help="who records it")
+    stop.add_argument("--by", help=f"who records it; {BY_HELP}")
     stop.add_argument("--assignee", help="for ceded: the factor (cesionario)")
     stop.set_defaults(handler=cmd_stop_fact)
 
@@ -796,7 +840,7 @@ def build_parser() -> argparse.ArgumentParser:
         "import-sii", help="set FmaPago and cessions from SII DTE and AEC XML files"
     )
     sii.add_argument("files", nargs="+", metavar="FILE", help="DTE or AEC XML files")
-    sii.add_argument("--by", default="operator", help="who imports them")
+    sii.add_argument("--by", help=f"who imports them; {BY_HELP}")
     sii.set_defaults(handler=cmd_import_sii)
 
     case = commands.add_parser("case", help="show one case: stage, timeline, ledger")

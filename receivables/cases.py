@@ -32,7 +32,7 @@ from receivables.case import (
     case_workflow_id,
 )
 from receivables.case_attributes import initial_attributes
-from receivables.money import format_money
+from receivables.money import format_amount
 from receivables.payloads import CASE_DATA_CONVERTER
 from receivables.planning import days_past_due, plan_case, upcoming_step
 from receivables.policy import Policy, PolicyBook
@@ -158,10 +158,10 @@ async def start_case(
 
 
 def _summary(case: InvoiceCase) -> str:
-    amount = format_money(case.amount_minor, case.currency)
+    amount = format_amount(case.amount_minor, case.currency)
     return (
         f"Invoice {case.invoice_number} · customer {case.customer_id} · "
-        f"{amount} {case.currency} due {case.due_date}"
+        f"{amount} due {case.due_date}"
     )
 
 
@@ -181,6 +181,23 @@ def case_handle(
     return client.get_workflow_handle_for(
         InvoiceWorkflow.run, case_workflow_id(tenant, invoice_number)
     )
+
+
+def unknown_invoice(tenant: str, invoice_number: str) -> LookupError:
+    """The refusal for a folio the store does not hold, saying what to check."""
+    return LookupError(
+        f"no invoice {invoice_number!r} for tenant {tenant}; check the folio "
+        "(leading zeros count) or import it first"
+    )
+
+
+def stored_invoice(engine: Engine, tenant: str, invoice_number: str) -> Invoice:
+    """The tenant's invoice with that folio, or the refusal of an unknown folio."""
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, tenant, invoice_number)
+    if invoice is None:
+        raise unknown_invoice(tenant, invoice_number)
+    return invoice
 
 
 class CaseCommandRefused(ValueError):
@@ -329,10 +346,7 @@ def _payable_invoice(
 ) -> Invoice:
     invoice = find_invoice(session, tenant, invoice_number)
     if invoice is None:
-        raise LookupError(
-            f"no invoice {invoice_number!r} for tenant {tenant}; check the folio "
-            "(leading zeros count) or import it first"
-        )
+        raise unknown_invoice(tenant, invoice_number)
     if invoice.currency != currency:
         raise CaseCommandRefused(
             f"invoice {invoice_number} is in {invoice.currency}, not {currency}; "
@@ -431,10 +445,7 @@ def close_in_store(
     with session_scope(engine) as session:
         invoice = find_invoice(session, tenant, invoice_number)
         if invoice is None:
-            raise LookupError(
-                f"no invoice {invoice_number!r} for tenant {tenant}; check the folio "
-                "(leading zeros count)"
-            )
+            raise unknown_invoice(tenant, invoice_number)
         had_case = invoice.status == InvoiceStatus.OPEN
         if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.NEEDS_DUE_DATE):
             _refuse_unless_open(invoice, str(stage).replace("_", " "))
@@ -457,7 +468,7 @@ async def change_due_date(
     with session_scope(engine) as session:
         invoice = find_invoice(session, tenant, invoice_number)
         if invoice is None:
-            raise LookupError(f"no invoice {invoice_number!r} for tenant {tenant}")
+            raise unknown_invoice(tenant, invoice_number)
         if change.new_due_date < invoice.issue_date:
             raise CaseCommandRefused(
                 f"{change.new_due_date} is before the issue date {invoice.issue_date}"

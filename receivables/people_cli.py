@@ -26,7 +26,12 @@ from receivables.case import (
     TaskOutcome,
     TaskOutcomeKind,
 )
-from receivables.cases import case_handle, commit_money_movement, connect
+from receivables.cases import (
+    case_handle,
+    commit_money_movement,
+    connect,
+    stored_invoice,
+)
 from receivables.governance import (
     GOVERNANCE_FILE,
     Role,
@@ -34,10 +39,23 @@ from receivables.governance import (
     reassign_customer,
     sync_governance,
 )
-from receivables.money import format_money, parse_operator_amount
+from receivables.money import format_amount, parse_operator_amount
+from receivables.planning import format_local
 from receivables.settings import Settings
-from receivables.store import PaymentKind, find_invoice, make_engine, session_scope
-from receivables.supervision import Command, command_cases, invoices_for_query
+from receivables.store import (
+    PaymentKind,
+    as_utc,
+    find_invoice,
+    make_engine,
+    session_scope,
+)
+from receivables.supervision import (
+    Command,
+    CommandResult,
+    command_cases,
+    invoices_for_query,
+    refusal_text,
+)
 from receivables.tasks import (
     TaskStatus,
     case_view,
@@ -52,6 +70,9 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 # Who may pause, resume, escalate, reassign or annotate cases: not an executive.
 SUPERVISING_ROLES = frozenset({Role.SUPERVISOR, Role.STRATEGIC})
+# Whom a case can be given to: executives work cases.
+REASSIGNABLE_ROLES = frozenset({Role.EXECUTIVE})
+PERSON_HELP = f"who did it: a person id of policies/{GOVERNANCE_FILE}, e.g. exec-01"
 
 
 # -- the executive's inbox ---------------------------------------------------------------
@@ -68,9 +89,9 @@ def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
         flag = "BREACHED " if item.overdue else ""
         holder = item.escalated_to or item.assignee_id
         print(
-            f"{flag}#{item.task_id:<5} due {item.due_at:%Y-%m-%d %H:%M}Z  {item.kind:<16} "
-            f"{item.invoice_number:<12} {format_money(item.balance_minor, item.currency)} "
-            f"{item.currency}  [{holder}] {item.reason}"
+            f"{flag}#{item.task_id:<5} due {format_local(as_utc(item.due_at), item.time_zone)}  "
+            f"{item.kind:<16} {item.invoice_number:<12} "
+            f"{format_amount(item.balance_minor, item.currency)}  [{holder}] {item.reason}"
         )
     return 0
 
@@ -82,17 +103,20 @@ def cmd_case_file(args: argparse.Namespace, settings: Settings) -> int:
     invoice = view.invoice
     print(
         f"invoice {invoice.invoice_number} · customer {invoice.customer_id} · "
-        f"{view.status} · balance {format_money(view.balance_minor, invoice.currency)} "
-        f"{invoice.currency} · due {invoice.due_date}"
+        f"{view.status} · balance {format_amount(view.balance_minor, invoice.currency)} "
+        f"· due {invoice.due_date}"
     )
     for entry in view.timeline():
-        print(f"  {entry.at:%Y-%m-%d %H:%M}Z  {entry.kind:<10} {entry.detail}")
+        when = format_local(as_utc(entry.at), view.time_zone)
+        print(f"  {when}  {entry.kind:<10} {entry.detail}")
     return 0
 
 
 def cmd_claim(args: argparse.Namespace, settings: Settings) -> int:
     """Take a task to work it."""
     engine = make_engine(settings.resolved_database_url)
+    check_person(engine, settings.tenant, args.person)
+    find_task(engine, settings.tenant, args.task_id)
     task = claim_task(engine, args.task_id, args.person, datetime.now(UTC))
     print(f"task {task.id} claimed by {args.person}")
     return 0
@@ -106,8 +130,9 @@ def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
     So a store write that failed after the case accepted is finished by the retry.
     """
     engine = make_engine(settings.resolved_database_url)
+    check_person(engine, settings.tenant, args.person)
     now = datetime.now(UTC)
-    task = find_task(engine, args.task_id)
+    task = find_task(engine, settings.tenant, args.task_id)
     if task.status != TaskStatus.DONE:
         # Claiming checks that this person may act on the task before the case hears of it.
         task = claim_task(engine, args.task_id, args.person, now)
@@ -132,7 +157,7 @@ def cmd_complete(args: argparse.Namespace, settings: Settings) -> int:
             await handle.execute_update(InvoiceWorkflow.complete_task, outcome)
         except WorkflowUpdateFailedError as error:
             # The case's validator says why it refused, and what to run instead.
-            raise ValueError(str(error.cause or error)) from None
+            raise ValueError(refusal_text(error)) from None
 
     asyncio.run(tell_case())
     complete_task(engine, args.task_id, args.person, outcome, now)
@@ -147,7 +172,9 @@ def _outcome(args: argparse.Namespace, task_id: int, currency: str) -> TaskOutco
         if not (args.amount and args.date):
             raise ValueError("a payment_promise outcome needs --amount and --date")
         amount = parse_operator_amount(args.amount, currency)
-        promise = PaymentPromise(amount, date.fromisoformat(args.date), args.person)
+        promise = PaymentPromise(
+            amount, _calendar_date(args.date, "--date"), args.person
+        )
     if kind is TaskOutcomeKind.DISPUTE:
         if not (args.amount and args.category):
             raise ValueError("a dispute outcome needs --amount and --category")
@@ -165,10 +192,9 @@ def _outcome(args: argparse.Namespace, task_id: int, currency: str) -> TaskOutco
 def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
     """Open or resolve a dispute on an invoice."""
     engine = make_engine(settings.resolved_database_url)
-    with session_scope(engine) as session:
-        invoice = find_invoice(session, settings.tenant, args.invoice)
-    if invoice is None:
-        raise ValueError(f"no invoice {args.invoice!r} for tenant {settings.tenant}")
+    # Checked before anything is written: a credit note of a resolution included.
+    check_person(engine, settings.tenant, args.by)
+    invoice = stored_invoice(engine, settings.tenant, args.invoice)
     if args.dispute_command == "open":
         amount = parse_operator_amount(args.amount, invoice.currency)
         dispute_id = args.id or uuid.uuid4().hex[:8]
@@ -202,13 +228,11 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_promise(args: argparse.Namespace, settings: Settings) -> int:
     """Record a payment promise on an invoice."""
     engine = make_engine(settings.resolved_database_url)
-    with session_scope(engine) as session:
-        invoice = find_invoice(session, settings.tenant, args.invoice)
-    if invoice is None:
-        raise ValueError(f"no invoice {args.invoice!r} for tenant {settings.tenant}")
+    check_person(engine, settings.tenant, args.by)
+    invoice = stored_invoice(engine, settings.tenant, args.invoice)
     promise = PaymentPromise(
         parse_operator_amount(args.amount, invoice.currency),
-        date.fromisoformat(args.date),
+        _calendar_date(args.date, "--date"),
         args.by,
     )
     receipt = asyncio.run(
@@ -223,9 +247,23 @@ async def _update(
 ) -> CommandReceipt:
     client = await connect(settings.temporal)
     handle = case_handle(client, settings.tenant, invoice)
-    receipt = await handle.execute_update(method, argument)  # type: ignore[call-overload]
+    try:
+        receipt = await handle.execute_update(method, argument)  # type: ignore[call-overload]
+    except WorkflowUpdateFailedError as error:
+        # The case's validator says why it refused; the history keeps nothing of it.
+        raise ValueError(f"{invoice}: {refusal_text(error)}") from None
     assert isinstance(receipt, CommandReceipt)
     return receipt
+
+
+def _calendar_date(text: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{flag} {text!r} is not a calendar date; write it as YYYY-MM-DD, "
+            "e.g. 2026-12-31"
+        ) from None
 
 
 # -- supervision -------------------------------------------------------------------------
@@ -236,8 +274,13 @@ def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
     command = _supervisor_command(args)
     engine = make_engine(settings.resolved_database_url)
     check_person(engine, settings.tenant, args.actor, roles=SUPERVISING_ROLES)
+    if args.action == "reassign":
+        check_person(engine, settings.tenant, args.to, roles=REASSIGNABLE_ROLES)
+    if args.invoice:
+        # A mistyped folio is the operator's to fix, not a case that refused.
+        stored_invoice(engine, settings.tenant, args.invoice)
 
-    async def run() -> int:
+    async def run() -> list[CommandResult]:
         client = await connect(settings.temporal)
         folios = (
             [args.invoice]
@@ -245,15 +288,14 @@ def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
             else await invoices_for_query(client, settings.tenant, args.query)
         )
         if not folios:
-            print("no running case matches")
-            return 1
-        results = await command_cases(
+            raise ValueError(
+                f"no running case of tenant {settings.tenant} matches --query "
+                f"{args.query!r}; check the query's names and values, e.g. "
+                "'DunningCustomer = \"CLI-0007\"'"
+            )
+        return await command_cases(
             client, engine, settings.tenant, folios, args.action, command
         )
-        for result in results:
-            mark = "ok     " if result.accepted else "refused"
-            print(f"{mark} {result.invoice_number}: {result.message}")
-        return 0 if all(r.accepted for r in results) else 1
 
     if args.action == "reassign" and args.customer:
         reassign_customer(
@@ -264,7 +306,19 @@ def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
             actor=args.actor,
             reason=args.reason,
         )
-    return asyncio.run(run())
+    results = asyncio.run(run())
+    refused = [result for result in results if not result.accepted]
+    if len(results) == 1 and refused:
+        raise ValueError(f"{refused[0].invoice_number}: {refused[0].message}")
+    for result in results:
+        mark = "ok     " if result.accepted else "refused"
+        print(f"{mark} {result.invoice_number}: {result.message}")
+    if refused:
+        raise ValueError(
+            f"{len(refused)} of {len(results)} cases refused to {args.action} (each "
+            "says why above); the others took the command"
+        )
+    return 0
 
 
 def _supervisor_command(args: argparse.Namespace) -> Command:
@@ -273,7 +327,7 @@ def _supervisor_command(args: argparse.Namespace) -> Command:
             "give exactly one of --invoice FOLIO or --query 'VISIBILITY QUERY'"
         )
     if args.action == "pause":
-        until = date.fromisoformat(args.until) if args.until else None
+        until = _calendar_date(args.until, "--until") if args.until else None
         return PauseCommand(args.actor, args.reason, until)
     if args.action == "escalate":
         return EscalateCommand(
@@ -334,7 +388,7 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "--category", required=True, choices=[c.value for c in DisputeCategory]
     )
     opening.add_argument("--id", help="dispute id; generated if absent")
-    opening.add_argument("--by", required=True)
+    opening.add_argument("--by", required=True, help=PERSON_HELP)
     opening.add_argument("--note")
     resolving = dispute_commands.add_parser("resolve")
     resolving.add_argument("invoice")
@@ -343,7 +397,7 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     resolving.add_argument(
         "--credit", help="upheld: credit note amount, in major units"
     )
-    resolving.add_argument("--by", required=True)
+    resolving.add_argument("--by", required=True, help=PERSON_HELP)
     resolving.add_argument("--note")
     for sub in (opening, resolving):
         sub.set_defaults(handler=cmd_dispute)
@@ -352,7 +406,7 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     promise.add_argument("invoice")
     promise.add_argument("--amount", required=True)
     promise.add_argument("--date", required=True, help="promised date, YYYY-MM-DD")
-    promise.add_argument("--by", required=True)
+    promise.add_argument("--by", required=True, help=PERSON_HELP)
     promise.set_defaults(handler=cmd_promise)
 
     supervise = commands.add_parser(

@@ -28,7 +28,7 @@ from receivables.kpis import (
     RecoveryPoint,
     TaskFigures,
 )
-from receivables.money import Money, exponent_of, format_money
+from receivables.money import Money, exponent_of, format_amount
 
 MAX_GROUP_BARS = 15  # the aging chart keeps the groups with the largest open balance
 CURVE_TABLE_STEP = 5
@@ -53,8 +53,8 @@ FUNNEL_COLOURS = {"planned": "#999999", "sent": "#0072B2", "paid": "#009E73"}
 
 
 def money(minor_units: int, currency: str) -> str:
-    """An amount as the report shows it: ``USD 1,234.50``, ``$900,000`` for CLP."""
-    return format_money(minor_units, currency, language="en")
+    """An amount as every operator view shows it: ``900.000 CLP``, ``1.234,50 USD``."""
+    return format_amount(minor_units, currency)
 
 
 def percent(share: float | None) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from receivables.money import format_money
+from receivables.money import format_amount
 from receivables.store import (
     Invoice,
     StopFactRecord,
@@ -346,8 +346,8 @@ def _check_match(
     ):
         raise SiiDocumentError(
             path,
-            f"folio {document.folio} totals {format_money(fact.total, 'CLP')} in the "
-            f"document but {format_money(invoice.amount_minor, 'CLP')} in the store",
+            f"folio {document.folio} totals {format_amount(fact.total, 'CLP')} in the "
+            f"document but {format_amount(invoice.amount_minor, 'CLP')} in the store",
             "check that the file is this invoice's; nothing was changed",
         )
 

@@ -13,6 +13,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
 )
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
 
 from receivables.case import (
@@ -82,7 +83,10 @@ async def command_case(
         description = await handle.describe()
     except RPCError:
         return CommandResult(
-            invoice_number, False, f"no case for invoice {invoice_number}"
+            invoice_number,
+            False,
+            f"no case for invoice {invoice_number}; open the missing cases with "
+            "'starter.py open-cases'",
         )
     if description.status != WorkflowExecutionStatus.RUNNING:
         state = await handle.query(InvoiceWorkflow.state)
@@ -96,8 +100,7 @@ async def command_case(
             UPDATES[action], command, result_type=CommandReceipt
         )
     except WorkflowUpdateFailedError as error:
-        # The validator's message is the cause: it says why this case refused.
-        return CommandResult(invoice_number, False, str(error.cause or error))
+        return CommandResult(invoice_number, False, refusal_text(error))
     record_supervisor_action(
         engine,
         tenant,
@@ -108,6 +111,13 @@ async def command_case(
         datetime.now(UTC),
     )
     return CommandResult(invoice_number, True, receipt.accepted)
+
+
+def refusal_text(error: WorkflowUpdateFailedError) -> str:
+    """Why a case refused an update, in the validator's own words."""
+    # The validator's message is the cause's; the cause's str() would prefix its type.
+    cause = error.cause
+    return cause.message if isinstance(cause, FailureError) else str(cause or error)
 
 
 async def command_cases(

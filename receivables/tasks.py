@@ -43,12 +43,13 @@ from receivables.governance import (
     team_of,
 )
 from receivables.ledger import ContactLedger
-from receivables.money import format_money
+from receivables.money import format_amount
 from receivables.planning import local_date_of
 from receivables.store import (
     ContactLedgerEntry,
     Invoice,
     as_utc,
+    find_customer,
     find_invoice,
     session_scope,
     utc_now,
@@ -144,6 +145,7 @@ class InboxItem:
     overdue: bool
     balance_minor: int
     currency: str
+    time_zone: str  # the debtor's, where the due time is shown
 
 
 # -- opening and moving tasks ----------------------------------------------------------
@@ -260,13 +262,21 @@ def escalate_task(
     return target
 
 
-def find_task(engine: Engine, task_id: int) -> HumanTask:
-    """One task by its id, as it stands."""
+def find_task(engine: Engine, tenant: str, task_id: int) -> HumanTask:
+    """One task of the tenant by its id, as it stands; an unknown id is refused."""
     with session_scope(engine) as session:
         task = session.get(HumanTask, task_id)
-    if task is None:
-        raise TaskError(f"no task {task_id}")
+    if task is None or task.tenant != tenant:
+        raise unknown_task(tenant, task_id)
     return task
+
+
+def unknown_task(tenant: str, task_id: int) -> TaskError:
+    """The refusal for a task id the tenant does not have, saying where ids are listed."""
+    return TaskError(
+        f"no task {task_id} in tenant {tenant}; task ids are the #numbers that "
+        "'starter.py inbox PERSON' lists"
+    )
 
 
 def claim_task(engine: Engine, task_id: int, person_id: str, at: datetime) -> HumanTask:
@@ -455,8 +465,8 @@ def _check_amount(
         )
     if amount_minor > invoice.balance_minor:
         raise TaskError(
-            f"the {what} of {format_money(amount_minor, invoice.currency)} is more than "
-            f"the balance {format_money(invoice.balance_minor, invoice.currency)} of "
+            f"the {what} of {format_amount(amount_minor, invoice.currency)} is more "
+            f"than the balance {format_amount(invoice.balance_minor, invoice.currency)} of "
             f"invoice {invoice.invoice_number}"
         )
 
@@ -533,6 +543,7 @@ def _item(task: HumanTask, invoice: Invoice, at: datetime) -> InboxItem:
         overdue=task.due_at < at,
         balance_minor=invoice.balance_minor,
         currency=invoice.currency,
+        time_zone=task.time_zone,
     )
 
 
@@ -549,6 +560,7 @@ class CaseView:
     contacts: list[ContactLedgerEntry]
     promises: list[StoredPromise] = field(default_factory=list)
     disputes: list[StoredDispute] = field(default_factory=list)
+    time_zone: str = "UTC"  # the debtor's, where the case file shows its instants
 
     @property
     def balance_minor(self) -> int:
@@ -595,17 +607,17 @@ class CaseView:
         currency = self.invoice.currency
         entries = []
         for promise in self.promises:
-            amount = format_money(promise.amount_minor, currency)
+            amount = format_amount(promise.amount_minor, currency)
             entries.append(
                 TimelineEntry(
                     promise.recorded_at,
                     "promise",
-                    f"#{promise.sequence} {amount} {currency} by "
+                    f"#{promise.sequence} {amount} by "
                     f"{promise.promised_date}, recorded by {promise.recorded_by}",
                 )
             )
             if promise.outcome_at is not None:
-                paid = format_money(promise.paid_minor, currency)
+                paid = format_amount(promise.paid_minor, currency)
                 entries.append(
                     TimelineEntry(
                         promise.outcome_at,
@@ -619,13 +631,13 @@ class CaseView:
         currency = self.invoice.currency
         entries = []
         for dispute in self.disputes:
-            amount = format_money(dispute.amount_minor, currency)
+            amount = format_amount(dispute.amount_minor, currency)
             owner = f", owner {dispute.owner_id}" if dispute.owner_id else ""
             entries.append(
                 TimelineEntry(
                     dispute.opened_at,
                     "dispute",
-                    f"{dispute.dispute_id} {amount} {currency} {dispute.category} by "
+                    f"{dispute.dispute_id} {amount} {dispute.category} by "
                     f"{dispute.opened_by}{owner}",
                 )
             )
@@ -646,7 +658,11 @@ def case_view(engine: Engine, tenant: str, invoice_number: str) -> CaseView:
     with session_scope(engine) as session:
         invoice = find_invoice(session, tenant, invoice_number)
         if invoice is None:
-            raise TaskError(f"no invoice {invoice_number!r} in tenant {tenant!r}")
+            raise TaskError(
+                f"no invoice {invoice_number!r} for tenant {tenant}; check the folio "
+                "(leading zeros count) or import it first"
+            )
+        customer = find_customer(session, tenant, invoice.customer_id)
         tasks = session.exec(
             select(HumanTask)
             .where(
@@ -670,4 +686,5 @@ def case_view(engine: Engine, tenant: str, invoice_number: str) -> CaseView:
         contacts,
         promises_of(engine, tenant, invoice_number),
         disputes_of(engine, tenant, invoice_number),
+        customer.time_zone if customer else "UTC",
     )

@@ -19,13 +19,16 @@ import starter
 from receivables import people_cli
 from receivables.case import Stage
 from receivables.commitments import promises_of
-from receivables.planning import local_date_of
+from receivables.contact_gate import trace
+from receivables.contact_rules import ContactDecision, Verdict
+from receivables.planning import format_local, local_date_of
 from receivables.schema import migrate
 from receivables.store import (
     ContactLedgerEntry,
     ContactStatus,
     Invoice,
     InvoiceStatus,
+    as_utc,
     make_engine,
     session_scope,
 )
@@ -42,6 +45,7 @@ from tests.case_helpers import (
 from workflows.invoice import InvoiceWorkflow
 
 CALL = {"kind": "call_debtor", "role": "executive", "sla_business_days": 2}
+SANTIAGO = "America/Santiago"
 
 
 @pytest.fixture
@@ -189,6 +193,10 @@ async def test_an_executive_works_the_inbox_end_to_end(
     # My tasks, soonest due first; nobody else's.
     assert inbox_rows(mine) == [(False, sooner), (False, task.id)]
     assert folio in mine and "call_debtor" in mine
+    # Due times and amounts read as in the case view: the debtor's clock, es-CL amounts.
+    assert f"due {format_local(now + timedelta(hours=3), SANTIAGO)}" in mine
+    assert f"due {format_local(as_utc(task.due_at), run.case.time_zone)}" in mine
+    assert "640.000 CLP" in mine and "$" not in mine
     # The supervisor sees the team's tasks, the breached one marked.
     assert inbox_rows(team) == [(True, late), (False, sooner), (False, task.id)]
     assert f"task {task.id} claimed by exec-01" in claimed
@@ -197,9 +205,12 @@ async def test_an_executive_works_the_inbox_end_to_end(
     assert state.promised and state.open_tasks == []
     [stored] = tasks_of(store, folio)
     assert (stored.status, stored.outcome_kind) == (TaskStatus.DONE, "payment_promise")
-    assert f"invoice {folio}" in case_file and "balance $640.000 CLP" in case_file
+    assert f"invoice {folio}" in case_file and "balance 640.000 CLP" in case_file
     assert f"#{task.id} call_debtor done by exec-01: payment_promise" in case_file
-    assert f"#1 $640.000 CLP by {promised}, recorded by exec-01" in case_file
+    assert f"#1 640.000 CLP by {promised}, recorded by exec-01" in case_file
+    timeline_lines = [line for line in case_file.splitlines() if line.startswith("  ")]
+    assert timeline_lines
+    assert all(run.case.time_zone in line for line in timeline_lines)
 
 
 async def test_a_completion_whose_store_write_failed_finishes_on_retry_once(
@@ -406,3 +417,89 @@ async def test_an_invoice_without_a_due_date_points_to_the_command_that_opens_it
     assert "waiting for a due date: 1" in open_cases
     assert "starter.py move-due FOLIO YYYY-MM-DD --reason TEXT" in open_cases
     assert state.due_date.isoformat() == due
+
+
+async def test_the_case_view_names_the_deciding_rule_and_supervise_refusals_exit_2(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = await local_env.get_current_time()
+    today = local_date_of(now, SANTIAGO)
+    invoice, customer = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today + timedelta(days=60),
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    deferral = ContactDecision(
+        Verdict.DEFER,
+        datetime(2027, 1, 23, 11, 0, tzinfo=UTC),
+        "CL-C-05 2 whole days needed after the written contact of 2027-01-20; "
+        "CL-C-01 before 08:00 on Saturday 2027-01-23",
+        ("CL-C-01", "CL-C-02", "CL-C-03", "CL-C-04", "CL-C-05", "CL-C-06"),
+    )
+    with session_scope(store) as session:
+        session.add(
+            ContactLedgerEntry(
+                tenant=tenant,
+                invoice_number=folio,
+                step_id="R+15",
+                channel="email",
+                recipient="pagos@customers.invalid",
+                status=ContactStatus.DEFERRED,
+                reason=trace(deferral),
+                policy_name="test-policy",
+                policy_version=1,
+                planned_at=now + timedelta(days=75),
+            )
+        )
+    steps = {"id": "R+15", "offset_days": 15, "channel": "email", "template": "x"}
+    supervise = ["supervise", "resume", "--actor", "sup-01", "--reason", "check"]
+    async with running_worker(local_env.client, store) as (_, queue):
+        run = await open_case(
+            local_env.client,
+            store,
+            invoice,
+            customer,
+            policy_with_steps(steps),
+            queue,
+            now,
+        )
+        await run.handle.query(InvoiceWorkflow.state)
+        capsys.readouterr()
+        assert await run_command(["case", folio]) == 0
+        shown = capsys.readouterr().out
+        not_paused = await run_command([*supervise, "--invoice", folio])
+        refusal = capsys.readouterr()
+        no_match = await run_command(
+            [*supervise, "--query", 'DunningCustomer = "nobody-at-all"']
+        )
+        no_match_error = capsys.readouterr().err
+        too_much = ["dispute", "open", folio, "--amount", "300000", "--by", "exec-01"]
+        over_balance = await run_command([*too_much, "--category", "other"])
+        over_balance_error = capsys.readouterr().err
+        await run.handle.terminate("test over")
+
+    ledger = shown.split("contact ledger", 1)[1]
+    [ledger_line] = [line for line in ledger.splitlines() if "R+15" in line]
+    assert ledger_line.split()[:3] == ["R+15", "email", "deferred"]
+    assert ledger_line.endswith(
+        "deferred to 2027-01-23 08:00 America/Santiago: CL-C-05 2 whole days needed "
+        "after the written contact of 2027-01-20 (also CL-C-01; 6 rules checked)"
+    )
+    assert "[rules:" not in shown and "CL-C-06" not in shown
+    # A case that refuses a command is the operator's mistake, like every other one.
+    assert not_paused == 2 and refusal.out == ""
+    assert f"error: {folio}: " in refusal.err and "is not paused" in refusal.err
+    assert no_match == 2
+    assert "no running case of tenant" in no_match_error
+    assert "matches --query 'DunningCustomer = \"nobody-at-all\"'" in no_match_error
+    assert over_balance == 2 and "Traceback" not in over_balance_error
+    assert f"error: {folio}: disputed amount 300.000 CLP must be positive" in (
+        over_balance_error
+    )

@@ -208,13 +208,13 @@ def test_promises_disputes_and_rule_decisions_are_figures_not_placeholders(
     assert promises[1] == ["Promises", "10", "4", "3", "1", "2", "57.1%"]
     assert reader.tables["Payment promises: amounts of the promises kept and broken"][
         1:
-    ] == [["CLP", "$300,000", "$500,000"], ["USD", "USD 0.00", "USD 10.00"]]
+    ] == [["CLP", "300.000 CLP", "500.000 CLP"], ["USD", "0,00 USD", "10,00 USD"]]
     disputes = reader.tables["Disputes by category"]
     assert disputes[1][:8] == [
         "purchase order pending",
         "CLP",
         "3",
-        "$600,000",
+        "600.000 CLP",
         "1",
         "2",
         "7.2 days",
@@ -311,25 +311,29 @@ def test_aging_at_each_month_end_is_a_column_per_month_with_its_table(
     # One coloured piece per bucket with money in it: two, three, then two (see
     # test_kpis for why each invoice sits where it does).
     assert tips == [
-        "2026-01-31, current: $2,000",
-        "2026-01-31, 31-60: $1,000",
-        "2026-02-28, current: $4,000",
-        "2026-02-28, 1-30: $2,000",
-        "2026-02-28, 31-60: $600",
-        "2026-03-31, 1-30: $2,500",
-        "2026-03-31, 31-60: $2,000",
+        "2026-01-31, current: 2.000 CLP",
+        "2026-01-31, 31-60: 1.000 CLP",
+        "2026-02-28, current: 4.000 CLP",
+        "2026-02-28, 1-30: 2.000 CLP",
+        "2026-02-28, 31-60: 600 CLP",
+        "2026-03-31, 1-30: 2.500 CLP",
+        "2026-03-31, 31-60: 2.000 CLP",
     ]
     table = reader.tables["Aging of the open balance at each month end, CLP"]
     assert table[0][:7] == ["Month end", *AGING_BUCKETS]
     # Month end, current to 90+, then (past "no due date") open and over 30 days,
     # each as amount and invoices.
-    assert [" ".join(row[:6] + row[7:]) for row in table[1:]] == [
-        "2026-01-31 $2,000 $0 $1,000 $0 $0 $3,000 2 $1,000 1",
-        "2026-02-28 $4,000 $2,000 $600 $0 $0 $6,600 3 $600 1",
-        "2026-03-31 $0 $2,500 $2,000 $0 $0 $4,500 2 $2,000 1",
+    clp = [
+        f"{amount} CLP" for amount in ("0", "600", "1.000", "2.000", "2.500", "4.000")
+    ]
+    nil, c600, c1k, c2k, c2k5, c4k = clp
+    assert [row[:6] + row[7:] for row in table[1:]] == [
+        ["2026-01-31", c2k, nil, c1k, nil, nil, "3.000 CLP", "2", c1k, "1"],
+        ["2026-02-28", c4k, c2k, c600, nil, nil, "6.600 CLP", "3", c600, "1"],
+        ["2026-03-31", nil, c2k5, c2k, nil, nil, "4.500 CLP", "2", c2k, "1"],
     ]
     usd = reader.tables["Aging of the open balance at each month end, USD"]
-    assert [row[4] for row in usd[1:]] == ["USD 5.00", "USD 0.00", "USD 0.00"]
+    assert [row[4] for row in usd[1:]] == ["5,00 USD", "0,00 USD", "0,00 USD"]
 
 
 def test_a_portfolio_settled_by_the_report_date_still_shows_how_it_aged(
@@ -352,12 +356,12 @@ def test_a_portfolio_settled_by_the_report_date_still_shows_how_it_aged(
     columns = chart_svg(page, "aging-series-0").iter(f"{SVG_NAMESPACE}rect")
     tips = [title.text for r in columns for title in r.iter(f"{SVG_NAMESPACE}title")]
     # Each invoice was 1-30 days late at one month end and paid by the next.
-    assert tips == ["2026-01-31, 1-30: $1,000", "2026-02-28, 1-30: $3,000"]
+    assert tips == ["2026-01-31, 1-30: 1.000 CLP", "2026-02-28, 1-30: 3.000 CLP"]
     table = reader.tables["Aging of the open balance at each month end, CLP"]
     assert [(row[0], row[7]) for row in table[1:]] == [
-        ("2026-01-31", "$1,000"),
-        ("2026-02-28", "$3,000"),
-        ("2026-03-31", "$0"),
+        ("2026-01-31", "1.000 CLP"),
+        ("2026-02-28", "3.000 CLP"),
+        ("2026-03-31", "0 CLP"),
     ]
 
 

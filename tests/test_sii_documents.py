@@ -194,8 +194,9 @@ def test_import_sii_command_prints_what_it_applied_and_fails_on_a_refused_file(
     assert starter.main(["import-sii", str(sii_dir / CASH)]) == 2  # store still empty
     engine = make_engine(f"sqlite:///{tmp_path / 'dunning.sqlite'}")
     store_invoices(engine)
+    assert starter.main(["sync-people"]) == 0
 
-    code = starter.main(["import-sii", str(sii_dir / CASH), "--by", "ana"])
+    code = starter.main(["import-sii", str(sii_dir / CASH), "--by", "exec-02"])
 
     output = capsys.readouterr()
     assert code == 0

@@ -12,12 +12,15 @@ import starter
 from receivables.store import (
     Invoice,
     InvoiceStatus,
+    OutboxMessage,
+    Payment,
     StopFactRecord,
     find_customer,
     find_invoice,
     make_engine,
     session_scope,
 )
+from receivables.tasks import HumanTask, TaskStatus
 from tests.case_helpers import add_invoice
 
 
@@ -52,7 +55,8 @@ def test_report_prints_headlines_and_writes_html_and_csv(
     )
 
     assert code == 0
-    assert "1,250,000" in capsys.readouterr().out
+    # Amounts read as in every operator view: es-CL grouping, then the currency.
+    assert "1.250.000 CLP" in capsys.readouterr().out
     assert "<svg" in (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "metric" in (tmp_path / "r.csv").read_text(encoding="utf-8").splitlines()[0]
 
@@ -109,10 +113,12 @@ def test_stop_fact_command_records_a_lawsuit_and_a_cession_with_an_audit_line(
         customer_id="C-7",
     )
 
+    assert starter.main(["sync-people"]) == 0
+
     served = starter.main(
         [
             *("stop-fact", "lawsuit-served", "C-7", "--on", "2026-03-02"),
-            *("--reason", "receptor's certificate", "--by", "ana"),
+            *("--reason", "receptor's certificate", "--by", "exec-02"),
         ]
     )
     ceded = starter.main(
@@ -137,7 +143,7 @@ def test_stop_fact_command_records_a_lawsuit_and_a_cession_with_an_audit_line(
     assert invoice is not None
     assert (invoice.ceded_on, invoice.ceded_to) == (date(2026, 1, 20), "Factor SpA")
     assert [(r.fact, r.recorded_by, r.reason) for r in audit] == [
-        ("lawsuit-served", "ana", "receptor's certificate"),
+        ("lawsuit-served", "exec-02", "receptor's certificate"),
         ("ceded", "operator", "AEC from the SII"),
     ]
 
@@ -242,3 +248,229 @@ def test_unknown_people_and_executives_acting_as_supervisors_are_refused(
     assert message in error
     # The refusal names who may act instead: no Temporal was needed to refuse.
     assert "sup-01" in error
+
+
+FOLIO = "0000000042"
+UNKNOWN_BY = ["--by", "ana"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dispute", "open", FOLIO, "--amount", "1000", "--category", "other"],
+        ["dispute", "resolve", FOLIO, "D1", "upheld", "--credit", "1000"],
+        ["promise", FOLIO, "--amount", "1000", "--date", "2026-12-31"],
+        ["move-due", FOLIO, "2026-12-31", "--reason", "agreed"],
+        ["cancel", FOLIO, "--reason", "duplicate"],
+        ["write-off", FOLIO, "--reason", "uncollectable"],
+        ["stop-fact", "lawsuit-served", "C-7", "--on", "2026-03-02", "--reason", "x"],
+        ["stop-fact", "ceded", FOLIO, "--on", "2026-03-02", "--reason", "AEC"],
+        ["import-sii", "dte.xml"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_a_by_the_governance_does_not_know_is_refused_and_nothing_is_recorded(
+    store: str, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    engine = make_engine(store)
+    add_invoice(
+        engine,
+        invoice_number=FOLIO,
+        issue_date=date(2026, 1, 5),
+        due_date=date(2026, 2, 4),
+        amount_minor=300_000,
+        customer_id="C-7",
+    )
+    assert starter.main(["sync-people"]) == 0
+    capsys.readouterr()
+
+    code = starter.main([*command, *UNKNOWN_BY])
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "error: no active person 'ana' in tenant 'test'" in error
+    assert "known ids: exec-01, exec-02, exec-03, strat-01, sup-01" in error
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, "test", FOLIO)
+        customer = find_customer(session, "test", "C-7")
+        assert list(session.exec(select(Payment))) == []
+        assert list(session.exec(select(StopFactRecord))) == []
+    assert invoice is not None and customer is not None
+    assert (invoice.status, invoice.balance_minor) == (InvoiceStatus.OPEN, 300_000)
+    assert (invoice.due_date, invoice.ceded_on) == (date(2026, 2, 4), None)
+    assert customer.lawsuit_served_on is None
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (
+            ["supervise", "pause", "--invoice", "404", "--actor", "sup-01"],
+            "no invoice '404' for tenant test; check the folio (leading zeros count)",
+        ),
+        (
+            [
+                "promise",
+                "404",
+                "--amount",
+                "1",
+                "--date",
+                "2026-12-31",
+                "--by",
+                "exec-01",
+            ],
+            "no invoice '404' for tenant test; check the folio (leading zeros count)",
+        ),
+        (
+            ["dispute", "open", "404", "--amount", "1", "--category", "other"],
+            "no invoice '404' for tenant test; check the folio (leading zeros count)",
+        ),
+        (
+            [
+                "promise",
+                FOLIO,
+                "--amount",
+                "1",
+                "--date",
+                "31-12-2026",
+                "--by",
+                "exec-01",
+            ],
+            "--date '31-12-2026' is not a calendar date; write it as YYYY-MM-DD",
+        ),
+        (
+            ["case-file", "404"],
+            "no invoice '404' for tenant test; check the folio (leading zeros count)",
+        ),
+        (
+            ["outbox", "list", "--invoice", "404"],
+            "no invoice '404' for tenant test; check the folio (leading zeros count)",
+        ),
+        (
+            ["task", "claim", "999", "--as", "exec-01"],
+            "no task 999 in tenant test; task ids are the #numbers that 'starter.py "
+            "inbox PERSON' lists",
+        ),
+        (
+            ["task", "complete", "999", "--as", "exec-01", "--outcome", "no_answer"],
+            "no task 999 in tenant test",
+        ),
+        (
+            ["task", "claim", "999", "--as", "ana"],
+            "no active person 'ana' in tenant 'test'; known ids: exec-01",
+        ),
+        (
+            [
+                *("supervise", "reassign", "--invoice", FOLIO, "--actor", "sup-01"),
+                *("--to", "sup-01"),
+            ],
+            "sup-01 is supervisor; this command needs a executive (exec-01, exec-02",
+        ),
+    ],
+    ids=lambda value: " ".join(value[:2]) if isinstance(value, list) else "",
+)
+def test_an_unknown_folio_task_or_person_is_a_user_mistake_with_exit_2(
+    store: str, capsys: pytest.CaptureFixture[str], command: list[str], message: str
+) -> None:
+    add_invoice(
+        make_engine(store),
+        invoice_number=FOLIO,
+        issue_date=date(2026, 1, 5),
+        due_date=date(2026, 2, 4),
+        amount_minor=300_000,
+    )
+    assert starter.main(["sync-people"]) == 0
+    capsys.readouterr()
+
+    # --reason and --by are given to every command that takes them, so only the folio,
+    # the task id or the person is wrong. No Temporal answers here: each is refused first.
+    extra = {"supervise": ["--reason", "x"], "dispute": ["--by", "exec-01"]}
+    code = starter.main([*command, *extra.get(command[0], [])])
+
+    output = capsys.readouterr()
+    assert code == 2
+    assert f"error: {message}" in output.err
+    assert output.out == ""
+
+
+def test_a_task_of_another_tenant_is_not_found(
+    store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(store)
+    add_invoice(
+        engine,
+        invoice_number=FOLIO,
+        issue_date=date(2026, 1, 5),
+        due_date=date(2026, 2, 4),
+        amount_minor=300_000,
+        tenant="other",
+    )
+    with session_scope(engine) as session:
+        task = HumanTask(
+            tenant="other",
+            invoice_number=FOLIO,
+            workflow_id=f"invoice/other/{FOLIO}",
+            step_id="CALL+1",
+            kind="call_debtor",
+            role=0,
+            assignee_id="exec-01",
+            reason="policy step CALL+1",
+            time_zone="America/Santiago",
+            opened_at=datetime(2026, 2, 5, tzinfo=UTC),
+            due_at=datetime(2026, 2, 9, tzinfo=UTC),
+        )
+        session.add(task)
+        session.flush()
+        task_id = task.id
+    assert starter.main(["sync-people"]) == 0
+    capsys.readouterr()
+
+    code = starter.main(["task", "claim", str(task_id), "--as", "exec-01"])
+
+    assert code == 2
+    assert f"no task {task_id} in tenant test" in capsys.readouterr().err
+    with session_scope(engine) as session:
+        stored = session.get(HumanTask, task_id)
+    assert stored is not None and stored.status == TaskStatus.OPEN
+
+
+def test_the_outbox_shows_when_each_message_was_stored_in_the_debtors_time(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = make_engine(store)
+    add_invoice(
+        engine,
+        invoice_number=FOLIO,
+        issue_date=date(2026, 1, 5),
+        due_date=date(2026, 2, 4),
+        amount_minor=300_000,
+        time_zone="Pacific/Easter",
+    )
+    with session_scope(engine) as session:
+        message = OutboxMessage(
+            idempotency_key="k-1",
+            tenant="test",
+            invoice_number=FOLIO,
+            step_id="R+1",
+            channel="email",
+            recipient="pagos@customers.invalid",
+            subject="Factura vencida",
+            body="Estimado cliente",
+            policy_name="preventive-b2b",
+            policy_version=1,
+            created_at=datetime(2026, 2, 5, 15, 30, tzinfo=UTC),
+        )
+        session.add(message)
+        session.flush()
+        message_id = message.id
+
+    listed = starter.main(["outbox", "list"])
+    listing = capsys.readouterr().out
+    shown = starter.main(["outbox", "show", str(message_id)])
+    full = capsys.readouterr().out
+
+    assert (listed, shown) == (0, 0)
+    # Easter Island is five hours behind UTC in February (summer time, -05).
+    assert "stored (debtor time)" in listing
+    assert "2026-02-05 10:30 Pacific/Easter" in listing
+    assert "stored at: 2026-02-05 10:30 Pacific/Easter" in full
