@@ -1,0 +1,211 @@
+"""Breaker: operator commands given bad input, or cut off between the store and Temporal."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+import starter
+from receivables.schema import migrate
+from receivables.store import (
+    InvoiceStatus,
+    Payment,
+    find_invoice,
+    make_engine,
+    session_scope,
+)
+from tests.case_helpers import add_invoice
+
+FOLIO = "0000000042"
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store with one open invoice; Temporal is a closed loopback port."""
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DUNNING_TENANT", "test")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    url = f"sqlite:///{tmp_path / 'dunning.sqlite'}"
+    migrate(url)
+    add_invoice(
+        make_engine(url),
+        invoice_number=FOLIO,
+        issue_date=date(2026, 3, 1),
+        due_date=date(2026, 3, 31),
+        amount_minor=900_000,
+    )
+    return url
+
+
+def main(argv: list[str]) -> int:
+    """starter.main, with an uncaught error counted as exit 1 like the interpreter would."""
+    try:
+        return starter.main(argv)
+    except Exception:
+        return 1
+
+
+def movements(url: str) -> list[str]:
+    with session_scope(make_engine(url)) as session:
+        return [row.reference for row in session.exec(select(Payment))]
+
+
+def status(url: str) -> str:
+    with session_scope(make_engine(url)) as session:
+        invoice = find_invoice(session, "test", FOLIO)
+        assert invoice is not None
+        return invoice.status
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="--at before 0001-01-01 UTC raises OverflowError from astimezone: a "
+    "traceback and exit 1 instead of 'error: ...' and exit 2",
+)
+def test_an_instant_out_of_range_is_a_user_mistake(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["pay", FOLIO, "100", "--reference", "A", "--at", "0001-01-01T00:00+05:00"]
+    )
+
+    assert code == 2
+    assert movements(store) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="--at garbage says only Python's 'Invalid isoformat string' without the "
+    "flag's name or the expected form",
+)
+def test_an_instant_that_is_not_one_names_the_flag_and_the_form(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["pay", FOLIO, "100", "--reference", "A", "--at", "yesterday"])
+
+    assert code == 2
+    assert "--at" in capsys.readouterr().err
+
+
+def test_an_instant_without_an_offset_is_refused_before_anything_is_recorded(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["pay", FOLIO, "100", "--reference", "A", "--at", "2026-04-01T10:00"])
+
+    assert code == 2
+    assert "needs a UTC offset" in capsys.readouterr().err
+    assert movements(store) == []
+
+
+@pytest.mark.parametrize(
+    "amount", ["1e6", "٣٤٠", "340.32", "99999999999999999999999999", "0x10", " "]
+)
+def test_amounts_that_are_not_pesos_are_refused_with_exit_2(
+    store: str, amount: str
+) -> None:
+    assert main(["pay", FOLIO, amount, "--reference", "A"]) == 2
+    assert movements(store) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a blank --reference is recorded as a movement (and makes every later blank "
+    "reference a silent repeat)",
+)
+def test_a_blank_reference_is_refused(store: str) -> None:
+    code = main(["pay", FOLIO, "100", "--reference", ""])
+
+    assert movements(store) == []
+    assert code == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="when Temporal cannot be reached after the store committed a payment, pay "
+    "dies with a RuntimeError traceback (exit 1) and never says the payment was recorded",
+)
+def test_a_payment_recorded_while_temporal_is_down_says_so_and_how_to_finish(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["pay", FOLIO, "100", "--reference", "A"])
+
+    assert movements(store) == ["A"]
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "recorded" in err and "again" in err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="close_in_store commits before the case is told; when the signal fails, a "
+    "second cancel is refused ('it is cancelled') and never tells the case: the case "
+    "keeps running with no way to finish the command",
+)
+def test_a_cancel_whose_signal_failed_can_be_run_again_to_tell_the_case(
+    store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["cancel", FOLIO, "--reason", "duplicate invoice"]) != 0
+    assert status(store) == InvoiceStatus.CANCELLED
+    told: list[str] = []
+
+    async def fake_connect(*_: object) -> object:
+        told.append("connect")
+        raise RuntimeError("still down")
+
+    monkeypatch.setattr(starter, "connect", fake_connect)
+
+    main(["cancel", FOLIO, "--reason", "duplicate invoice"])
+
+    # Like a repeated payment, the repeat should reach for the case again.
+    assert told == ["connect"], capsys.readouterr().err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the refusal reads 'cannot cancelled invoice' / 'cannot written off "
+    "invoice': the stage's name is used as the verb",
+)
+@pytest.mark.parametrize("command", ["cancel", "write-off"])
+def test_refusing_to_close_a_paid_invoice_reads_as_a_sentence(
+    store: str, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    with session_scope(make_engine(store)) as session:
+        invoice = find_invoice(session, "test", FOLIO)
+        assert invoice is not None
+        invoice.status, invoice.balance_minor = InvoiceStatus.PAID, 0
+        session.add(invoice)
+
+    assert main([command, FOLIO, "--reason", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot cancelled" not in err and "cannot written off" not in err, err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="dispute resolve --credit commits the credit note before the case (or "
+    "Temporal) accepts the resolution: a refused or failed resolve leaves the credit "
+    "in the store, lowering the balance the case never hears of",
+)
+def test_a_dispute_resolution_that_fails_records_no_credit(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sync-people"]) == 0
+    code = main(
+        [
+            "dispute",
+            "resolve",
+            FOLIO,
+            "no-such-dispute",
+            "upheld",
+            "--credit",
+            "100000",
+            "--by",
+            "exec-01",
+        ]
+    )
+
+    assert code != 0
+    assert movements(store) == []
