@@ -12,9 +12,10 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session, col, select
 from temporalio.service import RPCError, RPCStatusCode
@@ -190,12 +191,22 @@ def _recorded_by(args: argparse.Namespace, settings: Settings) -> str:
 def _instant(text: str | None) -> datetime:
     if not text:
         return datetime.now(UTC)
-    instant = datetime.fromisoformat(text)
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise OperatorError(
+            f"--at {text!r} is not a date and time: write it like 2026-03-30T23:50-03:00"
+        ) from None
     if instant.tzinfo is None:
         raise OperatorError(
             f"--at {text!r} needs a UTC offset, like 2026-03-30T23:50-03:00"
         )
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise OperatorError(
+            f"--at {text!r} is outside the calendar the store keeps; check the year"
+        ) from None
 
 
 def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
@@ -231,7 +242,9 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
                 handle, InvoiceWorkflow.record_payment, payment, repeat=repeat
             )
 
-    asyncio.run(tell_case())
+    _tell_case_after_store(
+        tell_case, f"{args.reference} is recorded on invoice {args.invoice}"
+    )
     note = "" if result.applied else " (reference already recorded: nothing changed)"
     if result.overpaid_minor:
         note += (
@@ -243,6 +256,26 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         f"{result.status}{note}"
     )
     return 0
+
+
+def _tell_case_after_store(
+    tell_case: Callable[[], Coroutine[Any, Any, None]], stored: str
+) -> None:
+    """Tell the case what the store already holds; if it cannot be told, say how to finish."""
+    try:
+        asyncio.run(tell_case())
+    except RPCError as error:
+        raise OperatorError(
+            f"{stored} in the store, but its case was not told: {_explain(error)}; the "
+            "same command run again changes nothing in the store and tells the case"
+        ) from None
+    except RuntimeError as error:
+        # The SDK's connection failures are RuntimeErrors ("Failed client connect").
+        raise OperatorError(
+            f"{stored} in the store, but Temporal could not be reached to tell its case "
+            f"({error}); run the same command again once it is up: the store keeps one "
+            "copy and the case is told"
+        ) from None
 
 
 def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
@@ -281,7 +314,8 @@ def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
     closed_by = _recorded_by(args, settings)
     engine = make_engine(settings.resolved_database_url)
     # The store decides first: a paid or closed invoice is refused before Temporal is asked.
-    if close_in_store(engine, settings.tenant, args.invoice, stage):
+    closed = close_in_store(engine, settings.tenant, args.invoice, stage)
+    if closed.tell_case:
 
         async def send() -> None:
             client = await connect(settings.temporal)
@@ -291,10 +325,18 @@ def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
                 if stage == Stage.CANCELLED
                 else (InvoiceWorkflow.write_off)
             )
-            await handle.signal(signal, CaseClosed(args.reason, closed_by))
+            try:
+                await handle.signal(signal, CaseClosed(args.reason, closed_by))
+            except RPCError as error:
+                # Told again: the case heard it the first time and has ended since.
+                if not (closed.repeat and error.status == RPCStatusCode.NOT_FOUND):
+                    raise
 
-        asyncio.run(send())
-    print(f"{args.invoice}: {stage}")
+        _tell_case_after_store(send, f"invoice {args.invoice} is {stage}")
+    again = (
+        " (already so in the store: its case was told again)" if closed.repeat else ""
+    )
+    print(f"{args.invoice}: {stage}{again}")
     return 0
 
 

@@ -32,7 +32,7 @@ from receivables.case import (
     case_workflow_id,
 )
 from receivables.case_attributes import initial_attributes
-from receivables.money import format_amount
+from receivables.money import MAX_MINOR_UNITS, format_amount
 from receivables.payloads import CASE_DATA_CONVERTER
 from receivables.planning import days_past_due, plan_case, upcoming_step
 from receivables.policy import Policy, PolicyBook
@@ -230,11 +230,7 @@ def commit_money_movement(
     at: datetime,
 ) -> StoredMoveResult:
     """Commit a payment or credit to the store first, so a racing send sees it."""
-    if amount_minor <= 0 and kind != PaymentKind.ADJUSTMENT:
-        raise CaseCommandRefused(
-            f"{reference}: an amount must be above zero (got {amount_minor}); "
-            "a reversal is an adjustment, not a negative payment"
-        )
+    _refuse_unless_recordable(reference, amount_minor, kind)
     try:
         with session_scope(engine) as session:
             invoice = _payable_invoice(session, tenant, invoice_number, currency)
@@ -259,10 +255,15 @@ def commit_money_movement(
             )
             # Subtract in SQL, not from the balance read above: a movement committed since
             # that read must count, and the write holds the row until this one commits.
-            balance, status = connection.execute(
+            subtracted = connection.execute(
                 _SUBTRACT_MOVEMENT,
                 {"invoice_id": invoice.id, "moved_minor": amount_minor, "moved_at": at},
-            ).one()
+            ).first()
+            if subtracted is None:
+                # Closed (paid, cancelled) since the read above: as refused as it would
+                # be a moment later, and the movement's row goes with the rollback.
+                raise _ClosedMeanwhile
+            balance, status = subtracted
             if balance <= 0 and status == InvoiceStatus.OPEN:
                 status = (
                     InvoiceStatus.PAID
@@ -274,11 +275,43 @@ def commit_money_movement(
                 )
             return StoredMoveResult(True, balance, InvoiceStatus(status))
     except (IntegrityError, _Repeat):
-        return _already_recorded(engine, tenant, invoice_number, reference)
+        return _already_recorded(
+            engine, tenant, invoice_number, reference, (kind, amount_minor)
+        )
+    except _ClosedMeanwhile:
+        with session_scope(engine) as session:
+            invoice = _payable_invoice(session, tenant, invoice_number, currency)
+        _refuse_unless_open(invoice, f"record {reference} on")
+        raise
 
 
 class _Repeat(Exception):
     """The movement's reference is already recorded; nothing is written again."""
+
+
+class _ClosedMeanwhile(Exception):
+    """The invoice stopped being open between its read and the movement's write."""
+
+
+def _refuse_unless_recordable(reference: str, amount_minor: int, kind: str) -> None:
+    """Refuse, before anything is read, a movement that could never be recorded right."""
+    if not reference.strip():
+        raise CaseCommandRefused(
+            "a movement needs its bank or document reference, and this one is blank: "
+            "the reference is what makes recording the same movement twice harmless"
+        )
+    if amount_minor == 0 or (amount_minor < 0 and kind != PaymentKind.ADJUSTMENT):
+        raise CaseCommandRefused(
+            f"{reference}: an amount must be above zero (got {amount_minor}); "
+            "a reversal is an adjustment, not a negative payment"
+            if kind != PaymentKind.ADJUSTMENT
+            else f"{reference}: an adjustment of 0 changes nothing; nothing was recorded"
+        )
+    if abs(amount_minor) > MAX_MINOR_UNITS:
+        raise CaseCommandRefused(
+            f"{reference}: {amount_minor} minor units is beyond the largest amount "
+            f"recorded ({MAX_MINOR_UNITS}); check the amount for extra digits"
+        )
 
 
 def _recorded(session: Session, tenant: str, reference: str) -> bool:
@@ -292,7 +325,10 @@ def _recorded(session: Session, tenant: str, reference: str) -> bool:
 _INSERT_MOVEMENT = insert(Payment)
 _SUBTRACT_MOVEMENT = (
     update(Invoice)
-    .where(col(Invoice.id) == bindparam("invoice_id"))
+    .where(
+        col(Invoice.id) == bindparam("invoice_id"),
+        col(Invoice.status) == InvoiceStatus.OPEN.value,
+    )
     .values(
         balance_minor=col(Invoice.balance_minor) - bindparam("moved_minor"),
         updated_at=bindparam("moved_at", type_=DateTime()),
@@ -311,7 +347,11 @@ _MOVEMENT_BY_REFERENCE = sa_select(col(Payment.id)).where(
 
 
 def _already_recorded(
-    engine: Engine, tenant: str, invoice_number: str, reference: str
+    engine: Engine,
+    tenant: str,
+    invoice_number: str,
+    reference: str,
+    movement: tuple[str, int],
 ) -> StoredMoveResult:
     with session_scope(engine) as session:
         holder = session.exec(
@@ -325,6 +365,14 @@ def _already_recorded(
         raise CaseCommandRefused(
             f"reference {reference} is already recorded on invoice {holder.invoice_number}; "
             "give this movement its own bank or document reference"
+        )
+    kind, amount_minor = movement
+    if (holder.kind, holder.amount_minor) != (str(kind), amount_minor):
+        recorded = format_amount(holder.amount_minor, holder.currency)
+        raise CaseCommandRefused(
+            f"reference {reference} is already recorded on invoice {invoice_number} as a "
+            f"{holder.kind.replace('_', ' ')} of {recorded}; a different movement needs "
+            "its own bank or document reference"
         )
     return StoredMoveResult(False, invoice.balance_minor, invoice.status)
 
@@ -434,24 +482,59 @@ async def report_credit(
     return result
 
 
+@dataclass(frozen=True)
+class ClosedInStore:
+    """What closing an invoice in the store did, and whether its case must be told."""
+
+    tell_case: bool
+    repeat: bool = (
+        False  # closed so already: the case may not have heard the first time
+    )
+
+
 def close_in_store(
     engine: Engine, tenant: str, invoice_number: str, stage: Stage
-) -> bool:
-    """Cancel or write off an open invoice in the store; True when it has a case to tell."""
-    status = {
-        Stage.CANCELLED: InvoiceStatus.CANCELLED,
-        Stage.WRITTEN_OFF: InvoiceStatus.WRITTEN_OFF,
-    }
-    with session_scope(engine) as session:
-        invoice = find_invoice(session, tenant, invoice_number)
-        if invoice is None:
-            raise unknown_invoice(tenant, invoice_number)
-        had_case = invoice.status == InvoiceStatus.OPEN
-        if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.NEEDS_DUE_DATE):
-            _refuse_unless_open(invoice, str(stage).replace("_", " "))
-        invoice.status = status[stage]
-        session.add(invoice)
-    return had_case
+) -> ClosedInStore:
+    """Cancel or write off an open invoice in the store, or see it was closed so before."""
+    closed_as = _CLOSED_AS[stage]
+    for _ in range(_CLOSE_ATTEMPTS):
+        with session_scope(engine) as session:
+            invoice = find_invoice(session, tenant, invoice_number)
+            if invoice is None:
+                raise unknown_invoice(tenant, invoice_number)
+            if invoice.status == closed_as:
+                return ClosedInStore(tell_case=True, repeat=True)
+            if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.NEEDS_DUE_DATE):
+                _refuse_unless_open(invoice, _CLOSING_VERB[stage])
+            # Written only if the status is still the one read: a payment that settled
+            # the invoice since then wins, and the loop reads again.
+            params = {
+                "invoice_id": invoice.id,
+                "expected": str(invoice.status),
+                "closed_as": str(closed_as),
+            }
+            if session.connection().execute(_CLOSE_IF_UNCHANGED, params).rowcount:
+                return ClosedInStore(tell_case=invoice.status == InvoiceStatus.OPEN)
+    raise CaseCommandRefused(
+        f"invoice {invoice_number} kept changing while it was being closed; "
+        "run the command again"
+    )
+
+
+_CLOSED_AS = {
+    Stage.CANCELLED: InvoiceStatus.CANCELLED,
+    Stage.WRITTEN_OFF: InvoiceStatus.WRITTEN_OFF,
+}
+_CLOSING_VERB = {Stage.CANCELLED: "cancel", Stage.WRITTEN_OFF: "write off"}
+_CLOSE_ATTEMPTS = 3
+_CLOSE_IF_UNCHANGED = (
+    update(Invoice)
+    .where(
+        col(Invoice.id) == bindparam("invoice_id"),
+        col(Invoice.status) == bindparam("expected", type_=String()),
+    )
+    .values(status=bindparam("closed_as", type_=String()))
+)
 
 
 async def change_due_date(

@@ -60,11 +60,6 @@ def status(url: str) -> str:
         return invoice.status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--at before 0001-01-01 UTC raises OverflowError from astimezone: a "
-    "traceback and exit 1 instead of 'error: ...' and exit 2",
-)
 def test_an_instant_out_of_range_is_a_user_mistake(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -76,11 +71,6 @@ def test_an_instant_out_of_range_is_a_user_mistake(
     assert movements(store) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--at garbage says only Python's 'Invalid isoformat string' without the "
-    "flag's name or the expected form",
-)
 def test_an_instant_that_is_not_one_names_the_flag_and_the_form(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,11 +100,6 @@ def test_amounts_that_are_not_pesos_are_refused_with_exit_2(
     assert movements(store) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a blank --reference is recorded as a movement (and makes every later blank "
-    "reference a silent repeat)",
-)
 def test_a_blank_reference_is_refused(store: str) -> None:
     code = main(["pay", FOLIO, "100", "--reference", ""])
 
@@ -122,11 +107,6 @@ def test_a_blank_reference_is_refused(store: str) -> None:
     assert code == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="when Temporal cannot be reached after the store committed a payment, pay "
-    "dies with a RuntimeError traceback (exit 1) and never says the payment was recorded",
-)
 def test_a_payment_recorded_while_temporal_is_down_says_so_and_how_to_finish(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,12 +118,6 @@ def test_a_payment_recorded_while_temporal_is_down_says_so_and_how_to_finish(
     assert "recorded" in err and "again" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="close_in_store commits before the case is told; when the signal fails, a "
-    "second cancel is refused ('it is cancelled') and never tells the case: the case "
-    "keeps running with no way to finish the command",
-)
 def test_a_cancel_whose_signal_failed_can_be_run_again_to_tell_the_case(
     store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -163,11 +137,6 @@ def test_a_cancel_whose_signal_failed_can_be_run_again_to_tell_the_case(
     assert told == ["connect"], capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the refusal reads 'cannot cancelled invoice' / 'cannot written off "
-    "invoice': the stage's name is used as the verb",
-)
 @pytest.mark.parametrize("command", ["cancel", "write-off"])
 def test_refusing_to_close_a_paid_invoice_reads_as_a_sentence(
     store: str, capsys: pytest.CaptureFixture[str], command: str

@@ -109,11 +109,6 @@ def racing(engine: Engine, uncommitted_sql: str, call: Callable[[], T]) -> Futur
 # -- races ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a payment racing a cancellation is stored on the cancelled invoice "
-    "(the SQL subtraction has no 'status = open' guard)",
-)
 def test_a_payment_racing_a_cancellation_is_not_recorded_on_the_cancelled_invoice(
     engine: Engine,
 ) -> None:
@@ -132,11 +127,6 @@ def test_a_payment_racing_a_cancellation_is_not_recorded_on_the_cancelled_invoic
     assert stored(engine).balance_minor == 900_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a second payment racing the one that settled the invoice is accepted "
-    "(applied=True on a paid invoice) while the same payment a moment later is refused",
-)
 def test_a_payment_racing_the_settling_payment_gets_the_same_answer_as_after_it(
     engine: Engine,
 ) -> None:
@@ -154,11 +144,6 @@ def test_a_payment_racing_the_settling_payment_gets_the_same_answer_as_after_it(
     assert stored(engine).balance_minor == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="close_in_store reads the invoice, then writes status by the ORM: a payment "
-    "committed in between is overwritten, a paid invoice ends up cancelled",
-)
 def test_a_cancellation_racing_the_settling_payment_does_not_unpay_the_invoice(
     engine: Engine,
 ) -> None:
@@ -232,11 +217,6 @@ def test_a_reference_of_another_invoice_on_a_paid_one_names_the_holder(
         move(engine, "TRX-2", 100_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a known reference with another amount is taken for a repeat: the second "
-    "movement is silently dropped instead of refused as a conflicting reference",
-)
 def test_a_known_reference_with_another_amount_is_refused_not_taken_as_repeat(
     engine: Engine,
 ) -> None:
@@ -247,10 +227,6 @@ def test_a_known_reference_with_another_amount_is_refused_not_taken_as_repeat(
         move(engine, "TRX-1", 500_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a known reference with another kind (credit note vs payment) is a 'repeat'",
-)
 def test_a_payment_reference_reused_for_a_credit_note_is_refused(
     engine: Engine,
 ) -> None:
@@ -261,11 +237,6 @@ def test_a_payment_reference_reused_for_a_credit_note_is_refused(
         move(engine, "DOC-1", 100_000, kind=PaymentKind.CREDIT_NOTE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an empty or blank reference is stored; every later blank-reference movement "
-    "of the tenant is then a silent 'repeat'",
-)
 @pytest.mark.parametrize("reference", ["", "   "])
 def test_a_blank_reference_is_refused(engine: Engine, reference: str) -> None:
     open_invoice(engine)
@@ -304,10 +275,6 @@ def test_a_bounced_payment_can_be_reversed_by_an_adjustment(engine: Engine) -> N
     assert result.status == InvoiceStatus.OPEN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a zero adjustment is stored as a movement and consumes its reference",
-)
 def test_a_zero_adjustment_is_refused(engine: Engine) -> None:
     open_invoice(engine)
 
@@ -324,11 +291,6 @@ def test_an_overpayment_is_applied_and_reported(engine: Engine) -> None:
     assert result.overpaid_minor == 100_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an amount past 64 bits reaches the driver: OverflowError (SQLite) or "
-    "DataError (PostgreSQL) instead of a CaseCommandRefused naming the limit",
-)
 def test_an_amount_past_64_bits_is_refused_with_a_clear_error(engine: Engine) -> None:
     open_invoice(engine)
 
