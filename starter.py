@@ -29,6 +29,7 @@ from receivables.case import (
 )
 from receivables.cases import (
     CasesNotOpened,
+    TemporalUnreachable,
     case_handle,
     change_due_date,
     close_in_store,
@@ -269,12 +270,11 @@ def _tell_case_after_store(
             f"{stored} in the store, but its case was not told: {_explain(error)}; the "
             "same command run again changes nothing in the store and tells the case"
         ) from None
-    except RuntimeError as error:
-        # The SDK's connection failures are RuntimeErrors ("Failed client connect").
+    except TemporalUnreachable as error:
         raise OperatorError(
-            f"{stored} in the store, but Temporal could not be reached to tell its case "
-            f"({error}); run the same command again once it is up: the store keeps one "
-            "copy and the case is told"
+            f"{stored} in the store, but its case was not told: {error}; run the same "
+            "command again once Temporal answers: the store keeps one copy and the case "
+            "is told"
         ) from None
 
 
@@ -964,6 +964,7 @@ COMMANDS_WITHOUT_STORE = {
 }
 USER_ERRORS = (
     OperatorError,
+    TemporalUnreachable,
     PolicyError,
     PortfolioFileError,
     MappingError,

@@ -30,6 +30,7 @@ from receivables.ledger import (
     ContactLedger,
     LedgerSnapshot,
     MessageRecord,
+    NotPayable,
     UnsettledAttempt,
     entries_of_step,
 )
@@ -62,10 +63,10 @@ from receivables.store import (
     ContactStatus,
     Customer,
     Invoice,
-    InvoiceStatus,
     find_customer,
     find_invoice,
     session_scope,
+    why_not_payable,
 )
 
 
@@ -152,13 +153,21 @@ class ReminderSender:
             committed.routes,
         )
 
+        sent = _sent_to_any_address(committed.entries)
+        if sent is not None:
+            # Sent before, its result lost, to an address the debtor has changed since:
+            # the step reached the debtor once, and once is all a step may.
+            (channel, _), entry = sent
+            return SendOutcome(
+                SendStatus.SENT, channel, "sent", entry.provider_message_id, True
+            )
         for route in routes:
             known = committed.entries.get((route.channel, route.recipient))
             key = self._key(request, route)
             delivered = self._delivered_before(request, key, known, now)
             if delivered is not None:
                 return delivered
-        refusal = _why_not_payable(invoice)
+        refusal = why_not_payable(invoice)
         if refusal is not None:
             first = next((route for route in routes if route.closed is None), None)
             key = self._key(request, first)
@@ -260,8 +269,8 @@ class ReminderSender:
         """
         policy = (request.policy_name, request.policy_version)
         if request.jurisdiction is None:
-            gate: GateResult | CoveredByStatement | LedgerSnapshot = (
-                self._ledger.begin_attempt(
+            gate: GateResult | CoveredByStatement | LedgerSnapshot | NotPayable = (
+                self._ledger.begin_send(
                     key, policy=policy, planned_at=request.planned_at, message=message
                 )
             )
@@ -276,6 +285,9 @@ class ReminderSender:
                 now=now,
                 message=message,
             )
+        if isinstance(gate, NotPayable):
+            # Paid, credited or closed since this attempt first read the store.
+            return self._decide(request, key, ContactStatus.CANCELLED, gate.reason, now)
         if isinstance(gate, LedgerSnapshot):
             if gate.status != ContactStatus.SENT:
                 return _Allowed(gate)
@@ -686,12 +698,14 @@ def _spelt_for_gsm7(
     return replace(context, **respelt), folded.changes
 
 
-def _why_not_payable(invoice: Invoice) -> str | None:
-    if invoice.status != InvoiceStatus.OPEN:
-        return f"invoice is {invoice.status} in the store at send time"
-    if invoice.balance_minor <= 0:
-        return f"balance is {invoice.balance_minor} at send time: nothing to collect"
-    return None
+def _sent_to_any_address(
+    entries: dict[tuple[str, str], LedgerSnapshot],
+) -> tuple[tuple[str, str], LedgerSnapshot] | None:
+    """The step's entry that was sent, whatever its channel and address, if one was."""
+    return next(
+        ((route, e) for route, e in entries.items() if e.status == ContactStatus.SENT),
+        None,
+    )
 
 
 def _closed_reason(closed: Suppression) -> str:

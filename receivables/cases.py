@@ -62,14 +62,26 @@ async def connect(settings: TemporalSettings) -> Client:
             server_root_ca_cert=_read(settings.tls_server_ca_path),
             domain=settings.tls_server_name,
         )
-    return await Client.connect(
-        settings.address,
-        namespace=settings.namespace,
-        api_key=settings.api_key,
-        tls=tls,
-        data_converter=CASE_DATA_CONVERTER,
-        runtime=metrics_runtime(settings.metrics_address),
-    )
+    try:
+        return await Client.connect(
+            settings.address,
+            namespace=settings.namespace,
+            api_key=settings.api_key,
+            tls=tls,
+            data_converter=CASE_DATA_CONVERTER,
+            runtime=metrics_runtime(settings.metrics_address),
+        )
+    except RuntimeError as error:
+        # The SDK says "Failed client connect" with the transport's reason, and no more.
+        raise TemporalUnreachable(
+            f"cannot reach Temporal at {settings.address} (namespace "
+            f"{settings.namespace}): {error}; start the local one with 'make run' or "
+            "check TEMPORAL_ADDRESS and its credentials"
+        ) from None
+
+
+class TemporalUnreachable(RuntimeError):
+    """The configured Temporal frontend did not answer; the message says where and why."""
 
 
 _RUNTIMES: dict[str, Runtime] = {}
@@ -239,6 +251,7 @@ def commit_money_movement(
             ):
                 # A repeat of a movement that closed the invoice: the same answer as before.
                 raise _Repeat
+            _refuse_to_reopen(invoice, reference, kind, amount_minor)
             _refuse_unless_open(invoice, f"record {reference} on")
             connection = session.connection()
             connection.execute(
@@ -291,6 +304,25 @@ class _Repeat(Exception):
 
 class _ClosedMeanwhile(Exception):
     """The invoice stopped being open between its read and the movement's write."""
+
+
+def _refuse_to_reopen(
+    invoice: Invoice, reference: str, kind: str, amount_minor: int
+) -> None:
+    """A reversal after settlement: the case has ended, so the debt needs a document."""
+    settled = (InvoiceStatus.PAID, InvoiceStatus.CLOSED_BY_CREDIT)
+    if (
+        kind == PaymentKind.ADJUSTMENT
+        and amount_minor < 0
+        and invoice.status in settled
+    ):
+        owed = format_amount(-amount_minor, invoice.currency)
+        raise CaseCommandRefused(
+            f"cannot record {reference} on invoice {invoice.invoice_number}: it is "
+            f"{invoice.status} and its case has ended; to collect {owed} again (a bounced "
+            "cheque, a reversed transfer) issue a debit note (nota de débito) and import "
+            "it as an invoice of its own; nothing was changed"
+        )
 
 
 def _refuse_unless_recordable(reference: str, amount_minor: int, kind: str) -> None:

@@ -25,6 +25,7 @@ from receivables.ledger import (
     ContactKey,
     LedgerSnapshot,
     MessageRecord,
+    NotPayable,
     find_entry,
     record_message_on,
     snapshot_of,
@@ -49,6 +50,7 @@ from receivables.store import (
     as_utc,
     find_invoice,
     session_scope,
+    why_not_payable,
 )
 
 # Caps look back a week (rolling or by dates); two weeks of history covers every rule.
@@ -105,16 +107,18 @@ def gate_contact(
     planned_at: datetime,
     now: datetime,
     message: MessageRecord | None = None,
-) -> GateResult | CoveredByStatement | LedgerSnapshot:
+) -> GateResult | CoveredByStatement | LedgerSnapshot | NotPayable:
     """Decide a contact and, if allowed, mark it pending, in one transaction per debtor.
 
     Locking the debtor's row first makes two workers contacting the same debtor at the same
     instant take turns: the second sees the first one's pending contact and is deferred, or,
     when the first one's statement already lists its invoice, learns it is covered.
 
-    ``message`` is the text about to be sent. With it, an entry already sent is handed
-    back untouched as its snapshot, and an allowed attempt records the text in the same
-    transaction, unless the attempt must send a statement, whose text is not known yet.
+    ``message`` is the text about to be sent. With it, the invoice must still be payable
+    (read under the lock, so a payment committed after the send's first read stops it),
+    an entry already sent is handed back untouched as its snapshot, and an allowed attempt
+    records the text in the same transaction, unless the attempt must send a statement,
+    whose text is not known yet.
     """
     profile = profile_for(jurisdiction)
     with session_scope(engine) as session:
@@ -122,6 +126,10 @@ def gate_contact(
         # Read again under the lock: an operator may have recorded a stop fact meanwhile.
         debtor = session.get(Customer, customer.id) or customer
         invoice = find_invoice(session, key.tenant, key.invoice_number)
+        if message is not None:
+            refusal = why_not_payable(invoice) if invoice else "invoice not in store"
+            if refusal is not None:
+                return NotPayable(refusal)
         entry = _entry(session, key, policy, planned_at)
         if message is not None and entry.status == ContactStatus.SENT:
             return snapshot_of(entry)

@@ -16,8 +16,10 @@ from receivables.store import (
     ContactLedgerEntry,
     ContactStatus,
     as_utc,
+    find_invoice,
     session_scope,
     utc_now,
+    why_not_payable,
 )
 
 # Attempt outcomes after which a channel may have taken the message without our knowing:
@@ -38,6 +40,13 @@ class ContactKey:
     step_id: str
     channel: str
     recipient: str
+
+
+@dataclass(frozen=True)
+class NotPayable:
+    """The invoice stopped being payable before the attempt was written: nothing counted."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -94,11 +103,39 @@ class ContactLedger:
         ``message``, the text about to be sent, is recorded with the attempt. An entry
         already sent is left as it is; the snapshot returned shows it.
         """
+        begun = self._begin_retrying(key, policy, planned_at, message, payable=False)
+        assert isinstance(begun, LedgerSnapshot)
+        return begun
+
+    def begin_send(
+        self,
+        key: ContactKey,
+        *,
+        policy: tuple[str, int],
+        planned_at: datetime,
+        message: MessageRecord,
+    ) -> LedgerSnapshot | NotPayable:
+        """Begin an attempt as ``begin_attempt`` does, if the invoice is still payable.
+
+        Read in the same transaction that counts the attempt: a payment committed after
+        the send first read the store still stops it, and nothing is counted.
+        """
+        return self._begin_retrying(key, policy, planned_at, message, payable=True)
+
+    def _begin_retrying(
+        self,
+        key: ContactKey,
+        policy: tuple[str, int],
+        planned_at: datetime,
+        message: MessageRecord | None,
+        *,
+        payable: bool,
+    ) -> LedgerSnapshot | NotPayable:
         try:
-            return self._begin(key, policy, planned_at, message)
+            return self._begin(key, policy, planned_at, message, payable)
         except IntegrityError:
             # Another worker created the same entry between our read and our insert.
-            return self._begin(key, policy, planned_at, message)
+            return self._begin(key, policy, planned_at, message, payable)
 
     def _begin(
         self,
@@ -106,8 +143,13 @@ class ContactLedger:
         policy: tuple[str, int],
         planned_at: datetime,
         message: MessageRecord | None,
-    ) -> LedgerSnapshot:
+        payable: bool,
+    ) -> LedgerSnapshot | NotPayable:
         with session_scope(self._engine) as session:
+            if payable:
+                refusal = refusal_to_send(session, key)
+                if refusal is not None:
+                    return refusal
             entry = find_entry(session, key) or ContactLedgerEntry(
                 **key.__dict__,
                 policy_name=policy[0],
@@ -251,6 +293,13 @@ class ContactLedger:
                 )
             )
             return list(session.exec(statement).all())
+
+
+def refusal_to_send(session: Session, key: ContactKey) -> NotPayable | None:
+    """Why the contact's invoice may no longer be asked for money, read in ``session``."""
+    invoice = find_invoice(session, key.tenant, key.invoice_number)
+    reason = why_not_payable(invoice) if invoice is not None else "invoice not in store"
+    return None if reason is None else NotPayable(reason)
 
 
 def entries_of_step(

@@ -207,6 +207,9 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
             parse_operator_amount(args.credit, invoice.currency) if args.credit else 0
         )
         if credit:
+            # The credit is stored before the case hears of it; a resolution the case
+            # would refuse (no such open dispute, or no case reachable) stores nothing.
+            asyncio.run(_refuse_unless_dispute_open(settings, args.invoice, args.id))
             commit_money_movement(
                 engine,
                 settings.tenant,
@@ -240,6 +243,19 @@ def cmd_promise(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"{args.invoice}: {receipt.accepted}")
     return 0
+
+
+async def _refuse_unless_dispute_open(
+    settings: Settings, invoice: str, dispute_id: str
+) -> None:
+    client = await connect(settings.temporal)
+    handle = case_handle(client, settings.tenant, invoice)
+    open_ids = await handle.query(InvoiceWorkflow.open_disputes)
+    if dispute_id not in open_ids:
+        raise ValueError(
+            f"{invoice}: no open dispute {dispute_id} (open: "
+            f"{', '.join(open_ids) or 'none'}); nothing was recorded"
+        )
 
 
 async def _update(

@@ -295,6 +295,15 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def why_not_payable(invoice: Invoice) -> str | None:
+    """Why the committed invoice must not be asked for money now, or None when it may be."""
+    if invoice.status != InvoiceStatus.OPEN:
+        return f"invoice is {invoice.status} in the store at send time"
+    if invoice.balance_minor <= 0:
+        return f"balance is {invoice.balance_minor} at send time: nothing to collect"
+    return None
+
+
 def find_invoice(session: Session, tenant: str, invoice_number: str) -> Invoice | None:
     """Look an invoice up by its natural key."""
     params = {"tenant": tenant, "invoice_number": invoice_number}

@@ -29,6 +29,7 @@ from receivables.store import (
     Invoice,
     InvoiceStatus,
     as_utc,
+    find_invoice,
     make_engine,
     session_scope,
 )
@@ -361,16 +362,31 @@ async def test_a_dispute_task_cannot_be_completed_while_its_dispute_is_open(
         refused = await run_command([*complete, "--outcome", "resolved"])
         error = capsys.readouterr().err
         still_disputed = (await run.handle.query(InvoiceWorkflow.state)).disputed_minor
+        # A resolution naming a dispute the case does not have stores no credit note.
+        wrong = ["dispute", "resolve", folio, "D9", "upheld", "--credit", "50000"]
+        wrong_refused = await run_command([*wrong, "--by", "sup-01"])
+        wrong_error = capsys.readouterr().err
         resolving = ["dispute", "resolve", folio, "D1", "rejected", "--by", "sup-01"]
         assert await run_command(resolving) == 0
         state = await run.handle.query(InvoiceWorkflow.state)
         await run.handle.terminate("test over")
 
+    assert wrong_refused == 2
+    assert "no open dispute D9 (open: D1); nothing was recorded" in wrong_error
+    assert stored_balance(store, tenant, folio) == 250_000
     assert refused == 2
     assert f"starter.py dispute resolve {folio} D1" in error
     assert still_disputed == 250_000
     # Resolving the dispute ended it and closed its task: nothing is left half done.
     assert state.disputed_minor == 0 and state.open_tasks == []
+
+
+def stored_balance(engine: Engine, tenant: str, folio: str) -> int:
+    """The invoice's committed balance."""
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, tenant, folio)
+        assert invoice is not None
+        return invoice.balance_minor
 
 
 async def test_an_invoice_without_a_due_date_points_to_the_command_that_opens_its_case(

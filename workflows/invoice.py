@@ -478,6 +478,11 @@ class InvoiceWorkflow:
         )
 
     @workflow.query
+    def open_disputes(self) -> list[str]:
+        """The ids of the disputes open on the invoice, so a resolution can be checked."""
+        return sorted(self._disputes)
+
+    @workflow.query
     def balance(self) -> int:
         """Amount − payments − credits, in minor units."""
         return self._balance()

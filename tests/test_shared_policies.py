@@ -1,4 +1,4 @@
-"""Breaker: decoded policies shared process-wide must never stand in for a different one."""
+"""Decoded policies shared process-wide must never stand in for a different one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Breaker: the four-transaction send against payments, crashes and changed addresses."""
+"""The four-transaction send against payments, crashes and changed addresses."""
 
 from __future__ import annotations
 
@@ -81,13 +81,6 @@ class Unaskable:
         return Lookup(Answer.CANNOT_TELL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="payability is read once, before rendering and the gate; a payment committed "
-    "after that read and before the attempt is written is not seen: the reminder goes "
-    "out after the payment (the gate even re-reads the invoice under the debtor lock but "
-    "only for stop facts)",
-)
 @pytest.mark.parametrize("jurisdiction", [None, "cl.b2b"])
 def test_a_payment_committed_after_the_read_and_before_the_attempt_cancels_the_send(
     engine: Engine, jurisdiction: str | None, monkeypatch: pytest.MonkeyPatch
@@ -107,12 +100,6 @@ def test_a_payment_committed_after_the_read_and_before_the_attempt_cancels_the_s
     assert outcome.status == SendStatus.CANCELLED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the step's entries are looked up by (channel, recipient) of today's "
-    "addresses: a step already SENT to the old address is sent again to the new one "
-    "when the activity's result was lost and the address changed before the retry",
-)
 def test_a_step_sent_before_the_address_changed_is_not_sent_again(
     engine: Engine,
 ) -> None:

@@ -1,4 +1,4 @@
-"""Breaker: payments told to a running or ended case, repeated and re-delivered."""
+"""Payments told to a running or ended case, repeated and re-delivered."""
 
 from __future__ import annotations
 
