@@ -246,7 +246,11 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     _tell_case_after_store(
         tell_case, f"{args.reference} is recorded on invoice {args.invoice}"
     )
-    note = "" if result.applied else " (reference already recorded: nothing changed)"
+    note = (
+        ""
+        if result.applied
+        else " (reference already recorded: the store is unchanged, its case told again)"
+    )
     if result.overpaid_minor:
         note += (
             f"; overpaid by {format_amount(result.overpaid_minor, invoice.currency)}: "
@@ -280,7 +284,7 @@ def _tell_case_after_store(
 
 def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
     """Move an invoice's due date (its case re-plans), or set a missing one (its case opens)."""
-    new_due = _date(args.new_due_date, "new_due_date")
+    new_due = _date(args.new_due_date, "the new due date")
     change = DueDateChanged(new_due, args.reason, _recorded_by(args, settings))
 
     async def send() -> str:
@@ -1000,6 +1004,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _explain(error: RPCError) -> str:
+    if "already completed" in error.message:
+        # Temporal answers NOT_FOUND for a case that ended as for one that never was.
+        return (
+            f"{error.message}: the invoice's case has ended (paid, closed or cancelled; "
+            "'starter.py case FOLIO' shows how), so nothing was changed"
+        )
     if error.status == RPCStatusCode.NOT_FOUND:
         return (
             f"{error.message}. No case exists for that invoice: check the folio, or open "

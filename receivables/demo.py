@@ -180,7 +180,7 @@ def _welcome(config: DevServerConfig, settings: Settings, outcome: Counter[str])
             f"Try, in another terminal (from {Path.cwd()}):",
             f"{command} outbox list            # messages sent so far",
             f"{command} case {folio}        # stage, timeline, ledger",
-            f"{command} pay {folio} {amount} --reference TRX-1",
+            f"{command} pay {folio} {amount} --reference TRX-{folio}",
             f"{command} report                 # KPIs of the portfolio",
             "",
             "Press Ctrl-C to stop the worker and the dev server.",

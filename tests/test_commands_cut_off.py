@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import select
+from temporalio.service import RPCError, RPCStatusCode
 
 import starter
 from receivables.cases import TemporalUnreachable
@@ -175,3 +176,14 @@ def test_a_dispute_resolution_that_fails_records_no_credit(
     assert code == 2
     assert "cannot reach Temporal" in capsys.readouterr().err
     assert movements(store) == []
+
+
+def test_a_command_for_a_case_that_ended_says_so_instead_of_no_case_exists() -> None:
+    ended = RPCError(
+        "workflow execution already completed", RPCStatusCode.NOT_FOUND, b""
+    )
+
+    explained = starter._explain(ended)
+
+    assert "the invoice's case has ended" in explained
+    assert "open-cases" not in explained
