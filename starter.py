@@ -216,6 +216,14 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     amount = parse_operator_amount(args.amount, invoice.currency)
     at = _instant(args.at)
     kind = PaymentKind.CREDIT_NOTE if args.credit else PaymentKind.PAYMENT
+    if amount > invoice.balance_minor > 0 and not args.allow_overpayment:
+        # An extra digit typed would settle the invoice and end its case on the spot.
+        raise OperatorError(
+            f"{format_amount(amount, invoice.currency)} is more than the open balance of "
+            f"{args.invoice} ({format_amount(invoice.balance_minor, invoice.currency)}); "
+            "check the amount, or add --allow-overpayment if the debtor did pay more; "
+            "nothing was recorded"
+        )
     # The store decides first, so a refused movement never reaches the case.
     result = commit_money_movement(
         make_engine(settings.resolved_database_url),
@@ -842,6 +850,11 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument("--at", help="when, ISO 8601 with offset; default now")
     pay.add_argument(
         "--credit", action="store_true", help="a credit note, not a payment"
+    )
+    pay.add_argument(
+        "--allow-overpayment",
+        action="store_true",
+        help="record an amount above the open balance (the excess is reported)",
     )
     pay.set_defaults(handler=cmd_pay)
 

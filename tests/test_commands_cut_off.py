@@ -187,3 +187,13 @@ def test_a_command_for_a_case_that_ended_says_so_instead_of_no_case_exists() -> 
 
     assert "the invoice's case has ended" in explained
     assert "open-cases" not in explained
+
+
+def test_an_amount_above_the_open_balance_needs_to_be_meant(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = starter.main(["pay", FOLIO, "99999999999", "--reference", "TYPO"])
+
+    assert code == 2
+    assert "--allow-overpayment" in capsys.readouterr().err
+    assert movements(store) == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from receivables.planning import format_local
+
 
 @dataclass
 class Pause:
@@ -55,20 +57,25 @@ def silence_reason(
     whole_invoice_disputes: bool,
     promise: ActivePromise | None,
     contact_under_repair: bool,
+    time_zone: str,
 ) -> str | None:
-    """Why reminders are held back now, or None when they may go out."""
+    """Why reminders are held back now, or None when they may go out.
+
+    Instants read in the debtor's time, as everything a person reads of a case does.
+    """
     if pause is not None:
         until = (
-            f" until {pause.until:%Y-%m-%d %H:%M}Z" if pause.until else " until resumed"
+            f" until {format_local(pause.until, time_zone)}"
+            if pause.until
+            else " until resumed"
         )
         return f"paused by {pause.actor}{until}: {pause.reason}"
     if disputes and whole_invoice_disputes:
         categories = ", ".join(sorted({d.category for d in disputes.values()}))
         return f"in dispute ({categories}): the whole invoice waits for its resolution"
     if promise is not None:
-        return (
-            f"payment promised; reminders wait until {promise.deadline:%Y-%m-%d %H:%M}Z"
-        )
+        deadline = format_local(promise.deadline, time_zone)
+        return f"payment promised; reminders wait until {deadline}"
     if contact_under_repair:
         return "contact data being fixed: nothing goes to that contact meanwhile"
     return None

@@ -1089,6 +1089,7 @@ class InvoiceWorkflow:
             whole_invoice_disputes=self._case.policy.disputes.pause == "whole_invoice",
             promise=self._promise,
             contact_under_repair=self._contact_under_repair,
+            time_zone=self._case.time_zone,
         )
 
     def _track_silence(self) -> None:
