@@ -439,6 +439,8 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
             print(f"case ended: {state.stage}; nothing is pending")
         elif state.waiting_for:
             print(f"waiting for: {brief_decisions(state.waiting_for, zone)}")
+        if not state.stage.is_terminal:
+            _print_stop_facts(settings, invoice, zone)
         for entry in timeline:
             detail = brief_decisions(entry.detail, zone)
             print(f"  {format_local(entry.at, zone)}  {entry.kind:<18} {detail}")
@@ -446,9 +448,12 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
 
     stage = asyncio.run(show())
     print("contact ledger (step, channel, status, attempts, last reason):")
-    for entry in ContactLedger(make_engine(settings.resolved_database_url)).entries_for(
+    entries = ContactLedger(make_engine(settings.resolved_database_url)).entries_for(
         settings.tenant, args.invoice
-    ):
+    )
+    if not entries:
+        print("  no contact yet")
+    for entry in entries:
         shown = "" if entry.reason in (None, "sent") else f"  {entry.reason}"
         reason = brief_decisions(shown, zone)
         status = ledger_status_shown(entry.status, stage)
@@ -456,6 +461,16 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
             f"  {entry.step_id:<8} {entry.channel:<8} {status:<10} x{entry.attempts}{reason}"
         )
     return 0
+
+
+def _print_stop_facts(settings: Settings, invoice: Invoice, zone: str) -> None:
+    # The case learns a stop fact only at its next send; until then its state still reads
+    # as before, so the store's facts are shown beside it.
+    from receivables.stop_facts import stop_facts_today
+
+    engine = make_engine(settings.resolved_database_url)
+    for fact in stop_facts_today(engine, settings.policies_dir, invoice, zone):
+        print(f"stop fact: {fact}")
 
 
 def ledger_status_shown(status: str, stage: Stage) -> str:

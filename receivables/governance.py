@@ -410,8 +410,10 @@ def check_person(
             ", ".join(p.person_id for p in people if Role(p.role) in roles) or "none"
         )
         wanted = " or ".join(sorted(roles))
+        article = "an" if wanted[0] in "aeiou" else "a"
         raise GovernanceError(
-            f"{person_id} is {person.role}; this command needs a {wanted} ({allowed})"
+            f"{person_id} is {person.role}; this command needs {article} {wanted} "
+            f"({allowed})"
         )
     return person
 

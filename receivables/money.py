@@ -168,7 +168,7 @@ def _whole_units_only(body: str, currency: str) -> str:
     digits = _grouped(body, "., ")
     if digits is not None:
         return digits
-    if re.fullmatch(r"[0-9]+[.,][0-9]{1,2}", body):
+    if re.fullmatch(r"[0-9]+[.,][0-9]{1,2}", body) or _grouped_with_decimals(body):
         raise MoneyError(
             f"{body!r}: {currency} has no decimals; type whole units, like 340320"
         )
@@ -176,6 +176,20 @@ def _whole_units_only(body: str, currency: str) -> str:
         f"{body!r} is not grouped by thousands; type digits only, like 340320, or "
         "group them in threes, like 340.320"
     )
+
+
+def _grouped_with_decimals(body: str) -> bool:
+    """True for thousands grouped one way and one or two decimals after the other mark."""
+    # 1.000.000,00 or 1,000,000.00: the grouping is right, the decimals are what is wrong.
+    for thousands, decimal in ((".", ","), (" ", ","), (",", "."), (" ", ".")):
+        whole, mark, fraction = body.rpartition(decimal)
+        if (
+            mark
+            and re.fullmatch(r"[0-9]{1,2}", fraction)
+            and _grouped(whole, thousands)
+        ):
+            return True
+    return False
 
 
 def _units_and_decimals(body: str, currency: str, exponent: int) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from receivables.cases import (
     case_handle,
     commit_money_movement,
     connect,
+    set_due_date_command,
     stored_invoice,
 )
 from receivables.governance import (
@@ -42,6 +43,7 @@ from receivables.governance import (
 from receivables.money import format_amount, parse_operator_amount
 from receivables.planning import format_local
 from receivables.settings import Settings
+from receivables.stop_facts import stop_facts_today
 from receivables.store import (
     PaymentKind,
     as_utc,
@@ -57,6 +59,7 @@ from receivables.supervision import (
     refusal_text,
 )
 from receivables.tasks import (
+    CaseView,
     TaskStatus,
     case_view,
     claim_task,
@@ -85,31 +88,60 @@ def cmd_inbox(args: argparse.Namespace, settings: Settings) -> int:
     items = inbox(engine, settings.tenant, args.person, team=args.team)
     if not items:
         print(f"no open tasks for {args.person}")
+        return 0
+    # Each row starts with "#id" (or "BREACHED #id"), which scripts may rely on.
+    print(
+        f"{'task':<6} {'due (debtor time)':<38} {'kind':<16} {'folio':<12} "
+        "balance  [holder] reason"
+    )
     for item in items:
         flag = "BREACHED " if item.overdue else ""
         holder = item.escalated_to or item.assignee_id
+        due = format_local(as_utc(item.due_at), item.time_zone)
         print(
-            f"{flag}#{item.task_id:<5} due {format_local(as_utc(item.due_at), item.time_zone)}  "
-            f"{item.kind:<16} {item.invoice_number:<12} "
+            f"{flag}#{item.task_id:<5} due {due}  {item.kind:<16} {item.invoice_number:<12} "
             f"{format_amount(item.balance_minor, item.currency)}  [{holder}] {item.reason}"
         )
     return 0
 
 
 def cmd_case_file(args: argparse.Namespace, settings: Settings) -> int:
-    """The store's view of a case: invoice, balance, tasks, commands and contacts in order."""
+    """The store's view of a case: invoice, stop facts, money, then its events in order."""
     engine = make_engine(settings.resolved_database_url)
     view = case_view(engine, settings.tenant, args.invoice)
     invoice = view.invoice
+    due = (
+        f"due {invoice.due_date}"
+        if invoice.due_date
+        else f"no due date yet (give it one: {set_due_date_command(invoice.invoice_number)})"
+    )
     print(
         f"invoice {invoice.invoice_number} · customer {invoice.customer_id} · "
         f"{view.status} · balance {format_amount(view.balance_minor, invoice.currency)} "
-        f"· due {invoice.due_date}"
+        f"· {due}"
     )
+    for fact in stop_facts_today(
+        engine, settings.policies_dir, invoice, view.time_zone
+    ):
+        print(f"stop fact: {fact}")
+    _print_money_movements(view)
+    if not view.contacts:
+        print("no contact yet")
     for entry in view.timeline():
         when = format_local(as_utc(entry.at), view.time_zone)
         print(f"  {when}  {entry.kind:<10} {entry.detail}")
     return 0
+
+
+def _print_money_movements(view: CaseView) -> None:
+    if not view.payments:
+        print("no payments or credits yet")
+        return
+    print("payments and credits (debtor time, reference, kind, amount):")
+    for payment in view.payments:
+        when = format_local(as_utc(payment.received_at), view.time_zone)
+        amount = format_amount(payment.amount_minor, payment.currency)
+        print(f"  {when}  {payment.reference:<20} {payment.kind:<12} {amount}")
 
 
 def cmd_claim(args: argparse.Namespace, settings: Settings) -> int:

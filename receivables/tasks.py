@@ -48,6 +48,7 @@ from receivables.planning import local_date_of
 from receivables.store import (
     ContactLedgerEntry,
     Invoice,
+    Payment,
     as_utc,
     find_customer,
     find_invoice,
@@ -561,6 +562,7 @@ class CaseView:
     promises: list[StoredPromise] = field(default_factory=list)
     disputes: list[StoredDispute] = field(default_factory=list)
     time_zone: str = "UTC"  # the debtor's, where the case file shows its instants
+    payments: list[Payment] = field(default_factory=list)  # and credits, oldest first
 
     @property
     def balance_minor(self) -> int:
@@ -590,7 +592,12 @@ class CaseView:
         ]
         entries += self._promise_entries() + self._dispute_entries()
         entries += [
-            TimelineEntry(action.at, "supervisor", f"{action.action} by {action.actor}")
+            # The reason is what a supervisor wrote: for a note, the note itself.
+            TimelineEntry(
+                action.at,
+                "supervisor",
+                f"{action.action} by {action.actor}: {action.reason}",
+            )
             for action in self.supervisor_actions
         ]
         entries += [
@@ -678,6 +685,11 @@ def case_view(engine: Engine, tenant: str, invoice_number: str) -> CaseView:
             )
             .order_by(col(SupervisorAction.at), col(SupervisorAction.id))
         ).all()
+        payments = session.exec(
+            select(Payment)
+            .where(Payment.tenant == tenant, Payment.invoice_number == invoice_number)
+            .order_by(col(Payment.received_at), col(Payment.id))
+        ).all()
     contacts = ContactLedger(engine).entries_for(tenant, invoice_number)
     return CaseView(
         invoice,
@@ -687,4 +699,5 @@ def case_view(engine: Engine, tenant: str, invoice_number: str) -> CaseView:
         promises_of(engine, tenant, invoice_number),
         disputes_of(engine, tenant, invoice_number),
         customer.time_zone if customer else "UTC",
+        list(payments),
     )

@@ -136,6 +136,14 @@ def test_operator_pesos_with_decimals_are_refused(text: str) -> None:
         parse_operator_amount(text, "CLP")
 
 
+@pytest.mark.parametrize(
+    "text", ["1.000.000,00", "1,000,000.00", "3.138.820,5", "1 000 000,00"]
+)
+def test_grouped_pesos_with_decimals_are_refused_for_the_decimals(text: str) -> None:
+    with pytest.raises(MoneyError, match="CLP has no decimals; type whole units"):
+        parse_operator_amount(text, "CLP")
+
+
 @pytest.mark.parametrize("text", ["34.03.20", "340.320,000", "0.500", "1.2345"])
 def test_operator_pesos_not_grouped_in_threes_are_refused(text: str) -> None:
     with pytest.raises(MoneyError, match="not grouped by thousands"):

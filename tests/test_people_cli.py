@@ -19,8 +19,10 @@ import starter
 from receivables import people_cli
 from receivables.case import Stage
 from receivables.commitments import promises_of
-from receivables.contact_gate import trace
+from receivables.contact_gate import profile_for, trace
 from receivables.contact_rules import ContactDecision, Verdict
+from receivables.governance import SupervisorAction
+from receivables.jurisdictions import HoldRule, StopCondition, StopRule
 from receivables.planning import format_local, local_date_of
 from receivables.schema import migrate
 from receivables.store import (
@@ -28,6 +30,8 @@ from receivables.store import (
     ContactStatus,
     Invoice,
     InvoiceStatus,
+    Payment,
+    PaymentKind,
     as_utc,
     find_invoice,
     make_engine,
@@ -191,6 +195,8 @@ async def test_an_executive_works_the_inbox_end_to_end(
         state = await run.handle.query(InvoiceWorkflow.state)
         await run.handle.terminate("test over")
 
+    # A header names the columns, as outbox list does.
+    assert mine.splitlines()[0].split()[:4] == ["task", "due", "(debtor", "time)"]
     # My tasks, soonest due first; nobody else's.
     assert inbox_rows(mine) == [(False, sooner), (False, task.id)]
     assert folio in mine and "call_debtor" in mine
@@ -518,4 +524,185 @@ async def test_the_case_view_names_the_deciding_rule_and_supervise_refusals_exit
     assert over_balance == 2 and "Traceback" not in over_balance_error
     assert f"error: {folio}: disputed amount 300.000 CLP must be positive" in (
         over_balance_error
+    )
+
+
+def give_policy(engine: Engine, tenant: str, folio: str, policy_name: str) -> None:
+    """Pin a shipped policy on a stored invoice: its profile decides what a stop fact means."""
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, tenant, folio)
+        assert invoice is not None
+        invoice.policy_name = policy_name
+        session.add(invoice)
+
+
+def b2b_rule_id(rule_kind: type[StopRule | HoldRule], condition: Any = None) -> str:
+    """The id of the cl.b2b rule of one kind (and stop condition) that the gate applies."""
+    rules = profile_for("cl.b2b").rules_of(rule_kind)
+    return next(
+        rule.id for rule in rules if getattr(rule, "condition", None) == condition
+    )
+
+
+async def test_a_lawsuit_served_shows_in_case_and_case_file_as_collection_stopping(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now = await local_env.get_current_time()
+    today = local_date_of(now, SANTIAGO)
+    invoice, customer = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today + timedelta(days=30),
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    give_policy(store, tenant, folio, "preventive-b2b")
+    steps = {"id": "R+15", "offset_days": 15, "channel": "email", "template": "x"}
+    async with running_worker(local_env.client, store) as (_, queue):
+        run = await open_case(
+            local_env.client,
+            store,
+            invoice,
+            customer,
+            policy_with_steps(steps),
+            queue,
+            now,
+        )
+        assert await run.handle.query(InvoiceWorkflow.state)
+        served = [
+            "stop-fact",
+            "lawsuit-served",
+            customer.customer_id,
+            "--on",
+            str(today),
+        ]
+        served += ["--reason", "Rol C-1234-2026 served", "--by", "exec-01"]
+        assert await run_command(served) == 0
+        capsys.readouterr()
+        assert await run_command(["case", folio]) == 0
+        case = capsys.readouterr().out
+        assert await run_command(["case-file", folio]) == 0
+        case_file = capsys.readouterr().out
+        await run.handle.terminate("test over")
+
+    rule = b2b_rule_id(StopRule, StopCondition.LAWSUIT_SERVED)
+    shown = (
+        f"stop fact: lawsuit served on {today} (debtor {customer.customer_id}); "
+        "recorded by exec-01: Rol C-1234-2026 served: the next reminder will be denied: "
+        f"collection stops ({rule})"
+    )
+    assert shown in case.splitlines()
+    assert shown in case_file.splitlines()
+
+
+async def test_the_case_file_shows_money_notes_and_an_sii_reception_hold(
+    store: Engine, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = local_date_of(datetime.now(UTC), SANTIAGO)
+    invoice, _ = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today - timedelta(days=40),
+        due_date=today - timedelta(days=10),
+        amount_minor=3_500_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    give_policy(store, tenant, folio, "preventive-b2b")
+    with session_scope(store) as session:
+        session.add(
+            Payment(
+                tenant=tenant,
+                invoice_number=folio,
+                reference="TRX-881",
+                amount_minor=361_180,
+                currency="CLP",
+                received_at=datetime(2026, 3, 2, 13, 5, tzinfo=UTC),
+            )
+        )
+        session.add(
+            Payment(
+                tenant=tenant,
+                invoice_number=folio,
+                reference="NC-12",
+                kind=PaymentKind.CREDIT_NOTE,
+                amount_minor=100_000,
+                currency="CLP",
+                received_at=datetime(2026, 3, 3, 15, 0, tzinfo=UTC),
+            )
+        )
+        session.add(
+            SupervisorAction(
+                tenant=tenant,
+                invoice_number=folio,
+                action="note",
+                actor="sup-01",
+                reason="debtor asked for the purchase order copy",
+                at=datetime.now(UTC),
+            )
+        )
+    received = today - timedelta(days=2)
+    reception = ["stop-fact", "sii-received", folio, "--on", str(received)]
+    assert (
+        await run_command([*reception, "--reason", "SII inbox", "--by", "exec-01"]) == 0
+    )
+    capsys.readouterr()
+
+    assert await run_command(["case-file", folio]) == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    hold = b2b_rule_id(HoldRule)
+    days = profile_for("cl.b2b").rules_of(HoldRule)[0].days
+    contact_from = received + timedelta(days=days + 1)
+    assert (
+        f"stop fact: received at the SII on {received}; recorded by exec-01: SII inbox: "
+        f"contacts wait until {contact_from}: the buyer may reclaim it through "
+        f"{contact_from - timedelta(days=1)} ({hold})"
+    ) in lines
+    # Instants in the debtor's time (Santiago is UTC-3 in March), amounts as es-CL.
+    payments = [line.split() for line in lines if "TRX-881" in line or "NC-12" in line]
+    assert payments == [
+        ["2026-03-02", "10:05", SANTIAGO, "TRX-881", "payment", "361.180", "CLP"],
+        ["2026-03-03", "12:00", SANTIAGO, "NC-12", "credit_note", "100.000", "CLP"],
+    ]
+    assert "no contact yet" in lines
+    assert any(
+        line.endswith(
+            "supervisor note by sup-01: debtor asked for the purchase order copy"
+        )
+        for line in lines
+    )
+
+
+async def test_the_case_file_of_an_invoice_without_a_due_date_says_how_to_give_one(
+    store: Engine, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    today = local_date_of(datetime.now(UTC), SANTIAGO)
+    invoice, _ = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today,
+        amount_minor=90_000,
+        tenant=tenant,
+    )
+    folio = invoice.invoice_number
+    with session_scope(store) as session:
+        stored = find_invoice(session, tenant, folio)
+        assert stored is not None
+        stored.due_date, stored.status = None, InvoiceStatus.NEEDS_DUE_DATE
+        session.add(stored)
+
+    assert await run_command(["case-file", folio]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+
+    assert "due None" not in header
+    assert header.endswith(
+        f"no due date yet (give it one: starter.py move-due {folio} YYYY-MM-DD "
+        "--reason TEXT)"
     )

@@ -364,7 +364,7 @@ def test_a_by_the_governance_does_not_know_is_refused_and_nothing_is_recorded(
                 *("supervise", "reassign", "--invoice", FOLIO, "--actor", "sup-01"),
                 *("--to", "sup-01"),
             ],
-            "sup-01 is supervisor; this command needs a executive (exec-01, exec-02",
+            "sup-01 is supervisor; this command needs an executive (exec-01, exec-02",
         ),
     ],
     ids=lambda value: " ".join(value[:2]) if isinstance(value, list) else "",
