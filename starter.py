@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from receivables.mapping import MappingError
 from receivables.messages import format_lint_report, lint_templates
 from receivables.money import MoneyError, format_amount, parse_operator_amount
 from receivables.people_cli import add_people_commands
-from receivables.planning import format_local
+from receivables.planning import calendar_date, format_local
 from receivables.policy import PolicyError, load_policy_book
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
@@ -292,7 +292,7 @@ def _tell_case_after_store(
 
 def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
     """Move an invoice's due date (its case re-plans), or set a missing one (its case opens)."""
-    new_due = _date(args.new_due_date, "the new due date")
+    new_due = calendar_date(args.new_due_date, "the new due date")
     change = DueDateChanged(new_due, args.reason, _recorded_by(args, settings))
 
     async def send() -> str:
@@ -309,15 +309,6 @@ def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
 
     print(f"{args.invoice}: {asyncio.run(send())}")
     return 0
-
-
-def _date(text: str, name: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise OperatorError(
-            f"{name} {text!r} is not a calendar date; write it as YYYY-MM-DD, e.g. 2026-12-31"
-        ) from None
 
 
 def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
@@ -365,7 +356,7 @@ def cmd_stop_fact(args: argparse.Namespace, settings: Settings) -> int:
             settings.tenant,
             fact,
             target=args.target,
-            on=_date(args.on, "--on"),
+            on=calendar_date(args.on, "--on"),
             recorded_by=recorded_by,
             reason=args.reason,
             assignee=args.assignee,
@@ -651,8 +642,10 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from receivables.kpis import compute_kpis
     from receivables.report import headline_text, write_csv_export, write_html_report
 
-    as_of = _date(args.as_of, "--as-of") if args.as_of else datetime.now(UTC).date()
-    period = (_date(args.since, "--since"), as_of) if args.since else None
+    as_of = (
+        calendar_date(args.as_of, "--as-of") if args.as_of else datetime.now(UTC).date()
+    )
+    period = (calendar_date(args.since, "--since"), as_of) if args.since else None
     kpis = compute_kpis(
         make_engine(settings.resolved_database_url),
         tenant=settings.tenant,

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import WorkflowUpdateFailedError
@@ -41,7 +41,7 @@ from receivables.governance import (
     sync_governance,
 )
 from receivables.money import format_amount, parse_operator_amount
-from receivables.planning import format_local
+from receivables.planning import calendar_date, format_local
 from receivables.settings import Settings
 from receivables.stop_facts import stop_facts_today
 from receivables.store import (
@@ -205,7 +205,7 @@ def _outcome(args: argparse.Namespace, task_id: int, currency: str) -> TaskOutco
             raise ValueError("a payment_promise outcome needs --amount and --date")
         amount = parse_operator_amount(args.amount, currency)
         promise = PaymentPromise(
-            amount, _calendar_date(args.date, "--date"), args.person
+            amount, calendar_date(args.date, "--date"), args.person
         )
     if kind is TaskOutcomeKind.DISPUTE:
         if not (args.amount and args.category):
@@ -267,7 +267,7 @@ def cmd_promise(args: argparse.Namespace, settings: Settings) -> int:
     invoice = stored_invoice(engine, settings.tenant, args.invoice)
     promise = PaymentPromise(
         parse_operator_amount(args.amount, invoice.currency),
-        _calendar_date(args.date, "--date"),
+        calendar_date(args.date, "--date"),
         args.by,
     )
     receipt = asyncio.run(
@@ -302,16 +302,6 @@ async def _update(
         raise ValueError(f"{invoice}: {refusal_text(error)}") from None
     assert isinstance(receipt, CommandReceipt)
     return receipt
-
-
-def _calendar_date(text: str, flag: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{flag} {text!r} is not a calendar date; write it as YYYY-MM-DD, "
-            "e.g. 2026-12-31"
-        ) from None
 
 
 # -- supervision -------------------------------------------------------------------------
@@ -375,7 +365,7 @@ def _supervisor_command(args: argparse.Namespace) -> Command:
             "give exactly one of --invoice FOLIO or --query 'VISIBILITY QUERY'"
         )
     if args.action == "pause":
-        until = _calendar_date(args.until, "--until") if args.until else None
+        until = calendar_date(args.until, "--until") if args.until else None
         return PauseCommand(args.actor, args.reason, until)
     if args.action == "escalate":
         return EscalateCommand(

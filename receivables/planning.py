@@ -48,6 +48,17 @@ def local_instant(day: date, clock: time, time_zone: str) -> datetime:
     return instant
 
 
+def calendar_date(text: str, what: str) -> date:
+    """An operator's calendar date, ``YYYY-MM-DD``; ``what`` names it in the error."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{what} {text!r} is not a calendar date; write it as YYYY-MM-DD, "
+            "e.g. 2026-12-31"
+        ) from None
+
+
 def local_date_of(instant: datetime, time_zone: str) -> date:
     """Return the calendar date an instant falls on where the debtor is."""
     return instant.astimezone(ZoneInfo(time_zone)).date()
