@@ -39,7 +39,7 @@ from receivables.cases import (
     open_cases_without_one,
     set_due_date_command,
     stored_invoice,
-    tell_case_of_movement,
+    tell_case,
 )
 from receivables.decision_text import brief_decisions
 from receivables.devserver import DevServerError
@@ -236,23 +236,21 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         at=at,
     )
 
-    async def tell_case() -> None:
+    async def send() -> None:
         client = await connect(settings.temporal)
         handle = case_handle(client, settings.tenant, args.invoice)
         repeat = not result.applied
         if args.credit:
             credit = CreditApplied(args.reference, amount, invoice.currency, at)
-            await tell_case_of_movement(
-                handle, InvoiceWorkflow.apply_credit, credit, repeat=repeat
-            )
+            await tell_case(handle, InvoiceWorkflow.apply_credit, credit, repeat=repeat)
         else:
             payment = PaymentReceived(args.reference, amount, invoice.currency, at)
-            await tell_case_of_movement(
+            await tell_case(
                 handle, InvoiceWorkflow.record_payment, payment, repeat=repeat
             )
 
     _tell_case_after_store(
-        tell_case, f"{args.reference} is recorded on invoice {args.invoice}"
+        send, f"{args.reference} is recorded on invoice {args.invoice}"
     )
     note = (
         ""
@@ -272,21 +270,16 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _tell_case_after_store(
-    tell_case: Callable[[], Coroutine[Any, Any, None]], stored: str
+    telling: Callable[[], Coroutine[Any, Any, None]], stored: str
 ) -> None:
     """Tell the case what the store already holds; if it cannot be told, say how to finish."""
     try:
-        asyncio.run(tell_case())
-    except RPCError as error:
+        asyncio.run(telling())
+    except (RPCError, TemporalUnreachable) as error:
+        why = _explain(error) if isinstance(error, RPCError) else str(error)
         raise OperatorError(
-            f"{stored} in the store, but its case was not told: {_explain(error)}; the "
-            "same command run again changes nothing in the store and tells the case"
-        ) from None
-    except TemporalUnreachable as error:
-        raise OperatorError(
-            f"{stored} in the store, but its case was not told: {error}; run the same "
-            "command again once Temporal answers: the store keeps one copy and the case "
-            "is told"
+            f"{stored} in the store, but its case was not told: {why}; run the same "
+            "command again: it changes nothing in the store and tells the case"
         ) from None
 
 
@@ -328,12 +321,8 @@ def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
                 if stage == Stage.CANCELLED
                 else (InvoiceWorkflow.write_off)
             )
-            try:
-                await handle.signal(signal, CaseClosed(args.reason, closed_by))
-            except RPCError as error:
-                # Told again: the case heard it the first time and has ended since.
-                if not (closed.repeat and error.status == RPCStatusCode.NOT_FOUND):
-                    raise
+            closing = CaseClosed(args.reason, closed_by)
+            await tell_case(handle, signal, closing, repeat=closed.repeat)
 
         _tell_case_after_store(send, f"invoice {args.invoice} is {stage}")
     again = (

@@ -452,11 +452,10 @@ class ReminderSender:
         entry: LedgerSnapshot | None,
         now: datetime,
     ) -> SendOutcome | None:
-        """A route already sent counts as sent; one whose attempt was cut off is asked about."""
-        if entry is not None and entry.status == ContactStatus.SENT:
-            return SendOutcome(
-                SendStatus.SENT, key.channel, "sent", entry.provider_message_id, True
-            )
+        """A held route stays held; one whose attempt was cut off is asked about first.
+
+        A route already sent never gets here: any sent entry of the step ended the send.
+        """
         if entry is not None and entry.status == ContactStatus.HELD:
             return SendOutcome(SendStatus.BLOCKED, key.channel, _held_reason(key))
         if (

@@ -295,7 +295,10 @@ def commit_money_movement(
         with session_scope(engine) as session:
             invoice = _payable_invoice(session, tenant, invoice_number, currency)
         _refuse_unless_open(invoice, f"record {reference} on")
-        raise
+        raise CaseCommandRefused(
+            f"invoice {invoice_number} changed while {reference} was being recorded; "
+            "nothing was recorded: run the command again"
+        ) from None
 
 
 class _Repeat(Exception):
@@ -457,7 +460,7 @@ async def report_payment(
     )
     # A repeat is signalled too: if the first signal was lost, this one delivers it, and the
     # case ignores a reference it already applied.
-    await tell_case_of_movement(
+    await tell_case(
         case_handle(client, tenant, invoice_number),
         InvoiceWorkflow.record_payment,
         payment,
@@ -466,21 +469,21 @@ async def report_payment(
     return result
 
 
-_Movement = TypeVar("_Movement", PaymentReceived, CreditApplied)
+_Told = TypeVar("_Told")
 
 
-async def tell_case_of_movement(
+async def tell_case(
     handle: WorkflowHandle[InvoiceWorkflow, CaseState],
-    signal: Callable[[InvoiceWorkflow, _Movement], None],
-    movement: _Movement,
+    signal: Callable[[InvoiceWorkflow, _Told], None],
+    fact: _Told,
     *,
     repeat: bool,
 ) -> None:
-    """Signal a stored movement to its case; a repeat need not reach a case that ended."""
+    """Signal a fact the store already holds; a repeat need not reach a case that ended."""
     try:
-        await handle.signal(signal, movement)
+        await handle.signal(signal, fact)
     except RPCError as error:
-        # The case heard the movement the first time, and ended (paid, say) since then.
+        # The case heard the fact the first time, and ended (paid, say) since then.
         if repeat and error.status == RPCStatusCode.NOT_FOUND:
             return
         raise
@@ -505,7 +508,7 @@ async def report_credit(
         currency=credit.currency,
         at=credit.applied_at,
     )
-    await tell_case_of_movement(
+    await tell_case(
         case_handle(client, tenant, invoice_number),
         InvoiceWorkflow.apply_credit,
         credit,
@@ -519,9 +522,8 @@ class ClosedInStore:
     """What closing an invoice in the store did, and whether its case must be told."""
 
     tell_case: bool
-    repeat: bool = (
-        False  # closed so already: the case may not have heard the first time
-    )
+    # Closed so already: the case may not have heard the first time.
+    repeat: bool = False
 
 
 def close_in_store(

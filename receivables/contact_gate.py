@@ -28,6 +28,7 @@ from receivables.ledger import (
     NotPayable,
     find_entry,
     record_message_on,
+    refusal_to_send,
     snapshot_of,
 )
 from receivables.locations import candidates_of, subdivision_of
@@ -50,7 +51,6 @@ from receivables.store import (
     as_utc,
     find_invoice,
     session_scope,
-    why_not_payable,
 )
 
 # Caps look back a week (rolling or by dates); two weeks of history covers every rule.
@@ -127,9 +127,9 @@ def gate_contact(
         debtor = session.get(Customer, customer.id) or customer
         invoice = find_invoice(session, key.tenant, key.invoice_number)
         if message is not None:
-            refusal = why_not_payable(invoice) if invoice else "invoice not in store"
+            refusal = refusal_to_send(invoice)
             if refusal is not None:
-                return NotPayable(refusal)
+                return refusal
         entry = _entry(session, key, policy, planned_at)
         if message is not None and entry.status == ContactStatus.SENT:
             return snapshot_of(entry)

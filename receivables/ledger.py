@@ -15,6 +15,7 @@ from receivables.store import (
     ContactAttempt,
     ContactLedgerEntry,
     ContactStatus,
+    Invoice,
     as_utc,
     find_invoice,
     session_scope,
@@ -147,7 +148,8 @@ class ContactLedger:
     ) -> LedgerSnapshot | NotPayable:
         with session_scope(self._engine) as session:
             if payable:
-                refusal = refusal_to_send(session, key)
+                invoice = find_invoice(session, key.tenant, key.invoice_number)
+                refusal = refusal_to_send(invoice)
                 if refusal is not None:
                     return refusal
             entry = find_entry(session, key) or ContactLedgerEntry(
@@ -295,9 +297,8 @@ class ContactLedger:
             return list(session.exec(statement).all())
 
 
-def refusal_to_send(session: Session, key: ContactKey) -> NotPayable | None:
-    """Why the contact's invoice may no longer be asked for money, read in ``session``."""
-    invoice = find_invoice(session, key.tenant, key.invoice_number)
+def refusal_to_send(invoice: Invoice | None) -> NotPayable | None:
+    """Why an invoice just read may no longer be asked for money, or None when it may."""
     reason = why_not_payable(invoice) if invoice is not None else "invoice not in store"
     return None if reason is None else NotPayable(reason)
 

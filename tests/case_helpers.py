@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from receivables.case import InvoiceCase
-from receivables.cases import case_from_store, case_handle, start_case
+from receivables.cases import (
+    StoredMoveResult,
+    case_from_store,
+    case_handle,
+    commit_money_movement,
+    start_case,
+)
 from receivables.channels import MessageChannel
 from receivables.planning import within_usual_contact_hours
 from receivables.policy import Policy
@@ -26,6 +32,7 @@ from receivables.store import (
     Customer,
     Invoice,
     OutboxMessage,
+    PaymentKind,
     find_customer,
     session_scope,
 )
@@ -208,3 +215,50 @@ def add_sunday_reminder(engine: Engine, now: datetime) -> SundayReminder:
     policy = policy_with_steps(step, jurisdiction="cl.consumer")
     monday_noon = santiago(sunday + timedelta(days=1), time(12, 0))
     return SundayReminder(invoice, customer, policy, monday_noon)
+
+
+# -- money movements on one invoice, straight to the store ---------------------------------
+
+MOVED_AT = datetime(2026, 4, 2, 15, 0, tzinfo=UTC)
+FOLIO = "000123"
+
+
+def open_invoice(
+    engine: Engine,
+    amount_minor: int = 900_000,
+    *,
+    invoice_number: str = FOLIO,
+    tenant: str = "test",
+) -> None:
+    """Commit an open CLP invoice, due 2026-03-31, for the given amount."""
+    add_invoice(
+        engine,
+        invoice_number=invoice_number,
+        tenant=tenant,
+        issue_date=date(2026, 3, 1),
+        due_date=date(2026, 3, 31),
+        amount_minor=amount_minor,
+    )
+
+
+def move(
+    engine: Engine,
+    reference: str,
+    amount_minor: int,
+    *,
+    kind: PaymentKind = PaymentKind.PAYMENT,
+    currency: str = "CLP",
+    invoice_number: str = FOLIO,
+    tenant: str = "test",
+) -> StoredMoveResult:
+    """Commit one payment or credit to the invoice, as the store decides it."""
+    return commit_money_movement(
+        engine,
+        tenant,
+        invoice_number,
+        kind=kind,
+        reference=reference,
+        amount_minor=amount_minor,
+        currency=currency,
+        at=MOVED_AT,
+    )

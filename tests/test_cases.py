@@ -8,7 +8,6 @@ import threading
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ from receivables.cases import (
     CasesNotOpened,
     StoredMoveResult,
     case_handle,
-    commit_money_movement,
     open_cases_without_one,
 )
 from receivables.demo import load_sample_portfolio
@@ -40,43 +38,7 @@ from receivables.store import (
     make_engine,
     session_scope,
 )
-from tests.case_helpers import add_invoice
-
-RECEIVED = datetime(2026, 4, 2, 15, 0, tzinfo=UTC)
-FOLIO = "000123"
-
-
-def open_invoice(engine: Engine, amount_minor: int = 900_000) -> None:
-    """Commit an open CLP invoice of folio 000123 for the given amount."""
-    add_invoice(
-        engine,
-        invoice_number=FOLIO,
-        issue_date=date(2026, 3, 1),
-        due_date=date(2026, 3, 31),
-        amount_minor=amount_minor,
-    )
-
-
-def move(
-    engine: Engine,
-    reference: str,
-    amount_minor: int,
-    *,
-    kind: PaymentKind = PaymentKind.PAYMENT,
-    currency: str = "CLP",
-    invoice_number: str = FOLIO,
-) -> StoredMoveResult:
-    """Commit one payment or credit to the invoice."""
-    return commit_money_movement(
-        engine,
-        "test",
-        invoice_number,
-        kind=kind,
-        reference=reference,
-        amount_minor=amount_minor,
-        currency=currency,
-        at=RECEIVED,
-    )
+from tests.case_helpers import FOLIO, MOVED_AT, move, open_invoice
 
 
 def stored_invoice(engine: Engine) -> Invoice:
@@ -104,7 +66,7 @@ def test_a_partial_then_a_full_payment_settle_the_invoice(engine: Engine) -> Non
     assert rest == StoredMoveResult(True, 0, InvoiceStatus.PAID)
     invoice = stored_invoice(engine)
     assert (invoice.balance_minor, invoice.status) == (0, InvoiceStatus.PAID)
-    assert invoice.updated_at == RECEIVED
+    assert invoice.updated_at == MOVED_AT
     assert payments(engine) == [
         ("TRX-1", "payment", 300_000),
         ("TRX-2", "payment", 600_000),

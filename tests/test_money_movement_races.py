@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, date, datetime
 from typing import TypeVar
 
 import pytest
@@ -18,7 +17,6 @@ from receivables.cases import (
     CaseCommandRefused,
     StoredMoveResult,
     close_in_store,
-    commit_money_movement,
 )
 from receivables.store import (
     Invoice,
@@ -28,43 +26,9 @@ from receivables.store import (
     find_invoice,
     session_scope,
 )
-from tests.case_helpers import add_invoice
+from tests.case_helpers import FOLIO, move, open_invoice
 
-RECEIVED = datetime(2026, 4, 2, 15, 0, tzinfo=UTC)
-FOLIO = "000123"
 T = TypeVar("T")
-
-
-def open_invoice(engine: Engine, amount_minor: int = 900_000, **kwargs: object) -> None:
-    add_invoice(
-        engine,
-        invoice_number=str(kwargs.get("invoice_number", FOLIO)),
-        tenant=str(kwargs.get("tenant", "test")),
-        issue_date=date(2026, 3, 1),
-        due_date=date(2026, 3, 31),
-        amount_minor=amount_minor,
-    )
-
-
-def move(
-    engine: Engine,
-    reference: str,
-    amount_minor: int,
-    *,
-    kind: PaymentKind = PaymentKind.PAYMENT,
-    invoice_number: str = FOLIO,
-    tenant: str = "test",
-) -> StoredMoveResult:
-    return commit_money_movement(
-        engine,
-        tenant,
-        invoice_number,
-        kind=kind,
-        reference=reference,
-        amount_minor=amount_minor,
-        currency="CLP",
-        at=RECEIVED,
-    )
 
 
 def stored(engine: Engine, folio: str = FOLIO) -> Invoice:

@@ -28,6 +28,7 @@ from receivables.schema import migrate
 from receivables.store import (
     ContactLedgerEntry,
     ContactStatus,
+    Customer,
     Invoice,
     InvoiceStatus,
     Payment,
@@ -161,6 +162,23 @@ def inbox_rows(output: str) -> list[tuple[bool, int]]:
     ]
 
 
+async def invoice_due_in_two_months(
+    local_env: WorkflowEnvironment, store: Engine, tenant: str
+) -> tuple[datetime, Invoice, Customer]:
+    """The server's now, and a 250.000 CLP invoice issued today and due in 60 days."""
+    now = await local_env.get_current_time()
+    today = local_date_of(now, SANTIAGO)
+    invoice, customer = add_invoice(
+        store,
+        invoice_number=unique_number(),
+        issue_date=today,
+        due_date=today + timedelta(days=60),
+        amount_minor=250_000,
+        tenant=tenant,
+    )
+    return now, invoice, customer
+
+
 async def test_an_executive_works_the_inbox_end_to_end(
     local_env: WorkflowEnvironment,
     store: Engine,
@@ -279,16 +297,7 @@ async def test_a_paid_case_says_it_ended_and_shows_nothing_pending(
     tenant: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    now = await local_env.get_current_time()
-    today = local_date_of(now, "America/Santiago")
-    invoice, customer = add_invoice(
-        store,
-        invoice_number=unique_number(),
-        issue_date=today,
-        due_date=today + timedelta(days=60),
-        amount_minor=250_000,
-        tenant=tenant,
-    )
+    now, invoice, customer = await invoice_due_in_two_months(local_env, store, tenant)
     folio = invoice.invoice_number
     with session_scope(store) as session:
         # A contact rule had moved the step; the payment comes before its new instant.
@@ -336,16 +345,7 @@ async def test_a_dispute_task_cannot_be_completed_while_its_dispute_is_open(
     tenant: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    now = await local_env.get_current_time()
-    today = local_date_of(now, "America/Santiago")
-    invoice, customer = add_invoice(
-        store,
-        invoice_number=unique_number(),
-        issue_date=today,
-        due_date=today + timedelta(days=60),
-        amount_minor=250_000,
-        tenant=tenant,
-    )
+    now, invoice, customer = await invoice_due_in_two_months(local_env, store, tenant)
     folio = invoice.invoice_number
     steps = {"id": "R+1", "offset_days": 1, "channel": "email", "template": "x"}
     async with running_worker(local_env.client, store) as (_, queue):
@@ -447,16 +447,7 @@ async def test_the_case_view_names_the_deciding_rule_and_supervise_refusals_exit
     tenant: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    now = await local_env.get_current_time()
-    today = local_date_of(now, SANTIAGO)
-    invoice, customer = add_invoice(
-        store,
-        invoice_number=unique_number(),
-        issue_date=today,
-        due_date=today + timedelta(days=60),
-        amount_minor=250_000,
-        tenant=tenant,
-    )
+    now, invoice, customer = await invoice_due_in_two_months(local_env, store, tenant)
     folio = invoice.invoice_number
     deferral = ContactDecision(
         Verdict.DEFER,
