@@ -21,6 +21,8 @@ class PlannedStep:
     local_date: date
     at: datetime  # aware, UTC
     task: TaskSpec | None = None
+    # A reminder counted back from the due date ("vence el 24"): its text names that date.
+    announces_due_date: bool = False
 
     def shifted(self, days: int, time_zone: str) -> PlannedStep:
         """The same step some calendar days later, at the same local wall time."""
@@ -132,6 +134,11 @@ def plan_case(
                     local_date=day,
                     at=local_instant(day, clock, time_zone) + spread,
                     task=step.task,
+                    announces_due_date=(
+                        step.anchor is Anchor.DUE
+                        and offset < 0
+                        and step.channel is not None
+                    ),
                 )
             )
     return tuple(sorted(planned, key=lambda p: (p.at, p.step_id)))
@@ -189,3 +196,55 @@ def upcoming_step(
 ) -> PlannedStep | None:
     """The first step still ahead of now, if any."""
     return next((p for p in plan if p.step_id not in done and p.at > now), None)
+
+
+def keyed_to_due_date(step: PlannedStep, due_date: date) -> PlannedStep:
+    """The step under a key naming the due date it announces: ``R-1@2026-05-31``.
+
+    The ledger and the channels key a contact by its step, so the reminder of a moved due
+    date needs a key of its own to be sent at all, and the same key on every retry to be
+    sent once. Policy step ids cannot hold an ``@``, so no policy step takes such a key.
+    """
+    return replace(step, step_id=f"{step.step_id}@{due_date.isoformat()}")
+
+
+def occurrence_of(step_id: str) -> str:
+    """The policy occurrence a step key stands for: ``R-1`` for ``R-1@2026-05-31``."""
+    return step_id.partition("@")[0]
+
+
+@dataclass(frozen=True)
+class DueDateReplan:
+    """What a due date move does to the before-due reminders already done."""
+
+    still_done: frozenset[str]  # keys of the new plan that count as done
+    owed_again: tuple[PlannedStep, ...]  # reminders to send again, for the new date
+
+
+def replan_after_due_date_move(
+    old_plan: tuple[PlannedStep, ...],
+    new_plan: tuple[PlannedStep, ...],
+    done: set[str],
+    now: datetime,
+    *,
+    moved_later: bool,
+) -> DueDateReplan:
+    """Decide which reminders announcing the old due date are sent again for the new one.
+
+    A reminder already done for the old date is owed again only when the date moved later
+    and its new time is still ahead: the debtor was told a date that is no longer true.
+    Moved earlier, or its new time passed, it stays done under its new key, so no step
+    repeats. A key already done (the date moved back to one announced before) stays done.
+    """
+    old_keys = {occurrence_of(p.step_id): p.step_id for p in old_plan}
+    still_done: set[str] = set()
+    owed_again: list[PlannedStep] = []
+    for step in new_plan:
+        old_key = old_keys.get(occurrence_of(step.step_id), step.step_id)
+        if old_key == step.step_id or old_key not in done or step.step_id in done:
+            continue
+        if moved_later and step.announces_due_date and step.at > now:
+            owed_again.append(step)
+        else:
+            still_done.add(step.step_id)
+    return DueDateReplan(frozenset(still_done), tuple(owed_again))

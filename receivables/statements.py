@@ -142,6 +142,9 @@ def _due_together(session: Session, invoice: Invoice, step_id: str) -> list[Invo
     # The same policy and due date place the same step on the same local day for each.
     # Limit: a partial dispute lives in the case, not the store; only a disputed flag
     # keeps an invoice out. Passing the disputed amounts to the gate would lift this.
+    # Limit: invoices are matched by step key, and a reminder re-planned for a moved due
+    # date (R-1@2026-05-31) is not the other invoices' R-1, so both may reach the debtor.
+    # Keying every case's before-due reminders by its due date would lift this.
     others = session.exec(
         _DUE_TOGETHER,
         params={

@@ -10,9 +10,12 @@ from receivables.planning import (
     PlannedStep,
     days_past_due,
     format_local,
+    keyed_to_due_date,
     local_instant,
     next_due_step,
+    occurrence_of,
     plan_case,
+    replan_after_due_date_move,
     spread_offset,
     upcoming_step,
 )
@@ -419,3 +422,87 @@ def test_no_spread_or_no_key_plans_as_before() -> None:
 def test_a_spread_beyond_four_hours_is_refused() -> None:
     with pytest.raises(ValueError, match="send_spread_minutes"):
         spread_policy(241)
+
+
+# -- a moved due date ---------------------------------------------------------------------
+
+BEFORE_DUE = (step("R-7", -7), step("R-1", -1), step("R+1", 1))
+
+
+def keyed_plan(due_date: date) -> tuple[PlannedStep, ...]:
+    """The plan for another due date, its before-due reminders keyed by that date."""
+    return tuple(
+        keyed_to_due_date(p, due_date) if p.announces_due_date else p
+        for p in santiago_plan(*BEFORE_DUE, due_date=due_date)
+    )
+
+
+def test_only_reminders_counted_back_from_the_due_date_announce_it() -> None:
+    plan = santiago_plan(
+        step("R-7", -7),
+        step("I+3", 3, anchor="issue"),
+        step("R0", 0),
+        {"id": "CALL-3", "offset_days": -3, "task": {"kind": "review_case"}},
+    )
+
+    announcing = {p.step_id for p in plan if p.announces_due_date}
+
+    assert announcing == {"R-7"}
+
+
+def test_a_key_names_the_due_date_and_still_tells_its_occurrence() -> None:
+    keyed = keyed_to_due_date(by_id(santiago_plan(step("R-1", -1)), "R-1"), DUE)
+
+    assert keyed.step_id == "R-1@2026-03-31"
+    assert occurrence_of(keyed.step_id) == "R-1"
+    assert occurrence_of("R+8#2") == "R+8#2"
+
+
+def test_moved_later_the_reminders_still_ahead_are_owed_again() -> None:
+    old = santiago_plan(*BEFORE_DUE)
+    new = keyed_plan(DUE + timedelta(days=7))
+    # 2026-03-30 15:00 in Santiago: R-7 and R-1 went out for the 31st.
+    now = utc(2026, 3, 30, 18, 0)
+
+    replan = replan_after_due_date_move(old, new, {"R-7", "R-1"}, now, moved_later=True)
+
+    assert [s.step_id for s in replan.owed_again] == [
+        "R-7@2026-04-07",
+        "R-1@2026-04-07",
+    ]
+    assert replan.still_done == frozenset()
+
+
+def test_moved_later_a_reminder_whose_new_time_passed_stays_done() -> None:
+    old = santiago_plan(*BEFORE_DUE)
+    new = keyed_plan(DUE + timedelta(days=3))
+    now = utc(2026, 3, 30, 18, 0)
+
+    replan = replan_after_due_date_move(old, new, {"R-7", "R-1"}, now, moved_later=True)
+
+    assert [s.step_id for s in replan.owed_again] == ["R-1@2026-04-03"]
+    assert replan.still_done == {"R-7@2026-04-03"}
+
+
+def test_moved_earlier_every_reminder_done_stays_done() -> None:
+    old = keyed_plan(DUE + timedelta(days=7))
+    new = santiago_plan(*BEFORE_DUE)
+    now = utc(2026, 3, 28, 18, 0)
+
+    replan = replan_after_due_date_move(
+        old, new, {"R-7@2026-04-07"}, now, moved_later=False
+    )
+
+    assert replan.owed_again == ()
+    assert replan.still_done == {"R-7"}
+
+
+def test_a_reminder_not_yet_done_is_simply_planned_for_the_new_date() -> None:
+    old = santiago_plan(*BEFORE_DUE)
+    new = keyed_plan(DUE + timedelta(days=7))
+    now = utc(2026, 3, 20, 18, 0)
+
+    replan = replan_after_due_date_move(old, new, set(), now, moved_later=True)
+
+    assert replan == replan_after_due_date_move(old, new, set(), now, moved_later=False)
+    assert replan.owed_again == () and replan.still_done == frozenset()

@@ -60,14 +60,18 @@ with workflow.unsafe.imports_passed_through():
     from receivables.case_attributes import case_updates
     from receivables.money import format_amount
     from receivables.planning import (
+        DueDateReplan,
         PlannedStep,
         SkippedStep,
         days_past_due,
         format_local,
+        keyed_to_due_date,
         local_date_of,
         local_instant,
         next_due_step,
+        occurrence_of,
         plan_case,
+        replan_after_due_date_move,
         upcoming_step,
         within_usual_contact_hours,
     )
@@ -92,6 +96,9 @@ SEND_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 # Cases started before promises and disputes were written to the store replay without it.
 RECORD_COMMITMENTS_PATCH = "record-promises-and-disputes"
 CALLS_PASS_THE_GATE = "call-steps-pass-the-contact-gate"
+# Cases that moved a due date before reminders were keyed by the date they announce
+# replay without it: their before-due reminders stay done whatever the move.
+REMINDERS_KEYED_BY_DUE_DATE = "before-due-reminders-keyed-by-due-date"
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -153,6 +160,8 @@ class InvoiceWorkflow:
         self._stopped_by: str | None = None
         self._opened_at = workflow.now()
         self._shift_days = 0
+        # Set by the first due date move of a case on this release (see change_due_date).
+        self._keys_name_due_date = False
         self._base_plan = self._make_plan()
 
     @workflow.run
@@ -222,15 +231,25 @@ class InvoiceWorkflow:
 
     @workflow.signal
     def change_due_date(self, change: DueDateChanged) -> None:
-        """Move the due date and re-plan every step that has not happened yet."""
+        """Move the due date and re-plan every step that has not happened yet.
+
+        Moved later, a before-due reminder already sent for the old date is sent again
+        for the new one when its new time is still ahead; moved earlier, nothing repeats.
+        """
         if self._stage().is_terminal or change.new_due_date == self._due_date:
             return
         old, self._due_date = self._due_date, change.new_due_date
-        self._base_plan = self._make_plan()
+        replan = None
+        if workflow.patched(REMINDERS_KEYED_BY_DUE_DATE):
+            replan = self._replan_for_due_date(moved_later=self._due_date > old)
+        else:
+            self._base_plan = self._make_plan()
         self._facts_changed(
             "due_date_changed",
             f"{old} -> {change.new_due_date} by {change.changed_by}: {change.reason}",
         )
+        if replan is not None:
+            self._record_replan(replan, old)
 
     @workflow.signal
     def cancel(self, closing: CaseClosed) -> None:
@@ -1051,13 +1070,44 @@ class InvoiceWorkflow:
     # -- facts and stage -----------------------------------------------------------------
 
     def _make_plan(self) -> tuple[PlannedStep, ...]:
-        return plan_case(
+        plan = plan_case(
             self._case.policy,
             issue_date=self._case.issue_date,
             due_date=self._due_date,
             time_zone=self._case.time_zone,
             spread_key=self._case.invoice_number,
         )
+        if not self._keys_name_due_date or self._due_date == self._case.due_date:
+            return plan
+        return tuple(
+            keyed_to_due_date(p, self._due_date) if p.announces_due_date else p
+            for p in plan
+        )
+
+    def _replan_for_due_date(self, *, moved_later: bool) -> DueDateReplan:
+        """Re-plan on the new due date; the reminders done for the old one say what repeats."""
+        old_plan = self._plan()
+        self._keys_name_due_date = True
+        self._base_plan = self._make_plan()
+        replan = replan_after_due_date_move(
+            old_plan,
+            self._plan(),
+            self._done,
+            workflow.now(),
+            # A stop rule is permanent: a new date owes the debtor no reminder.
+            moved_later=moved_later and self._stopped_by is None,
+        )
+        self._done |= replan.still_done
+        return replan
+
+    def _record_replan(self, replan: DueDateReplan, old: date) -> None:
+        zone = self._case.time_zone
+        for step in replan.owed_again:
+            self._record(
+                "step_replanned",
+                f"{step.step_id} {step.channel} at {format_local(step.at, zone)}: "
+                f"{occurrence_of(step.step_id)} was done for the old due date {old}",
+            )
 
     def _plan(self) -> tuple[PlannedStep, ...]:
         """The plan shifted by every hold so far (no step skipped, none repeated), with moves."""
