@@ -56,6 +56,7 @@ from receivables.money import MoneyError, format_amount, parse_operator_amount
 from receivables.people_cli import add_people_commands
 from receivables.planning import calendar_date, format_local
 from receivables.policy import PolicyError, load_policy_book
+from receivables.pulse import PULSE_SECONDS
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
 from receivables.simulation import DisputeTiming
@@ -658,7 +659,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """The main job: dev server with Web UI, worker, and a live sample portfolio."""
     from receivables.demo import run_demo
 
-    return asyncio.run(run_demo(settings, exit_after=args.exit_after, size=args.size))
+    return asyncio.run(
+        run_demo(
+            settings,
+            exit_after=args.exit_after,
+            size=args.size,
+            pulse_every=args.pulse_every,
+        )
+    )
 
 
 def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
@@ -758,6 +766,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--size", type=int, default=40, help="sample invoices to generate")
     run.add_argument(
         "--exit-after", type=float, default=None, help="stop after N seconds"
+    )
+    run.add_argument(
+        "--pulse-every",
+        type=float,
+        default=PULSE_SECONDS,
+        metavar="SECONDS",
+        help="how often to print cases, contacts and tasks when they changed",
     )
     run.set_defaults(handler=cmd_run)
     commands.add_parser(

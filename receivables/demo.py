@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections import Counter
@@ -18,6 +19,7 @@ from receivables.devserver import DevServer, DevServerConfig, start_dev_server
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.importer import import_portfolio
 from receivables.policy import load_policy_book
+from receivables.pulse import PULSE_SECONDS, report_pulse
 from receivables.sample_portfolio import write_sample_portfolio
 from receivables.schema import migrate
 from receivables.settings import DEFAULT_TENANT, Settings
@@ -80,8 +82,18 @@ async def open_every_case(client: Client, settings: Settings) -> Counter[str]:
     )
 
 
-async def run_demo(settings: Settings, *, exit_after: float | None, size: int) -> int:
-    """Bring everything up, open the cases, print where to look, run until interrupted."""
+async def run_demo(
+    settings: Settings,
+    *,
+    exit_after: float | None,
+    size: int,
+    pulse_every: float = PULSE_SECONDS,
+) -> int:
+    """Bring everything up, open the cases, print where to look, run until interrupted.
+
+    While it runs, a line with the portfolio's cases, contacts and tasks is printed every
+    ``pulse_every`` seconds in which any of them changed.
+    """
     from worker import run_worker
 
     config = _dev_server_config(settings)
@@ -96,8 +108,17 @@ async def run_demo(settings: Settings, *, exit_after: float | None, size: int) -
         print(load_sample_portfolio(settings, size))
         worker: asyncio.Task[object] = asyncio.create_task(run_worker(settings))
         outcome = await open_every_case(await connect(settings.temporal), settings)
-        print(_welcome(config, settings, outcome))
-        await _until_interrupted(exit_after, worker)
+        print(_welcome(config, settings, outcome, pulse_every))
+        engine = make_engine(settings.resolved_database_url)
+        # Flushed: a run piped to a file or a pager shows each line as it happens.
+        write = functools.partial(print, flush=True)
+        pulse = asyncio.create_task(
+            report_pulse(engine, settings.tenant, write, every=pulse_every)
+        )
+        try:
+            await _until_interrupted(exit_after, worker)
+        finally:
+            pulse.cancel()
     finally:
         server.stop()
     return 0
@@ -166,7 +187,12 @@ def _environment_prefix(settings: Settings) -> str:
     )
 
 
-def _welcome(config: DevServerConfig, settings: Settings, outcome: Counter[str]) -> str:
+def _welcome(
+    config: DevServerConfig,
+    settings: Settings,
+    outcome: Counter[str],
+    pulse_every: float,
+) -> str:
     opened = ", ".join(f"{n} {what}" for what, n in sorted(outcome.items())) or "none"
     folio, amount = _an_open_invoice(settings) or ("<folio>", "<amount>")
     command = f"  {_environment_prefix(settings)}.venv/bin/python starter.py"
@@ -183,6 +209,7 @@ def _welcome(config: DevServerConfig, settings: Settings, outcome: Counter[str])
             f"{command} pay {folio} {amount} --reference TRX-{folio}",
             f"{command} report                 # KPIs of the portfolio",
             "",
+            f"Every {pulse_every:g} s in which cases, contacts or tasks change, a line says so.",
             "Press Ctrl-C to stop the worker and the dev server.",
         ]
     )

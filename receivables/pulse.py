@@ -1,0 +1,143 @@
+"""A one-line pulse of a tenant's portfolio for whoever watches `make run`, when it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from receivables.money import format_amount
+from receivables.store import (
+    ContactLedgerEntry,
+    ContactStatus,
+    Invoice,
+    InvoiceStatus,
+    as_utc,
+    session_scope,
+    utc_now,
+)
+from receivables.tasks import OPEN_STATUSES, HumanTask
+
+log = logging.getLogger(__name__)
+_NOT_CLOSED = (InvoiceStatus.OPEN, InvoiceStatus.NEEDS_DUE_DATE)
+
+# Reminders go out at send times, tasks change at human speed: a minute reads as live
+# without a line per workflow task.
+PULSE_SECONDS = 60.0
+# What went out first, then what waits, failed or was decided against.
+CONTACT_ORDER = (
+    ContactStatus.SENT,
+    *(status for status in ContactStatus if status is not ContactStatus.SENT),
+)
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """Counts an operator follows: cases open and their balance, contacts, tasks."""
+
+    open_cases: int
+    balances: tuple[tuple[str, int], ...]  # (currency, minor units) of the open cases
+    closed_cases: (
+        int  # paid, closed by credit, written off or cancelled (imported so too)
+    )
+    contacts: tuple[tuple[str, int], ...]  # (ledger status, entries)
+    open_tasks: int
+    late_tasks: int  # open past their SLA
+
+    @property
+    def sent(self) -> int:
+        """Contacts that reached a channel."""
+        return dict(self.contacts).get(ContactStatus.SENT, 0)
+
+
+def read_pulse(engine: Engine, tenant: str, at: datetime) -> Pulse:
+    """Read the tenant's counts from the committed store, as of ``at`` for task SLAs."""
+    with session_scope(engine) as session:
+        by_status = session.exec(
+            select(
+                Invoice.status,
+                Invoice.currency,
+                func.count(),
+                func.sum(col(Invoice.balance_minor)),
+            )
+            .where(Invoice.tenant == tenant)
+            .group_by(col(Invoice.status), col(Invoice.currency))
+        ).all()
+        contacts = dict(
+            session.exec(
+                select(ContactLedgerEntry.status, func.count())
+                .where(ContactLedgerEntry.tenant == tenant)
+                .group_by(col(ContactLedgerEntry.status))
+            ).all()
+        )
+        tasks = session.exec(
+            select(col(HumanTask.due_at)).where(
+                HumanTask.tenant == tenant, col(HumanTask.status).in_(OPEN_STATUSES)
+            )
+        ).all()
+    open_rows = [row for row in by_status if row[0] == InvoiceStatus.OPEN]
+    # An invoice waiting for a due date has no case yet: neither open nor closed.
+    closed = [row for row in by_status if row[0] not in _NOT_CLOSED]
+    return Pulse(
+        open_cases=sum(count for _, _, count, _ in open_rows),
+        balances=tuple(
+            sorted((currency, int(total or 0)) for _, currency, _, total in open_rows)
+        ),
+        closed_cases=sum(count for _, _, count, _ in closed),
+        contacts=tuple(
+            (status.value, contacts[status])
+            for status in CONTACT_ORDER
+            if contacts.get(status)
+        ),
+        open_tasks=len(tasks),
+        late_tasks=sum(1 for due_at in tasks if as_utc(due_at) < at),
+    )
+
+
+def pulse_line(pulse: Pulse, previous: Pulse | None, at: datetime) -> str | None:
+    """The line to print, or None when nothing changed since the previous one."""
+    if pulse == previous:
+        return None
+    balance = " + ".join(format_amount(total, cur) for cur, total in pulse.balances)
+    cases = f"{pulse.open_cases} cases open" + (f" ({balance} due)" if balance else "")
+    if pulse.closed_cases:
+        cases += f", {pulse.closed_cases} paid or closed"
+    new_sends = pulse.sent - (previous.sent if previous else 0)
+    contacts = ", ".join(f"{count} {status}" for status, count in pulse.contacts)
+    if previous is not None and new_sends > 0:
+        contacts += f" ({new_sends} sent since the last line)"
+    tasks = f"{pulse.open_tasks} open" + (
+        f", {pulse.late_tasks} past their SLA" if pulse.late_tasks else ""
+    )
+    return (
+        f"{at:%H:%M:%S} {cases} · contacts: {contacts or 'none yet'} · tasks: {tasks}"
+    )
+
+
+async def report_pulse(
+    engine: Engine,
+    tenant: str,
+    write: Callable[[str], None],
+    *,
+    every: float = PULSE_SECONDS,
+) -> None:
+    """Every ``every`` seconds, write the pulse line if it changed; run until cancelled."""
+    previous: Pulse | None = None
+    while True:
+        await asyncio.sleep(every)
+        at = utc_now()
+        try:
+            pulse = await asyncio.to_thread(read_pulse, engine, tenant, at)
+        except Exception:  # the store may be briefly busy; the demo goes on
+            log.exception("could not read the portfolio pulse")
+            continue
+        line = pulse_line(pulse, previous, at.astimezone())
+        if line is not None:
+            write(line)
+            previous = pulse
