@@ -58,13 +58,19 @@ def money(minor_units: int, currency: str) -> str:
 
 
 def percent(share: float | None) -> str:
-    """A share as a percentage with one decimal, or a dash when it is unknown."""
-    return "—" if share is None else f"{share:.1%}"
+    """A share with one decimal, ``57,1%``, or a dash when it is unknown."""
+    return "—" if share is None else _decimal_comma(f"{share:.1%}")
 
 
 def days_text(days: float | None) -> str:
-    """A number of days with one decimal, or a dash when it is unknown."""
-    return "—" if days is None else f"{days:.1f} days"
+    """A number of days with one decimal, ``12,5 days``, or a dash when it is unknown."""
+    return "—" if days is None else f"{_decimal_comma(f'{days:.1f}')} days"
+
+
+def _decimal_comma(figure: str) -> str:
+    # Amounts read "3.138.820 CLP" (es-CL): a figure beside them with a decimal point
+    # would read as thousands to a Chilean team. The CSV keeps plain numbers for tools.
+    return figure.replace(".", ",")
 
 
 def invoices(count: int) -> str:

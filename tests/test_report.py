@@ -26,6 +26,7 @@ from receivables.report import (
     headlines,
     money,
     nice_ticks,
+    percent,
     write_csv_export,
     write_html_report,
 )
@@ -205,7 +206,7 @@ def test_promises_disputes_and_rule_decisions_are_figures_not_placeholders(
     assert "not recorded yet" not in page
     promises = reader.tables["Payment promises"]
     # January to March: P3 and P8 (recorded in February) join March's eight; P8 was kept.
-    assert promises[1] == ["Promises", "10", "4", "3", "1", "2", "57.1%"]
+    assert promises[1] == ["Promises", "10", "4", "3", "1", "2", "57,1%"]
     assert reader.tables["Payment promises: amounts of the promises kept and broken"][
         1:
     ] == [["CLP", "300.000 CLP", "500.000 CLP"], ["USD", "0,00 USD", "10,00 USD"]]
@@ -217,8 +218,8 @@ def test_promises_disputes_and_rule_decisions_are_figures_not_placeholders(
         "600.000 CLP",
         "1",
         "2",
-        "7.2 days",
-        "3.0 days",
+        "7,2 days",
+        "3,0 days",
     ]
     by_rule = reader.tables["Contacts deferred or suppressed, by the rule that decided"]
     # The deferral of 27 February counts too: the period starts in January.
@@ -228,7 +229,7 @@ def test_promises_disputes_and_rule_decisions_are_figures_not_placeholders(
     ]
     cards = {h.label: h for h in headlines(kpis)}
     assert (cards["Promises kept"].value, cards["Disputes opened"].value) == (
-        "57.1%",
+        "57,1%",
         "7",
     )
     assert cards["Contacts deferred by a contact rule"].value == "5"
@@ -501,3 +502,9 @@ def test_ibm_report_shows_every_chart_and_no_customer_name(
     assert names and not [n for n in names if n in page or n in exported]
     groups = reader.tables["KPIs by customer code"]
     assert len(groups) - 1 == len(kpis.groups)
+
+
+def test_shares_and_days_take_a_decimal_comma_like_the_amounts_beside_them() -> None:
+    assert (percent(0.5714), percent(1.0), percent(None)) == ("57,1%", "100,0%", "—")
+    assert (days_text(12.46), days_text(None)) == ("12,5 days", "—")
+    assert money(313_882_000, "CLP") == "313.882.000 CLP"
