@@ -168,6 +168,9 @@ class BenchmarkReport:
     workflow_sandbox: bool = False
     # Every trivial round as (starts/s, completions/s); the ceiling is the best of them.
     trivial_rounds: tuple[tuple[float, float], ...] = ()
+    # Every round of case starts (the cached cases', the lifecycle cases'), per second;
+    # the case rate is the best of them, as the trivial one is.
+    case_start_rounds: tuple[float, ...] = ()
 
     @property
     def start_ratio(self) -> float:
@@ -244,7 +247,12 @@ class BenchmarkReport:
                 "",
                 "",
             ),
-            ("Invoice case starts/s", f"{self.case_starts_per_second:.1f}", "", ""),
+            (
+                "Invoice case starts/s" + _best_of(self.case_start_rounds),
+                f"{self.case_starts_per_second:.1f}",
+                "",
+                "",
+            ),
             _judged(
                 "Case starts / trivial starts", self.start_ratio, START_RATIO_TARGET
             ),
@@ -291,10 +299,7 @@ class BenchmarkReport:
         ]
 
     def _rounds(self, which: int) -> str:
-        if len(self.trivial_rounds) < 2:
-            return ""
-        figures = ", ".join(f"{r[which]:.1f}" for r in self.trivial_rounds)
-        return f" (best of {figures})"
+        return _best_of([r[which] for r in self.trivial_rounds])
 
     def _load(self) -> str:
         if self.load_before is None or self.load_after is None:
@@ -358,6 +363,12 @@ class BenchmarkReport:
                 "kib_per_cached_case_below": KIB_PER_CACHED_CASE_TARGET,
             },
         }
+
+
+def _best_of(rounds: Sequence[float]) -> str:
+    if len(rounds) < 2:
+        return ""
+    return f" (best of {', '.join(f'{rate:.1f}' for rate in rounds)})"
 
 
 def _yes(met: bool) -> str:
@@ -465,9 +476,13 @@ async def run_benchmark(
     try:
         bench = _Bench(await connect(TemporalSettings(address=server.address)), engine)
         async with bench.worker:
-            waiting_rss, rss = await bench.cached_memory(cached_cases)
+            waiting_rss, rss, cached_starts = await bench.cached_memory(cached_cases)
             first = await bench.trivial(cases, "first")
             lifecycle = await bench.lifecycles(cases, *first)
+            # Opening the cached cases was a round of case starts too: the case rate gets
+            # the same best-of-two as the trivial one, so neither side is judged on a
+            # round that a pause elsewhere on the machine happened to slow.
+            case_start_rounds = (cached_starts, lifecycle.pop("case_starts_per_second"))
             # A second round after the cases: a ratio against the better of the two is
             # not flattered by a trivial round that something else on the machine slowed.
             rounds = (first, await bench.trivial(cases, "second"))
@@ -479,6 +494,8 @@ async def run_benchmark(
         trivial_starts_per_second=max(starts for starts, _ in rounds),
         trivial_completions_per_second=max(done for _, done in rounds),
         **lifecycle,
+        case_starts_per_second=max(case_start_rounds),
+        case_start_rounds=case_start_rounds,
         cached_cases=cached_cases,
         rss_before_kib=rss[0],
         rss_after_kib=rss[1],
@@ -705,10 +722,11 @@ class _Bench:
     def _handles(self, cases: Iterable[InvoiceCase]) -> list[WorkflowHandle[Any, Any]]:
         return [case_handle(self.client, TENANT, c.invoice_number) for c in cases]
 
-    async def cached_memory(self, count: int) -> tuple[Sizes, Sizes]:
+    async def cached_memory(self, count: int) -> tuple[Sizes, Sizes, float]:
         """Resident memory as ``count`` waiting workflows, then ``count`` cases, get cached.
 
-        Returns (before, after) for the waiting workflows and for the cases. Both stay
+        Returns (before, after) for the waiting workflows and for the cases, and the rate
+        at which the measured cases were started (a round of case starts). Both stay
         cached until the end: memory freed by one phase would otherwise be reused by the
         next and make it look cheaper than it is.
         """
@@ -730,7 +748,7 @@ class _Bench:
         measured = self._add_cases("M", count, policy, due)
         await self._open_and_cache(warm_up)
         cases_before = _settled_rss()
-        await self._open_and_cache(measured)
+        starts = await self._open_and_cache(measured)
         cases_after = _settled_rss()
         logger.info(
             "%s cached: waiting RSS %s -> %s KiB, cases RSS %s -> %s KiB",
@@ -745,7 +763,11 @@ class _Bench:
         await _timed_calls(
             [partial(h.terminate, reason="benchmark over") for h in handles]
         )
-        return (waiting_before, waiting_after), (cases_before, cases_after)
+        return (
+            (waiting_before, waiting_after),
+            (cases_before, cases_after),
+            _per_second(count, starts),
+        )
 
     async def _start_waiting(
         self, prefix: str, count: int
@@ -768,13 +790,14 @@ class _Bench:
         await _timed_calls([partial(h.query, WaitingWorkflow.ready) for h in handles])
         return handles
 
-    async def _open_and_cache(self, cases: Sequence[InvoiceCase]) -> None:
-        await self._start_cases(cases)
+    async def _open_and_cache(self, cases: Sequence[InvoiceCase]) -> list[Interval]:
+        starts = await self._start_cases(cases)
         # A query is answered by the worker only once the case ran its first task.
         queries = [
             partial(h.query, InvoiceWorkflow.next_step) for h in self._handles(cases)
         ]
         await _timed_calls(queries)
+        return starts
 
     async def trivial(self, count: int, round_name: str = "") -> tuple[float, float]:
         """Start the trivial workflow ``count`` times; return starts/s and completions/s."""

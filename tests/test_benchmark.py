@@ -88,6 +88,11 @@ def test_a_tiny_run_reports_coherent_figures(
     assert report.trivial_completions_per_second == max(
         r[1] for r in report.trivial_rounds
     )
+    # The case rate is judged the same way: the cached cases' starts, then the lifecycles'.
+    assert len(report.case_start_rounds) == 2
+    assert all(rate > 0 for rate in report.case_start_rounds)
+    assert report.case_starts_per_second == max(report.case_start_rounds)
+    assert "Invoice case starts/s (best of " in report.to_markdown()
     assert report.cached_cases == 4
     assert report.rss_before_kib is not None and report.rss_after_kib is not None
     # The waiting workflows were read the same way, beside the cases, for the SDK's floor.
