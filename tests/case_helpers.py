@@ -24,7 +24,13 @@ from receivables.cases import (
     commit_money_movement,
     start_case,
 )
-from receivables.channels import MessageChannel
+from receivables.channels import (
+    EarlierAttempt,
+    Lookup,
+    MessageChannel,
+    OutboxChannel,
+    OutgoingMessage,
+)
 from receivables.planning import within_usual_contact_hours
 from receivables.policy import Policy
 from receivables.settings import Settings
@@ -262,3 +268,26 @@ def move(
         currency=currency,
         at=MOVED_AT,
     )
+
+
+class CrashAfterAccepting:
+    """An outbox that takes the n-th message, then the worker 'dies' before recording it.
+
+    The activity fails after the channel accepted the message, as it would if the worker
+    process were lost at that instant; its retry must find the message, not send it again.
+    """
+
+    def __init__(self, outbox: OutboxChannel, *, on_call: int = 1) -> None:
+        self.outbox = outbox
+        self.on_call = on_call
+        self.calls = 0
+
+    def send(self, message: OutgoingMessage) -> str:
+        self.calls += 1
+        message_id = self.outbox.send(message)
+        if self.calls == self.on_call:
+            raise RuntimeError("worker lost after the channel accepted the message")
+        return message_id
+
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        return self.outbox.look_up(attempt)

@@ -9,13 +9,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from receivables.case import DueDateChanged, PaymentReceived
 from receivables.cases import change_due_date, report_payment
-from receivables.channels import EarlierAttempt, Lookup, OutboxChannel, OutgoingMessage
+from receivables.channels import MessageChannel, OutboxChannel
 from receivables.ledger import ContactLedger
 from receivables.messages import format_local_date
 from receivables.policy import load_policy_book
 from receivables.store import ContactStatus, make_engine
 from tests.case_helpers import (
     CaseRun,
+    CrashAfterAccepting,
     add_invoice,
     advance_to,
     open_case,
@@ -123,24 +124,6 @@ async def test_moved_earlier_no_reminder_already_sent_goes_again(
     assert f"R-7@{year}-05-29" in state.steps_done
 
 
-class CrashAfterAcceptingTheSecondSend:
-    """An outbox that takes the second message, then the worker 'dies' before recording it."""
-
-    def __init__(self, outbox: OutboxChannel) -> None:
-        self.outbox = outbox
-        self.calls = 0
-
-    def send(self, message: OutgoingMessage) -> str:
-        self.calls += 1
-        message_id = self.outbox.send(message)
-        if self.calls == 2:
-            raise RuntimeError("worker lost after the channel took the message")
-        return message_id
-
-    def look_up(self, attempt: EarlierAttempt) -> Lookup:
-        return self.outbox.look_up(attempt)
-
-
 async def test_a_retried_send_of_the_reminder_for_the_new_date_sends_it_once(
     time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
 ) -> None:
@@ -153,9 +136,9 @@ async def test_a_retried_send_of_the_reminder_for_the_new_date_sends_it_once(
         due_date=date(year, 5, 24),
         amount_minor=AMOUNT,
     )
-    crashing = CrashAfterAcceptingTheSecondSend(OutboxChannel(engine))
+    crashing = CrashAfterAccepting(OutboxChannel(engine), on_call=2)
     policy = policy_with_steps(BEFORE_AND_AFTER_DUE[1])
-    channels = {"email": crashing}
+    channels: dict[str, MessageChannel] = {"email": crashing}
     async with running_worker(env.client, engine, channels=channels) as (_, queue):
         now = await env.get_current_time()
         run = await open_case(env.client, engine, invoice, customer, policy, queue, now)

@@ -16,10 +16,11 @@ from receivables.case import (
     Stage,
 )
 from receivables.cases import CaseCommandRefused, report_credit, report_payment
-from receivables.channels import EarlierAttempt, Lookup, OutboxChannel, OutgoingMessage
+from receivables.channels import MessageChannel, OutboxChannel
 from receivables.ledger import ContactLedger
 from receivables.store import ContactStatus, make_engine
 from tests.case_helpers import (
+    CrashAfterAccepting,
     add_invoice,
     advance_to,
     open_case,
@@ -182,26 +183,6 @@ async def test_instalments_update_the_amount_asked_and_close_the_case(
     assert any(e.kind == "ignored" and "T0" in e.detail for e in timeline)
 
 
-class CrashAfterAcceptChannel:
-    """An outbox whose first send is accepted, then the worker 'dies' before it can record it."""
-
-    def __init__(self, outbox: OutboxChannel) -> None:
-        self.outbox = outbox
-        self.calls = 0
-
-    def send(self, message: OutgoingMessage) -> str:
-        self.calls += 1
-        message_id = self.outbox.send(message)
-        if self.calls == 1:
-            raise RuntimeError(
-                "worker process lost after the channel accepted the message"
-            )
-        return message_id
-
-    def look_up(self, attempt: EarlierAttempt) -> Lookup:
-        return self.outbox.look_up(attempt)
-
-
 async def test_retry_after_the_channel_accepted_sends_exactly_one_message(
     time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
 ) -> None:
@@ -213,8 +194,8 @@ async def test_retry_after_the_channel_accepted_sends_exactly_one_message(
         due_date=date(year, 3, 31),
         amount_minor=75_000,
     )
-    crashing = CrashAfterAcceptChannel(OutboxChannel(engine))
-    channels = {"email": crashing, "sms": crashing}
+    crashing = CrashAfterAccepting(OutboxChannel(engine))
+    channels: dict[str, MessageChannel] = {"email": crashing, "sms": crashing}
     policy = policy_with_steps(DUE_DAY_STEPS[0])
     async with running_worker(env.client, engine, channels=channels) as (_, queue):
         now = await env.get_current_time()
