@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from receivables.case import DueDateChanged, PaymentReceived
+from receivables.case import CaseClosed, DueDateChanged, PaymentReceived
 from receivables.cases import change_due_date, report_payment
 from receivables.channels import EarlierAttempt, Lookup, OutboxChannel, OutgoingMessage
 from receivables.ledger import ContactLedger
@@ -17,6 +17,7 @@ from receivables.store import ContactStatus, make_engine
 from tests.case_helpers import (
     CaseRun,
     add_invoice,
+    add_sunday_reminder,
     advance_to,
     open_case,
     policy_with_steps,
@@ -169,3 +170,40 @@ async def test_a_retried_send_of_the_reminder_for_the_new_date_sends_it_once(
         ("R-1", ContactStatus.SENT, 1),
         (f"R-1@{new_due}", ContactStatus.SENT, 1),
     ]
+
+
+async def test_a_reminder_deferred_by_a_contact_rule_follows_the_moved_due_date(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    now = await env.get_current_time()
+    reminder = add_sunday_reminder(engine, now)
+    sunday = reminder.monday_noon.date() - timedelta(days=1)
+    new_due = sunday + timedelta(days=13)
+    async with running_worker(env.client, engine) as (_, queue):
+        run = await open_case(
+            env.client,
+            engine,
+            reminder.invoice,
+            reminder.customer,
+            reminder.policy,
+            queue,
+            now,
+        )
+        # R+1 fell on Sunday and waits for Monday 08:00; the debtor then gets two weeks.
+        await advance_to(env, santiago(sunday, time(15, 0)))
+        await move_due_date(run, new_due, queue)
+        await advance_to(env, reminder.monday_noon)
+        sent_early = run.outbox()
+        next_step = await run.handle.query(InvoiceWorkflow.next_step)
+        await run.handle.signal(
+            InvoiceWorkflow.cancel, CaseClosed("the test is over", "test")
+        )
+        await run.handle.result()
+
+    assert sent_early == []
+    assert next_step is not None
+    assert (next_step.step_id, next_step.local_date) == (
+        "R+1",
+        new_due + timedelta(days=1),
+    )

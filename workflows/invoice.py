@@ -99,6 +99,9 @@ CALLS_PASS_THE_GATE = "call-steps-pass-the-contact-gate"
 # Cases that moved a due date before reminders were keyed by the date they announce
 # replay without it: their before-due reminders stay done whatever the move.
 REMINDERS_KEYED_BY_DUE_DATE = "before-due-reminders-keyed-by-due-date"
+# Cases that moved a due date while a step waited on a deferral replay without it: their
+# step kept the instant it was deferred to, whatever the new date.
+DEFERRALS_FOLLOW_DUE_DATE = "deferrals-follow-the-moved-due-date"
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -239,11 +242,13 @@ class InvoiceWorkflow:
         if self._stage().is_terminal or change.new_due_date == self._due_date:
             return
         old, self._due_date = self._due_date, change.new_due_date
-        replan = None
+        old_plan, replan = self._base_plan, None
         if workflow.patched(REMINDERS_KEYED_BY_DUE_DATE):
             replan = self._replan_for_due_date(moved_later=self._due_date > old)
         else:
             self._base_plan = self._make_plan()
+        if workflow.patched(DEFERRALS_FOLLOW_DUE_DATE):
+            self._forget_moves_of_replanned_steps(old_plan)
         self._facts_changed(
             "due_date_changed",
             f"{old} -> {change.new_due_date} by {change.changed_by}: {change.reason}",
@@ -1099,6 +1104,19 @@ class InvoiceWorkflow:
         )
         self._done |= replan.still_done
         return replan
+
+    def _forget_moves_of_replanned_steps(
+        self, old_plan: tuple[PlannedStep, ...]
+    ) -> None:
+        """Drop the deferral of a step the move placed anew: it was for the old instant.
+
+        An overdue reminder deferred to Monday must not go out on Monday once the due date
+        is two weeks later; at its new time the contact rules decide it again.
+        """
+        before = {p.step_id: p.at for p in old_plan}
+        for step in self._base_plan:
+            if step.step_id in self._moved and before.get(step.step_id) != step.at:
+                del self._moved[step.step_id]
 
     def _record_replan(self, replan: DueDateReplan, old: date) -> None:
         zone = self._case.time_zone
