@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -9,7 +11,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from receivables.case import CaseClosed, DueDateChanged, PaymentReceived
 from receivables.cases import change_due_date, report_payment
-from receivables.channels import EarlierAttempt, Lookup, OutboxChannel, OutgoingMessage
+from receivables.channels import (
+    EarlierAttempt,
+    Lookup,
+    MessageChannel,
+    OutboxChannel,
+    OutgoingMessage,
+)
 from receivables.ledger import ContactLedger
 from receivables.messages import format_local_date
 from receivables.policy import load_policy_book
@@ -207,3 +215,53 @@ async def test_a_reminder_deferred_by_a_contact_rule_follows_the_moved_due_date(
         "R+1",
         new_due + timedelta(days=1),
     )
+
+
+class HeldOnTheFirstSend:
+    """An outbox whose first message waits for the test, so a fact arrives mid-send."""
+
+    def __init__(self, outbox: OutboxChannel) -> None:
+        self.outbox = outbox
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, message: OutgoingMessage) -> str:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(timeout=30)
+        return self.outbox.send(message)
+
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        return self.outbox.look_up(attempt)
+
+
+async def test_moved_earlier_while_its_reminder_is_being_sent_nothing_repeats(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    thursday = date(year, 6, 1) + timedelta(days=(3 - date(year, 6, 1).weekday()) % 7)
+    wednesday = thursday - timedelta(days=1)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=thursday - timedelta(days=30),
+        due_date=thursday,
+        amount_minor=AMOUNT,
+    )
+    held = HeldOnTheFirstSend(OutboxChannel(engine))
+    policy = policy_with_steps(BEFORE_AND_AFTER_DUE[1])
+    channels: dict[str, MessageChannel] = {"email": held}
+    async with running_worker(env.client, engine, channels=channels) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        skipping = asyncio.create_task(
+            advance_to(env, santiago(wednesday, time(9, 30)))
+        )
+        assert await asyncio.to_thread(held.entered.wait, 30)
+        # R-1 for Thursday is with the channel when the date moves to Wednesday.
+        await move_due_date(run, wednesday, queue)
+        held.release.set()
+        await skipping
+        await pay_and_finish(env, run, santiago(wednesday, time(15, 0)))
+
+    assert [m.step_id for m in run.outbox()] == ["R-1"]

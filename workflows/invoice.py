@@ -102,6 +102,8 @@ REMINDERS_KEYED_BY_DUE_DATE = "before-due-reminders-keyed-by-due-date"
 # Cases that moved a due date while a step waited on a deferral replay without it: their
 # step kept the instant it was deferred to, whatever the new date.
 DEFERRALS_FOLLOW_DUE_DATE = "deferrals-follow-the-moved-due-date"
+# Cases whose due date moved while a reminder was with the channel replay without it.
+SENDS_IN_FLIGHT_FOLLOW_DUE_DATE = "sends-in-flight-follow-the-moved-due-date"
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -663,6 +665,7 @@ class InvoiceWorkflow:
             sms_transliterate=self._case.policy.sms_transliterate,
         )
         asked = self._money(self._balance() - self._disputed())
+        announced = self._due_date
         try:
             outcome = await workflow.execute_activity_method(
                 ReminderSender.send_reminder,
@@ -687,6 +690,10 @@ class InvoiceWorkflow:
             return
 
         self._done.add(step.step_id)
+        if self._due_date != announced and workflow.patched(
+            SENDS_IN_FLIGHT_FOLLOW_DUE_DATE
+        ):
+            self._settle_sent_for_an_old_due_date(step, announced)
         self._sent += outcome.status is SendStatus.SENT
         self._record(
             f"reminder_{outcome.status}", self._describe_outcome(step, outcome)
@@ -1117,6 +1124,22 @@ class InvoiceWorkflow:
         for step in self._base_plan:
             if step.step_id in self._moved and before.get(step.step_id) != step.at:
                 del self._moved[step.step_id]
+
+    def _settle_sent_for_an_old_due_date(self, step: PlannedStep, old: date) -> None:
+        """A reminder for the old date finished after the move: the move's rule applies now.
+
+        The move saw the reminder not yet done, so its key for the new date was left to be
+        sent like any other; moved earlier, that would tell the debtor twice in minutes.
+        """
+        replan = replan_after_due_date_move(
+            (step,),
+            self._plan(),
+            self._done,
+            workflow.now(),
+            moved_later=self._due_date > old and self._stopped_by is None,
+        )
+        self._done |= replan.still_done
+        self._record_replan(replan, old)
 
     def _record_replan(self, replan: DueDateReplan, old: date) -> None:
         zone = self._case.time_zone
