@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         DueDateReplan,
         PlannedStep,
         SkippedStep,
+        announces_a_past_due_date,
         days_past_due,
         format_local,
         keyed_to_due_date,
@@ -102,6 +103,8 @@ REMINDERS_KEYED_BY_DUE_DATE = "before-due-reminders-keyed-by-due-date"
 # Cases that moved a due date while a step waited on a deferral replay without it: their
 # step kept the instant it was deferred to, whatever the new date.
 DEFERRALS_FOLLOW_DUE_DATE = "deferrals-follow-the-moved-due-date"
+# Cases that sent a before-due reminder a hold pushed past the due date replay without it.
+HELD_REMINDERS_OF_A_PAST_DUE_DATE_SKIPPED = "held-reminders-of-a-past-due-date-skipped"
 # Cases whose due date moved while a reminder was with the channel replay without it.
 SENDS_IN_FLIGHT_FOLLOW_DUE_DATE = "sends-in-flight-follow-the-moved-due-date"
 ROLE_LEVELS = {
@@ -577,6 +580,11 @@ class InvoiceWorkflow:
         self._skip(skipped)
         if step is None:
             return bool(skipped)
+        if announces_a_past_due_date(
+            step, self._due_date, now, self._case.time_zone
+        ) and workflow.patched(HELD_REMINDERS_OF_A_PAST_DUE_DATE_SKIPPED):
+            self._skip([SkippedStep(step, "its due date passed while it was held")])
+            return True
         if now - step.at > LATE_TOLERANCE and not within_usual_contact_hours(
             now, self._case.time_zone
         ):
