@@ -196,8 +196,9 @@ def announces_a_past_due_date(
 ) -> bool:
     """True for a reminder that names the due date ("vence el 31") once that date passed.
 
-    A pause, dispute or promise shifts the plan and can carry such a reminder past the date
-    it announces; sent then, it would ask the debtor to pay by a day already gone.
+    A pause, dispute or promise shifts the plan, and a contact rule's deferral moves a step,
+    either can carry such a reminder past the date it announces; sent then, it would ask the
+    debtor to pay by a day already gone.
     """
     return step.announces_due_date and due_date < local_date_of(now, time_zone)
 
