@@ -56,7 +56,7 @@ from receivables.money import MoneyError, format_amount, parse_operator_amount
 from receivables.people_cli import add_people_commands
 from receivables.planning import calendar_date, format_local
 from receivables.policy import PolicyError, load_policy_book
-from receivables.pulse import PULSE_SECONDS
+from receivables.pulse import PULSE_SECONDS, check_pulse_interval
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
 from receivables.simulation import DisputeTiming
@@ -659,12 +659,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """The main job: dev server with Web UI, worker, and a live sample portfolio."""
     from receivables.demo import run_demo
 
+    pulse_every = check_pulse_interval(args.pulse_every)
     return asyncio.run(
         run_demo(
             settings,
             exit_after=args.exit_after,
             size=args.size,
-            pulse_every=args.pulse_every,
+            pulse_every=pulse_every,
         )
     )
 

@@ -23,6 +23,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from receivables.case import GovernanceLevel, SupervisorCommand
 from receivables.policy import SEGMENTS_FILE, load_policy_book
 from receivables.store import session_scope, utc_now
+from receivables.yaml_text import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class GovernanceConfig(_Strict):
 def load_governance(path: Path) -> GovernanceConfig:
     """Load and check a governance file; errors name the file, the field and the reason."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise GovernanceFileError(path, "(file)", f"cannot be read: {error}") from None
     except yaml.YAMLError as error:

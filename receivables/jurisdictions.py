@@ -25,6 +25,7 @@ from pydantic import (
 
 from receivables.mapping import CUSTOMER_TYPES
 from receivables.policy import PolicyError
+from receivables.yaml_text import load_yaml
 
 JURISDICTIONS_DIR = Path(__file__).resolve().parents[1] / "policies" / "jurisdictions"
 RuleId = Annotated[
@@ -444,7 +445,7 @@ def _zone_or_error(name: str) -> ZoneInfo:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(parse)"

@@ -26,6 +26,7 @@ from receivables.money import (
     exponent_of,
     parse_minor_units,
 )
+from receivables.yaml_text import load_yaml
 
 MAPPINGS_FOLDER = "mappings"
 CUSTOMER_TYPES = ("company", "consumer", "health", "education")
@@ -375,7 +376,7 @@ def _describe(error: ValidationError) -> tuple[str, str]:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(parse)"

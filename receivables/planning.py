@@ -191,6 +191,18 @@ def next_due_step(
     return latest, skipped
 
 
+def announces_a_past_due_date(
+    step: PlannedStep, due_date: date, now: datetime, time_zone: str
+) -> bool:
+    """True for a reminder that names the due date ("vence el 31") once that date passed.
+
+    A pause, dispute or promise shifts the plan, and a contact rule's deferral moves a step,
+    either can carry such a reminder past the date it announces; sent then, it would ask the
+    debtor to pay by a day already gone.
+    """
+    return step.announces_due_date and due_date < local_date_of(now, time_zone)
+
+
 def upcoming_step(
     plan: tuple[PlannedStep, ...], done: set[str], now: datetime
 ) -> PlannedStep | None:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from receivables.money import MoneyError, parse_minor_units
+from receivables.yaml_text import load_yaml
 
 SEGMENTS_FILE = "segments.yaml"
 # Files of the policies folder that configure something else than one segment's policy.
@@ -333,7 +334,7 @@ def _describe(error: ValidationError) -> tuple[str, str]:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(parse)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,20 @@ CONTACT_ORDER = (
     ContactStatus.SENT,
     *(status for status in ContactStatus if status is not ContactStatus.SENT),
 )
+
+
+def check_pulse_interval(seconds: float) -> float:
+    """The interval between two reads of the portfolio, refused unless a second or more.
+
+    Each read counts the whole tenant in the store: zero or a negative number would read
+    it in a loop as fast as the machine goes, starving the worker beside it.
+    """
+    if not (math.isfinite(seconds) and seconds >= 1):
+        raise ValueError(
+            f"--pulse-every {seconds:g}: give the seconds between two lines, 1 or more "
+            f"(default {PULSE_SECONDS:g})"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from html import escape
 from pathlib import Path
 
@@ -268,6 +269,7 @@ def bar_chart(
     *,
     stacked: bool,
     value_format: Callable[[float], str],
+    detail_format: Callable[[float], str],
     empty: str = "nothing to show for this chart",
 ) -> str:
     """Horizontal bars, one row per label: stacked segments, or side by side."""
@@ -294,13 +296,18 @@ def bar_chart(
     for index, (label, values) in enumerate(rows):
         y = top + index * band + 6
         parts.append(_label(left - 8, y + band / 2, _short(label), anchor="end"))
-        parts.append(_bars(values, segments, sx, y, stacked=stacked))
+        tips = [
+            f"{label}: {detail_format(value)}"
+            for value, (label, _) in zip(values, segments, strict=True)
+        ]
+        parts.append(_bars(values, tips, segments, sx, y, stacked=stacked))
     parts.append(_legend(segments, left, 20))
     return "".join(parts) + "</svg>"
 
 
 def _bars(
     values: Sequence[float],
+    tips: Sequence[str],
     segments: Sequence[tuple[str, str]],
     sx: Callable[[float], float],
     y: float,
@@ -308,8 +315,8 @@ def _bars(
     stacked: bool,
 ) -> str:
     parts, start = [], 0.0
-    for index, (value, (label, colour)) in enumerate(
-        zip(values, segments, strict=True)
+    for index, (value, tip, (_, colour)) in enumerate(
+        zip(values, tips, segments, strict=True)
     ):
         x0 = sx(start) if stacked else sx(0)
         x1 = sx(start + value) if stacked else sx(value)
@@ -317,7 +324,7 @@ def _bars(
         parts.append(
             f'<rect x="{x0:.1f}" y="{top:.1f}" width="{max(0.0, x1 - x0):.1f}" '
             f'height="{22 if stacked else 12}" fill="{colour}">'
-            f"<title>{escape(label)}: {value:g}</title></rect>"
+            f"<title>{escape(tip)}</title></rect>"
         )
         start += value if stacked else 0.0
     return "".join(parts)
@@ -596,6 +603,10 @@ def _major(minor_units: float, currency: str) -> float:
     return float(Money(int(minor_units), currency).to_decimal())
 
 
+def _amount_text(major_units: float, currency: str) -> str:
+    return money(round(major_units * 10 ** exponent_of(currency)), currency)
+
+
 def _group_noun(kpis: KpiReport) -> str:
     return {"customer": "customer code", None: "group"}.get(
         kpis.group_by, kpis.group_by or ""
@@ -636,7 +647,15 @@ def _aging_figure(kpis: KpiReport, aging: CurrencyAging, index: int) -> str:
         _group_noun(kpis).capitalize() if len(rows) > 1 else "",
     )
     segments = [(label, BUCKET_COLOURS[label]) for label in AGING_BUCKETS]
-    svg = bar_chart(text, rows, segments, stacked=True, value_format=_compact)
+    svg = bar_chart(
+        text,
+        rows,
+        segments,
+        stacked=True,
+        value_format=_compact,
+        # A bar's tooltip reads like the table under it, not 2.3397e+07.
+        detail_format=partial(_amount_text, currency=cur),
+    )
     open_minor = aging.open_minor
     table = _table(
         f"Aging of the open balance, {cur}",
@@ -677,15 +696,12 @@ def _aging_series_figure(points: Sequence[AgingPoint], index: int) -> str:
         for p in points
     ]
 
-    def amount_text(major_units: float) -> str:
-        return money(round(major_units * 10 ** exponent_of(cur)), cur)
-
     svg = column_chart(
         text,
         columns,
         [(label, BUCKET_COLOURS[label]) for label in AGING_BUCKETS],
         value_format=_compact,
-        detail_format=amount_text,
+        detail_format=partial(_amount_text, currency=cur),
     )
     table = _aging_series_table(points, cur)
     return _figure(svg, f'<div class="wide">{table}</div>', caption=text.title)
@@ -924,6 +940,7 @@ def _funnel_section(
         segments,
         stacked=False,
         value_format=_compact,
+        detail_format=lambda count: str(round(count)),
         empty="no contact planned in the period",
     )
     return _section(

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+import asyncio
+import threading
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from receivables.case import DueDateChanged, PaymentReceived
+from receivables.case import CaseClosed, DueDateChanged, PaymentReceived
 from receivables.cases import change_due_date, report_payment
-from receivables.channels import MessageChannel, OutboxChannel
+from receivables.channels import (
+    EarlierAttempt,
+    Lookup,
+    MessageChannel,
+    OutboxChannel,
+    OutgoingMessage,
+)
 from receivables.ledger import ContactLedger
 from receivables.messages import format_local_date
 from receivables.policy import load_policy_book
@@ -18,6 +26,7 @@ from tests.case_helpers import (
     CaseRun,
     CrashAfterAccepting,
     add_invoice,
+    add_sunday_reminder,
     advance_to,
     open_case,
     policy_with_steps,
@@ -152,3 +161,90 @@ async def test_a_retried_send_of_the_reminder_for_the_new_date_sends_it_once(
         ("R-1", ContactStatus.SENT, 1),
         (f"R-1@{new_due}", ContactStatus.SENT, 1),
     ]
+
+
+async def test_a_reminder_deferred_by_a_contact_rule_follows_the_moved_due_date(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    now = await env.get_current_time()
+    reminder = add_sunday_reminder(engine, now)
+    sunday = reminder.monday_noon.date() - timedelta(days=1)
+    new_due = sunday + timedelta(days=13)
+    async with running_worker(env.client, engine) as (_, queue):
+        run = await open_case(
+            env.client,
+            engine,
+            reminder.invoice,
+            reminder.customer,
+            reminder.policy,
+            queue,
+            now,
+        )
+        # R+1 fell on Sunday and waits for Monday 08:00; the debtor then gets two weeks.
+        await advance_to(env, santiago(sunday, time(15, 0)))
+        await move_due_date(run, new_due, queue)
+        await advance_to(env, reminder.monday_noon)
+        sent_early = run.outbox()
+        next_step = await run.handle.query(InvoiceWorkflow.next_step)
+        await run.handle.signal(
+            InvoiceWorkflow.cancel, CaseClosed("the test is over", "test")
+        )
+        await run.handle.result()
+
+    assert sent_early == []
+    assert next_step is not None
+    assert (next_step.step_id, next_step.local_date) == (
+        "R+1",
+        new_due + timedelta(days=1),
+    )
+
+
+class HeldOnTheFirstSend:
+    """An outbox whose first message waits for the test, so a fact arrives mid-send."""
+
+    def __init__(self, outbox: OutboxChannel) -> None:
+        self.outbox = outbox
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, message: OutgoingMessage) -> str:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(timeout=30)
+        return self.outbox.send(message)
+
+    def look_up(self, attempt: EarlierAttempt) -> Lookup:
+        return self.outbox.look_up(attempt)
+
+
+async def test_moved_earlier_while_its_reminder_is_being_sent_nothing_repeats(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, year: int
+) -> None:
+    env, engine = time_skipping_env, make_engine(sqlite_url)
+    thursday = date(year, 6, 1) + timedelta(days=(3 - date(year, 6, 1).weekday()) % 7)
+    wednesday = thursday - timedelta(days=1)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=thursday - timedelta(days=30),
+        due_date=thursday,
+        amount_minor=AMOUNT,
+    )
+    held = HeldOnTheFirstSend(OutboxChannel(engine))
+    policy = policy_with_steps(BEFORE_AND_AFTER_DUE[1])
+    channels: dict[str, MessageChannel] = {"email": held}
+    async with running_worker(env.client, engine, channels=channels) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        skipping = asyncio.create_task(
+            advance_to(env, santiago(wednesday, time(9, 30)))
+        )
+        assert await asyncio.to_thread(held.entered.wait, 30)
+        # R-1 for Thursday is with the channel when the date moves to Wednesday.
+        await move_due_date(run, wednesday, queue)
+        held.release.set()
+        await skipping
+        await pay_and_finish(env, run, santiago(wednesday, time(15, 0)))
+
+    assert [m.step_id for m in run.outbox()] == ["R-1"]

@@ -20,6 +20,7 @@ from receivables.case import (
     DisputeOpened,
     DisputeResolution,
     DisputeResolved,
+    PauseCommand,
     PaymentPromise,
     PaymentReceived,
     Stage,
@@ -417,3 +418,32 @@ async def test_the_same_task_outcome_told_twice_is_applied_once(
     assert state.promised
     [row] = promises_of(engine, "test", invoice.invoice_number)
     assert (row.task_id, row.outcome, row.paid_minor) == (task.id, "kept", 640_000)
+
+
+async def test_a_pause_past_the_due_date_drops_the_reminder_that_names_it(
+    time_skipping_env: WorkflowEnvironment, engine: Engine, year: int
+) -> None:
+    env = time_skipping_env
+    due = date(year, 5, 31)
+    invoice, customer = add_invoice(
+        engine,
+        invoice_number=unique_number(),
+        issue_date=date(year, 4, 24),
+        due_date=due,
+        amount_minor=410_000,
+    )
+    steps = (
+        {"id": "R-1", "offset_days": -1, "channel": "email", "template": "due-soon"},
+        POST_DUE_STEPS[0],
+    )
+    policy = policy_with_steps(*steps)
+    async with running_worker(env.client, engine) as (_, queue):
+        now = await env.get_current_time()
+        run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
+        await advance_to(env, santiago(date(year, 5, 25), time(15, 0)))
+        # Held eleven days: R-1 ("vence el 31 de mayo") would land on 10 June.
+        pause = PauseCommand("sup-01", "revisión", date(year, 6, 5))
+        await run.handle.execute_update(InvoiceWorkflow.pause, pause)
+        await pay_in_full(env, run, santiago(date(year, 6, 20), time(12, 0)))
+
+    assert [m.step_id for m in run.outbox()] == ["R+1"]

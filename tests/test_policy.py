@@ -166,6 +166,18 @@ def test_a_misspelt_field_is_refused_rather_than_ignored(tmp_path: Path) -> None
     assert "Extra inputs are not permitted" in error.reason
 
 
+def test_a_field_written_twice_is_refused_rather_than_the_last_one_kept(
+    tmp_path: Path,
+) -> None:
+    # A step edited by adding a line below the old one: YAML would keep 70 silently.
+    text = VALID_POLICY.format(name="twice") + "    offset_days: 70\n"
+
+    error = policy_error(write(tmp_path, "twice.yaml", text))
+
+    assert error.field == "line 15"
+    assert "key 'offset_days' appears twice (lines 12 and 15)" in error.reason
+
+
 def test_a_policy_named_unlike_its_file_is_refused(tmp_path: Path) -> None:
     error = policy_error(
         write(tmp_path, "gentle.yaml", VALID_POLICY.format(name="strict"))

@@ -508,3 +508,20 @@ def test_shares_and_days_take_a_decimal_comma_like_the_amounts_beside_them() -> 
     assert (percent(0.5714), percent(1.0), percent(None)) == ("57,1%", "100,0%", "—")
     assert (days_text(12.46), days_text(None)) == ("12,5 days", "—")
     assert money(313_882_000, "CLP") == "313.882.000 CLP"
+
+
+def test_bar_tooltips_read_as_amounts_not_scientific_notation(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(sqlite_url)
+    store_invoice(
+        engine, "9001", issued=date(2026, 1, 2), due=date(2026, 2, 1), amount=23_397_040
+    )
+    kpis = report_of(engine)
+
+    page, _ = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+
+    [aging] = re.findall(r'<svg\b[^>]*"aging-0-title .*?</svg>', page, re.S)
+    tips = re.findall(r"<title>([^<]*)</title></rect>", aging)
+    assert tips and not any("e+" in tip for tip in tips)
+    assert "31-60: 23.397.040 CLP" in tips

@@ -474,3 +474,13 @@ def test_the_outbox_shows_when_each_message_was_stored_in_the_debtors_time(
     assert "stored (debtor time)" in listing
     assert "2026-02-05 10:30 Pacific/Easter" in listing
     assert "stored at: 2026-02-05 10:30 Pacific/Easter" in full
+
+
+@pytest.mark.parametrize("seconds", ["0", "-5", "nan", "inf", "0.001"])
+def test_a_pulse_interval_below_a_second_is_refused_before_anything_starts(
+    store: str, seconds: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = starter.main(["run", "--pulse-every", seconds, "--exit-after", "1"])
+
+    assert code == 2
+    assert "give the seconds between two lines, 1 or more" in capsys.readouterr().err

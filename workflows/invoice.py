@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         DueDateReplan,
         PlannedStep,
         SkippedStep,
+        announces_a_past_due_date,
         days_past_due,
         format_local,
         keyed_to_due_date,
@@ -99,6 +100,13 @@ CALLS_PASS_THE_GATE = "call-steps-pass-the-contact-gate"
 # Cases that moved a due date before reminders were keyed by the date they announce
 # replay without it: their before-due reminders stay done whatever the move.
 REMINDERS_KEYED_BY_DUE_DATE = "before-due-reminders-keyed-by-due-date"
+# Cases that moved a due date while a step waited on a deferral replay without it: their
+# step kept the instant it was deferred to, whatever the new date.
+DEFERRALS_FOLLOW_DUE_DATE = "deferrals-follow-the-moved-due-date"
+# Cases that sent a before-due reminder a hold pushed past the due date replay without it.
+HELD_REMINDERS_OF_A_PAST_DUE_DATE_SKIPPED = "held-reminders-of-a-past-due-date-skipped"
+# Cases whose due date moved while a reminder was with the channel replay without it.
+SENDS_IN_FLIGHT_FOLLOW_DUE_DATE = "sends-in-flight-follow-the-moved-due-date"
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -239,11 +247,13 @@ class InvoiceWorkflow:
         if self._stage().is_terminal or change.new_due_date == self._due_date:
             return
         old, self._due_date = self._due_date, change.new_due_date
-        replan = None
+        old_plan, replan = self._base_plan, None
         if workflow.patched(REMINDERS_KEYED_BY_DUE_DATE):
             replan = self._replan_for_due_date(moved_later=self._due_date > old)
         else:
             self._base_plan = self._make_plan()
+        if workflow.patched(DEFERRALS_FOLLOW_DUE_DATE):
+            self._forget_moves_of_replanned_steps(old_plan)
         self._facts_changed(
             "due_date_changed",
             f"{old} -> {change.new_due_date} by {change.changed_by}: {change.reason}",
@@ -570,6 +580,11 @@ class InvoiceWorkflow:
         self._skip(skipped)
         if step is None:
             return bool(skipped)
+        if announces_a_past_due_date(
+            step, self._due_date, now, self._case.time_zone
+        ) and workflow.patched(HELD_REMINDERS_OF_A_PAST_DUE_DATE_SKIPPED):
+            self._skip([SkippedStep(step, "its due date passed while it was held")])
+            return True
         if now - step.at > LATE_TOLERANCE and not within_usual_contact_hours(
             now, self._case.time_zone
         ):
@@ -658,6 +673,7 @@ class InvoiceWorkflow:
             sms_transliterate=self._case.policy.sms_transliterate,
         )
         asked = self._money(self._balance() - self._disputed())
+        announced = self._due_date
         try:
             outcome = await workflow.execute_activity_method(
                 ReminderSender.send_reminder,
@@ -682,6 +698,10 @@ class InvoiceWorkflow:
             return
 
         self._done.add(step.step_id)
+        if self._due_date != announced and workflow.patched(
+            SENDS_IN_FLIGHT_FOLLOW_DUE_DATE
+        ):
+            self._settle_sent_for_an_old_due_date(step, announced)
         self._sent += outcome.status is SendStatus.SENT
         self._record(
             f"reminder_{outcome.status}", self._describe_outcome(step, outcome)
@@ -1099,6 +1119,35 @@ class InvoiceWorkflow:
         )
         self._done |= replan.still_done
         return replan
+
+    def _forget_moves_of_replanned_steps(
+        self, old_plan: tuple[PlannedStep, ...]
+    ) -> None:
+        """Drop the deferral of a step the move placed anew: it was for the old instant.
+
+        An overdue reminder deferred to Monday must not go out on Monday once the due date
+        is two weeks later; at its new time the contact rules decide it again.
+        """
+        before = {p.step_id: p.at for p in old_plan}
+        for step in self._base_plan:
+            if step.step_id in self._moved and before.get(step.step_id) != step.at:
+                del self._moved[step.step_id]
+
+    def _settle_sent_for_an_old_due_date(self, step: PlannedStep, old: date) -> None:
+        """A reminder for the old date finished after the move: the move's rule applies now.
+
+        The move saw the reminder not yet done, so its key for the new date was left to be
+        sent like any other; moved earlier, that would tell the debtor twice in minutes.
+        """
+        replan = replan_after_due_date_move(
+            (step,),
+            self._plan(),
+            self._done,
+            workflow.now(),
+            moved_later=self._due_date > old and self._stopped_by is None,
+        )
+        self._done |= replan.still_done
+        self._record_replan(replan, old)
 
     def _record_replan(self, replan: DueDateReplan, old: date) -> None:
         zone = self._case.time_zone
