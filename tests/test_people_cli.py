@@ -327,7 +327,12 @@ async def test_a_paid_case_says_it_ended_and_shows_nothing_pending(
             now,
         )
         assert await run.handle.query(InvoiceWorkflow.state)
-        assert await run_command(["pay", folio, "250000", "--reference", "B1"]) == 0
+        assert (
+            await run_command(
+                ["pay", folio, "250000", "--reference", "B1", "--by", "exec-01"]
+            )
+            == 0
+        )
         final = await run.handle.result()
         capsys.readouterr()
         assert await run_command(["case", folio]) == 0
@@ -429,6 +434,7 @@ async def test_an_invoice_without_a_due_date_points_to_the_command_that_opens_it
         assert await run_command(["open-cases"]) == 0
         open_cases = capsys.readouterr().out
         moving = ["move-due", folio, due, "--reason", "agreed with the buyer"]
+        moving += ["--by", "exec-01"]
         assert await run_command(moving) == 0
         handle = local_env.client.get_workflow_handle(f"invoice/{tenant}/{folio}")
         state = await handle.query(InvoiceWorkflow.state)
@@ -662,11 +668,19 @@ async def test_the_case_file_shows_money_notes_and_an_sii_reception_hold(
         ["2026-03-03", "12:00", SANTIAGO, "NC-12", "credit_note", "100.000", "CLP"],
     ]
     assert "no contact yet" in lines
+    # The timeline's columns are padded: compare the words.
+    words = [" ".join(line.split()) for line in lines]
     assert any(
         line.endswith(
             "supervisor note by sup-01: debtor asked for the purchase order copy"
         )
-        for line in lines
+        for line in words
+    )
+    assert any(
+        line.endswith(
+            f"stop_fact sii-received {received} by exec-01 (operator): SII inbox"
+        )
+        for line in words
     )
 
 
