@@ -750,7 +750,7 @@ def invoices_waiting_for_a_due_date(engine: Engine, tenant: str) -> list[str]:
 
 def set_due_date_command(folio: str) -> str:
     """The command that gives an invoice its due date and, if it had none, opens its case."""
-    return f"starter.py move-due {folio} YYYY-MM-DD --reason TEXT"
+    return f"starter.py move-due {folio} YYYY-MM-DD --reason TEXT --by PERSON"
 
 
 def _open_invoices(engine: Engine, tenant: str) -> list[tuple[Invoice, Customer]]:

@@ -769,5 +769,5 @@ async def test_the_case_file_of_an_invoice_without_a_due_date_says_how_to_give_o
     assert "due None" not in header
     assert header.endswith(
         f"no due date yet (give it one: starter.py move-due {folio} YYYY-MM-DD "
-        "--reason TEXT)"
+        "--reason TEXT --by PERSON)"
     )
