@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,13 @@ from receivables.cases import (
 )
 from receivables.decision_text import brief_decisions
 from receivables.devserver import DevServerError
-from receivables.governance import GOVERNANCE_FILE, check_person, sync_governance
+from receivables.governance import (
+    GOVERNANCE_FILE,
+    PERSON_FLAG,
+    PERSON_HELP,
+    check_person,
+    sync_governance,
+)
 from receivables.importer import (
     PortfolioFileError,
     import_portfolio,
@@ -178,16 +184,10 @@ def _invoice(settings: Settings, number: str) -> Invoice:
     )
 
 
-# Who an audit line names when the operator names nobody with --by.
-UNNAMED_OPERATOR = "operator"
-
-
-def _recorded_by(args: argparse.Namespace, settings: Settings) -> str:
-    """The person --by names, once the governance knows them; else the unnamed operator."""
-    if args.by is None:
-        return UNNAMED_OPERATOR
-    check_person(make_engine(settings.resolved_database_url), settings.tenant, args.by)
-    return str(args.by)
+def _acting_person(args: argparse.Namespace, settings: Settings) -> str:
+    """The person --by names, once the governance knows them; nobody named is refused."""
+    engine = make_engine(settings.resolved_database_url)
+    return check_person(engine, settings.tenant, args.by).person_id
 
 
 def _instant(text: str | None) -> datetime:
@@ -214,8 +214,10 @@ def _instant(text: str | None) -> datetime:
 def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     """Record a payment (or, with --credit, a credit note), then tell the invoice's case."""
     invoice = _invoice(settings, args.invoice)
+    entered_by = _acting_person(args, settings)
     amount = parse_operator_amount(args.amount, invoice.currency)
     at = _instant(args.at)
+    _refuse_a_future_instant(at, "--at", _debtor_zone(settings, invoice))
     kind = PaymentKind.CREDIT_NOTE if args.credit else PaymentKind.PAYMENT
     if amount > invoice.balance_minor > 0 and not args.allow_overpayment:
         # An extra digit typed would settle the invoice and end its case on the spot.
@@ -235,6 +237,7 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         amount_minor=amount,
         currency=invoice.currency,
         at=at,
+        entered_by=entered_by,
     )
 
     async def send() -> None:
@@ -270,6 +273,22 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# How far ahead of this machine's clock an instant may be: the clock of whoever read the
+# bank's time may run a little fast. Beyond it, the instant has not happened yet.
+CLOCK_SKEW_ALLOWED = timedelta(minutes=10)
+
+
+def _refuse_a_future_instant(at: datetime, flag: str, zone: str) -> None:
+    """A fact that already happened cannot carry an instant still to come."""
+    now = datetime.now(UTC)
+    if at > now + CLOCK_SKEW_ALLOWED:
+        raise OperatorError(
+            f"{flag} {format_local(at, zone)} is in the future (it is "
+            f"{format_local(now, zone)} now); record a payment once it was received, "
+            f"with the instant it arrived, or leave {flag} out for now; nothing was recorded"
+        )
+
+
 def _tell_case_after_store(
     telling: Callable[[], Coroutine[Any, Any, None]], stored: str
 ) -> None:
@@ -287,7 +306,7 @@ def _tell_case_after_store(
 def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
     """Move an invoice's due date (its case re-plans), or set a missing one (its case opens)."""
     new_due = calendar_date(args.new_due_date, "the new due date")
-    change = DueDateChanged(new_due, args.reason, _recorded_by(args, settings))
+    change = DueDateChanged(new_due, args.reason, _acting_person(args, settings))
 
     async def send() -> str:
         client = await connect(settings.temporal)
@@ -308,10 +327,10 @@ def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
     """Cancel an invoice or write it off; its case ends with no further contact."""
     stage = Stage.CANCELLED if args.command == "cancel" else Stage.WRITTEN_OFF
-    closed_by = _recorded_by(args, settings)
+    closing = CaseClosed(args.reason, _acting_person(args, settings))
     engine = make_engine(settings.resolved_database_url)
     # The store decides first: a paid or closed invoice is refused before Temporal is asked.
-    closed = close_in_store(engine, settings.tenant, args.invoice, stage)
+    closed = close_in_store(engine, settings.tenant, args.invoice, stage, closing)
     if closed.tell_case:
 
         async def send() -> None:
@@ -322,7 +341,6 @@ def cmd_close(args: argparse.Namespace, settings: Settings) -> int:
                 if stage == Stage.CANCELLED
                 else (InvoiceWorkflow.write_off)
             )
-            closing = CaseClosed(args.reason, closed_by)
             await tell_case(handle, signal, closing, repeat=closed.repeat)
 
         _tell_case_after_store(send, f"invoice {args.invoice} is {stage}")
@@ -339,7 +357,7 @@ def cmd_stop_fact(args: argparse.Namespace, settings: Settings) -> int:
 
     migrate(settings.resolved_database_url)
     fact = StopFact(args.fact)
-    recorded_by = _recorded_by(args, settings)
+    recorded_by = _acting_person(args, settings)
     try:
         change = record_stop_fact(
             make_engine(settings.resolved_database_url),
@@ -377,7 +395,7 @@ def cmd_import_sii(args: argparse.Namespace, settings: Settings) -> int:
         make_engine(settings.resolved_database_url),
         settings.tenant,
         [Path(name) for name in args.files],
-        recorded_by=_recorded_by(args, settings),
+        recorded_by=_acting_person(args, settings),
     )
     print(report.summary())
     if report.refused:
@@ -750,11 +768,6 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- the parser --------------------------------------------------------------------------
 
-BY_HELP = (
-    f"a person id of policies/{GOVERNANCE_FILE} (an unknown one is refused); "
-    f"default: {UNNAMED_OPERATOR}, nobody named"
-)
-
 
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand with its arguments."""
@@ -860,7 +873,11 @@ def build_parser() -> argparse.ArgumentParser:
         "amount", help="in the invoice's currency: 340320 or 340.320 (CLP), 55.94 (USD)"
     )
     pay.add_argument("--reference", required=True, help="bank or document reference")
-    pay.add_argument("--at", help="when, ISO 8601 with offset; default now")
+    pay.add_argument(
+        "--at",
+        help="when it was received, ISO 8601 with offset, not in the future; default now",
+    )
+    pay.add_argument(PERSON_FLAG, help=f"who entered it: {PERSON_HELP}")
     pay.add_argument(
         "--credit", action="store_true", help="a credit note, not a payment"
     )
@@ -875,7 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("invoice", metavar="FOLIO", help="the invoice number")
     move.add_argument("new_due_date", help="the new due date, YYYY-MM-DD")
     move.add_argument("--reason", required=True, help="why, for the case file")
-    move.add_argument("--by", help=f"who agreed or decided it; {BY_HELP}")
+    move.add_argument(PERSON_FLAG, help=f"who agreed or decided it: {PERSON_HELP}")
     move.set_defaults(handler=cmd_move_due)
 
     for name in ("cancel", "write-off"):
@@ -884,7 +901,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         close.add_argument("invoice", metavar="FOLIO", help="the invoice number")
         close.add_argument("--reason", required=True, help="why, for the case file")
-        close.add_argument("--by", help=f"who decided it; {BY_HELP}")
+        close.add_argument(PERSON_FLAG, help=f"who decided it: {PERSON_HELP}")
         close.set_defaults(handler=cmd_close)
 
     stop = commands.add_parser(
@@ -902,9 +919,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CUSTOMER_OR_FOLIO",
         help="customer id, or folio if ceded or sii-received",
     )
-    stop.add_argument("--on", required=True, help="the date it happened, YYYY-MM-DD")
+    stop.add_argument(
+        "--on",
+        required=True,
+        help="the date it happened, YYYY-MM-DD, today or before in the debtor's zone",
+    )
     stop.add_argument("--reason", required=True, help="the source, for the audit")
-    stop.add_argument("--by", help=f"who records it; {BY_HELP}")
+    stop.add_argument(PERSON_FLAG, help=f"who records it: {PERSON_HELP}")
     stop.add_argument("--assignee", help="for ceded: the factor (cesionario)")
     stop.set_defaults(handler=cmd_stop_fact)
 
@@ -912,7 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
         "import-sii", help="set FmaPago and cessions from SII DTE and AEC XML files"
     )
     sii.add_argument("files", nargs="+", metavar="FILE", help="DTE or AEC XML files")
-    sii.add_argument("--by", help=f"who imports them; {BY_HELP}")
+    sii.add_argument(PERSON_FLAG, help=f"who imports them: {PERSON_HELP}")
     sii.set_defaults(handler=cmd_import_sii)
 
     case = commands.add_parser("case", help="show one case: stage, timeline, ledger")

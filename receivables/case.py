@@ -252,6 +252,13 @@ class DisputeResolved:
     resolved_by: str
     credit_minor: int = 0
     note: str = ""
+    # The folio of the credit note issued for an upheld dispute; "" for dispute-<id>.
+    credit_reference: str = ""
+
+    @property
+    def credit_note_reference(self) -> str:
+        """The reference the credit is recorded under: its folio, else one made up."""
+        return self.credit_reference or f"dispute-{self.dispute_id}"
 
 
 @dataclass(frozen=True)

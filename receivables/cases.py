@@ -23,6 +23,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from receivables.case import (
+    CaseClosed,
     CaseState,
     CreditApplied,
     DueDateChanged,
@@ -33,6 +34,7 @@ from receivables.case import (
 )
 from receivables.case_attributes import initial_attributes
 from receivables.money import MAX_MINOR_UNITS, format_amount
+from receivables.operator_actions import ActionKind, record_action
 from receivables.payloads import CASE_DATA_CONVERTER
 from receivables.planning import days_past_due, plan_case, upcoming_step
 from receivables.policy import Policy, PolicyBook
@@ -240,8 +242,13 @@ def commit_money_movement(
     amount_minor: int,
     currency: str,
     at: datetime,
+    entered_by: str | None = None,
 ) -> StoredMoveResult:
-    """Commit a payment or credit to the store first, so a racing send sees it."""
+    """Commit a payment or credit to the store first, so a racing send sees it.
+
+    A movement entered by hand names its person (``entered_by``): the operator actions
+    log gets its line in the same transaction. A bank file's movements name nobody.
+    """
     _refuse_unless_recordable(reference, amount_minor, kind)
     try:
         with session_scope(engine) as session:
@@ -286,6 +293,19 @@ def commit_money_movement(
                 connection.execute(
                     _CLOSE_SETTLED, {"invoice_id": invoice.id, "closed_as": str(status)}
                 )
+            if entered_by is not None:
+                record_action(
+                    session,
+                    tenant=tenant,
+                    customer_id=invoice.customer_id,
+                    invoice_number=invoice_number,
+                    kind=_ACTION_OF_MOVEMENT[kind],
+                    person_id=entered_by,
+                    reason=reference,
+                    before=format_amount(balance + amount_minor, currency),
+                    after=format_amount(balance, currency),
+                    effective_at=at,
+                )
             return StoredMoveResult(True, balance, InvoiceStatus(status))
     except (IntegrityError, _Repeat):
         return _already_recorded(
@@ -299,6 +319,14 @@ def commit_money_movement(
             f"invoice {invoice_number} changed while {reference} was being recorded; "
             "nothing was recorded: run the command again"
         ) from None
+
+
+# What a hand-entered movement is called in the operator actions log.
+_ACTION_OF_MOVEMENT = {
+    PaymentKind.PAYMENT: ActionKind.PAYMENT,
+    PaymentKind.CREDIT_NOTE: ActionKind.CREDIT_NOTE,
+    PaymentKind.ADJUSTMENT: ActionKind.CREDIT_NOTE,
+}
 
 
 class _Repeat(Exception):
@@ -527,9 +555,13 @@ class ClosedInStore:
 
 
 def close_in_store(
-    engine: Engine, tenant: str, invoice_number: str, stage: Stage
+    engine: Engine, tenant: str, invoice_number: str, stage: Stage, closing: CaseClosed
 ) -> ClosedInStore:
-    """Cancel or write off an open invoice in the store, or see it was closed so before."""
+    """Cancel or write off an open invoice in the store, or see it was closed so before.
+
+    The operator actions log gets who and why in the same transaction; a repeat adds
+    nothing, since it changed nothing.
+    """
     closed_as = _CLOSED_AS[stage]
     for _ in range(_CLOSE_ATTEMPTS):
         with session_scope(engine) as session:
@@ -548,6 +580,17 @@ def close_in_store(
                 "closed_as": str(closed_as),
             }
             if session.connection().execute(_CLOSE_IF_UNCHANGED, params).rowcount:
+                record_action(
+                    session,
+                    tenant=tenant,
+                    customer_id=invoice.customer_id,
+                    invoice_number=invoice_number,
+                    kind=_CLOSING_ACTION[stage],
+                    person_id=closing.closed_by,
+                    reason=closing.reason,
+                    before=invoice.status,
+                    after=closed_as,
+                )
                 return ClosedInStore(tell_case=invoice.status == InvoiceStatus.OPEN)
     raise CaseCommandRefused(
         f"invoice {invoice_number} kept changing while it was being closed; "
@@ -558,6 +601,10 @@ def close_in_store(
 _CLOSED_AS = {
     Stage.CANCELLED: InvoiceStatus.CANCELLED,
     Stage.WRITTEN_OFF: InvoiceStatus.WRITTEN_OFF,
+}
+_CLOSING_ACTION = {
+    Stage.CANCELLED: ActionKind.CANCEL,
+    Stage.WRITTEN_OFF: ActionKind.WRITE_OFF,
 }
 _CLOSING_VERB = {Stage.CANCELLED: "cancel", Stage.WRITTEN_OFF: "write off"}
 _CLOSE_ATTEMPTS = 3
@@ -593,6 +640,19 @@ async def change_due_date(
         waiting = invoice.status == InvoiceStatus.NEEDS_DUE_DATE
         if not waiting:
             _refuse_unless_open(invoice, "move the due date of")
+        # The log keeps every earlier due date; due_date_rule only says who set this one.
+        record_action(
+            session,
+            tenant=tenant,
+            customer_id=invoice.customer_id,
+            invoice_number=invoice_number,
+            kind=ActionKind.MOVE_DUE,
+            person_id=change.changed_by,
+            reason=change.reason,
+            before=invoice.due_date or "none",
+            after=change.new_due_date,
+            effective_on=change.new_due_date,
+        )
         invoice.due_date = change.new_due_date
         invoice.due_date_rule = f"set by {change.changed_by}: {change.reason}"
         invoice.status = InvoiceStatus.OPEN
@@ -690,7 +750,7 @@ def invoices_waiting_for_a_due_date(engine: Engine, tenant: str) -> list[str]:
 
 def set_due_date_command(folio: str) -> str:
     """The command that gives an invoice its due date and, if it had none, opens its case."""
-    return f"starter.py move-due {folio} YYYY-MM-DD --reason TEXT"
+    return f"starter.py move-due {folio} YYYY-MM-DD --reason TEXT --by PERSON"
 
 
 def _open_invoices(engine: Engine, tenant: str) -> list[tuple[Invoice, Customer]]:

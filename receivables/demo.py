@@ -206,7 +206,7 @@ def _welcome(
             f"Try, in another terminal (from {Path.cwd()}):",
             f"{command} outbox list            # messages sent so far",
             f"{command} case {folio}        # stage, timeline, ledger",
-            f"{command} pay {folio} {amount} --reference TRX-{folio}",
+            f"{command} pay {folio} {amount} --reference TRX-{folio} --by exec-01",
             f"{command} report                 # KPIs of the portfolio",
             "",
             f"Every {pulse_every:g} s in which cases, contacts or tasks change, a line says so.",

@@ -28,6 +28,12 @@ from receivables.yaml_text import load_yaml
 log = logging.getLogger(__name__)
 
 GOVERNANCE_FILE = "governance.yaml"
+# The one flag every command takes for the person acting (--actor and --as still work).
+PERSON_FLAG = "--by"
+PERSON_HELP = (
+    f"a person id of policies/{GOVERNANCE_FILE}, e.g. exec-01 (required; an unknown "
+    "one is refused)"
+)
 REASSIGN_CUSTOMER = "reassign_customer"
 PersonId = Annotated[
     str, pydantic.Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$", max_length=64)
@@ -380,12 +386,18 @@ def find_person(session: Session, tenant: str, person_id: str) -> Person:
 
 
 def check_person(
-    engine: Engine, tenant: str, person_id: str, *, roles: frozenset[Role] | None = None
+    engine: Engine,
+    tenant: str,
+    person_id: str | None,
+    *,
+    roles: frozenset[Role] | None = None,
+    flag: str = PERSON_FLAG,
 ) -> Person:
     """An active person of the tenant, holding one of ``roles`` if given; else refused.
 
-    A typo in an id must not read as an empty inbox or pass as a supervisor: the refusal
-    lists the ids the store knows and where they come from.
+    A typo in an id must not read as an empty inbox or pass as a supervisor, and a change
+    entered by hand must name who made it: the refusal names the flag (``flag``) and lists
+    the ids the store knows and where they come from.
     """
     with session_scope(engine) as session:
         people = session.exec(
@@ -399,9 +411,14 @@ def check_person(
             f"tenant {tenant!r} has no people yet: run 'starter.py sync-people', which "
             f"loads policies/{GOVERNANCE_FILE}"
         )
+    known = ", ".join(p.person_id for p in people)
+    if not person_id:
+        raise GovernanceError(
+            f"say who acts with {flag} PERSON: every change is recorded with the person "
+            f"who made it; known ids: {known} (from {source})"
+        )
     person = next((p for p in people if p.person_id == person_id), None)
     if person is None:
-        known = ", ".join(p.person_id for p in people)
         raise GovernanceError(
             f"no active person {person_id!r} in tenant {tenant!r}; known ids: {known} "
             f"(from {source})"

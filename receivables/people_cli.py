@@ -35,6 +35,8 @@ from receivables.cases import (
 )
 from receivables.governance import (
     GOVERNANCE_FILE,
+    PERSON_FLAG,
+    PERSON_HELP,
     Role,
     check_person,
     reassign_customer,
@@ -75,7 +77,6 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 SUPERVISING_ROLES = frozenset({Role.SUPERVISOR, Role.STRATEGIC})
 # Whom a case can be given to: executives work cases.
 REASSIGNABLE_ROLES = frozenset({Role.EXECUTIVE})
-PERSON_HELP = f"who did it: a person id of policies/{GOVERNANCE_FILE}, e.g. exec-01"
 
 
 # -- the executive's inbox ---------------------------------------------------------------
@@ -129,7 +130,7 @@ def cmd_case_file(args: argparse.Namespace, settings: Settings) -> int:
         print("no contact yet")
     for entry in view.timeline():
         when = format_local(as_utc(entry.at), view.time_zone)
-        print(f"  {when}  {entry.kind:<10} {entry.detail}")
+        print(f"  {when}  {entry.kind:<11} {entry.detail}")
     return 0
 
 
@@ -238,6 +239,19 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
         credit = (
             parse_operator_amount(args.credit, invoice.currency) if args.credit else 0
         )
+        if args.credit_note and not credit:
+            raise ValueError(
+                "--credit-note names the credit note of an upheld dispute: give its "
+                "amount with --credit too; nothing was recorded"
+            )
+        update = DisputeResolved(
+            args.id,
+            DisputeResolution(args.resolution),
+            args.by,
+            credit,
+            args.note or "",
+            credit_reference=args.credit_note or "",
+        )
         if credit:
             # The credit is stored before the case hears of it; a resolution the case
             # would refuse (no such open dispute, or no case reachable) stores nothing.
@@ -247,13 +261,12 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
                 settings.tenant,
                 args.invoice,
                 kind=PaymentKind.CREDIT_NOTE,
-                reference=f"dispute-{args.id}",
+                reference=update.credit_note_reference,
                 amount_minor=credit,
                 currency=invoice.currency,
                 at=datetime.now(UTC),
+                entered_by=args.by,
             )
-        resolution = DisputeResolution(args.resolution)
-        update = DisputeResolved(args.id, resolution, args.by, credit, args.note or "")
         method = InvoiceWorkflow.resolve_dispute
     receipt = asyncio.run(_update(settings, args.invoice, method, update))
     print(f"{args.invoice}: {receipt.accepted}")
@@ -309,11 +322,13 @@ async def _update(
 
 def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
     """Pause, resume, escalate, reassign or annotate one case or all a query selects."""
-    command = _supervisor_command(args)
     engine = make_engine(settings.resolved_database_url)
     check_person(engine, settings.tenant, args.actor, roles=SUPERVISING_ROLES)
+    command = _supervisor_command(args)
     if args.action == "reassign":
-        check_person(engine, settings.tenant, args.to, roles=REASSIGNABLE_ROLES)
+        check_person(
+            engine, settings.tenant, args.to, roles=REASSIGNABLE_ROLES, flag="--to"
+        )
     if args.invoice:
         # A mistyped folio is the operator's to fix, not a case that refused.
         stored_invoice(engine, settings.tenant, args.invoice)
@@ -403,11 +418,11 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     task_commands = task.add_subparsers(dest="task_command", required=True)
     claim = task_commands.add_parser("claim")
     claim.add_argument("task_id", type=int)
-    claim.add_argument("--as", dest="person", required=True)
+    claim.add_argument(PERSON_FLAG, "--as", dest="person", help=PERSON_HELP)
     claim.set_defaults(handler=cmd_claim)
     done = task_commands.add_parser("complete")
     done.add_argument("task_id", type=int)
-    done.add_argument("--as", dest="person", required=True)
+    done.add_argument(PERSON_FLAG, "--as", dest="person", help=PERSON_HELP)
     done.add_argument(
         "--outcome", required=True, choices=[k.value for k in TaskOutcomeKind]
     )
@@ -426,7 +441,7 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "--category", required=True, choices=[c.value for c in DisputeCategory]
     )
     opening.add_argument("--id", help="dispute id; generated if absent")
-    opening.add_argument("--by", required=True, help=PERSON_HELP)
+    opening.add_argument(PERSON_FLAG, help=PERSON_HELP)
     opening.add_argument("--note")
     resolving = dispute_commands.add_parser("resolve")
     resolving.add_argument("invoice")
@@ -435,7 +450,13 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     resolving.add_argument(
         "--credit", help="upheld: credit note amount, in major units"
     )
-    resolving.add_argument("--by", required=True, help=PERSON_HELP)
+    resolving.add_argument(
+        "--credit-note",
+        metavar="FOLIO",
+        help="upheld with --credit: the folio of the credit note (nota de crédito) "
+        "issued for it; default dispute-ID",
+    )
+    resolving.add_argument(PERSON_FLAG, help=PERSON_HELP)
     resolving.add_argument("--note")
     for sub in (opening, resolving):
         sub.set_defaults(handler=cmd_dispute)
@@ -444,7 +465,7 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     promise.add_argument("invoice")
     promise.add_argument("--amount", required=True)
     promise.add_argument("--date", required=True, help="promised date, YYYY-MM-DD")
-    promise.add_argument("--by", required=True, help=PERSON_HELP)
+    promise.add_argument(PERSON_FLAG, help=PERSON_HELP)
     promise.set_defaults(handler=cmd_promise)
 
     supervise = commands.add_parser(
@@ -457,7 +478,12 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     supervise.add_argument(
         "--query", help='a visibility query, e.g. DunningCustomer = "CLI-0001"'
     )
-    supervise.add_argument("--actor", required=True, help="who gives the command")
+    supervise.add_argument(
+        PERSON_FLAG,
+        "--actor",
+        dest="actor",
+        help=f"who gives the command: {PERSON_HELP}",
+    )
     supervise.add_argument("--reason", required=True, help="why")
     supervise.add_argument(
         "--until", help="pause: until YYYY-MM-DD (default: until resumed)"

@@ -14,7 +14,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 
-from receivables import commitments, governance, tasks  # noqa: F401  (tables join METADATA)
+from receivables import (  # noqa: F401  (tables join METADATA)
+    commitments,
+    governance,
+    operator_actions,
+    tasks,
+)
 from receivables.store import METADATA, make_engine
 
 logger = logging.getLogger(__name__)

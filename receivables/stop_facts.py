@@ -87,6 +87,8 @@ def record_stop_fact(
                     "give the folio as imported, leading zeros included"
                 )
             customer_id, invoice_number = invoice.customer_id, invoice.invoice_number
+            debtor = find_customer(session, tenant, customer_id)
+            _refuse_a_future_date(fact, on, debtor.time_zone if debtor else "UTC")
             if fact is StopFact.SII_RECEIVED:
                 already = invoice.sii_received_on is not None
                 if not already:
@@ -104,6 +106,7 @@ def record_stop_fact(
                     "give the customer id as imported"
                 )
             customer_id, invoice_number = customer.customer_id, None
+            _refuse_a_future_date(fact, on, customer.time_zone)
             field = (
                 "lawsuit_served_on"
                 if fact is StopFact.LAWSUIT_SERVED
@@ -128,6 +131,18 @@ def record_stop_fact(
             )
         )
     return StopFactChange(customer_id, invoice_number, fact, on, already)
+
+
+def _refuse_a_future_date(fact: StopFact, on: date, time_zone: str) -> None:
+    # A stop fact is something that happened: a date still to come is a typo, and would
+    # stop (or hold) contacts on a fact nobody can vouch for yet.
+    today = local_date_of(datetime.now(UTC), time_zone)
+    if on > today:
+        raise StopFactRefused(
+            f"--on {on} is in the future (today is {today} in {time_zone}, the debtor's "
+            f"zone); record {fact} once it has happened, with the date it did; nothing "
+            "was recorded"
+        )
 
 
 # -- reading them back for `case` and `case-file` ------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,11 +45,13 @@ from receivables.governance import (
 )
 from receivables.ledger import ContactLedger
 from receivables.money import format_amount
-from receivables.planning import local_date_of
+from receivables.operator_actions import OperatorAction, actions_of
+from receivables.planning import format_local, local_date_of
 from receivables.store import (
     ContactLedgerEntry,
     Invoice,
     Payment,
+    StopFactRecord,
     as_utc,
     find_customer,
     find_invoice,
@@ -551,6 +554,12 @@ def _item(task: HumanTask, invoice: Invoice, at: datetime) -> InboxItem:
 # -- the case file ---------------------------------------------------------------------
 
 
+def _note_of(outcome_json: str | None) -> str:
+    """The note a person left when completing a task, as the case file shows it."""
+    note = json.loads(outcome_json).get("note") if outcome_json else None
+    return f": {note}" if note else ""
+
+
 @dataclass(frozen=True)
 class CaseView:
     """One invoice as a supervisor reviews it: its standing, tasks, commands and contacts."""
@@ -563,6 +572,9 @@ class CaseView:
     disputes: list[StoredDispute] = field(default_factory=list)
     time_zone: str = "UTC"  # the debtor's, where the case file shows its instants
     payments: list[Payment] = field(default_factory=list)  # and credits, oldest first
+    # Hand-entered changes and stop facts, on the invoice or on its debtor.
+    operator_actions: list[OperatorAction] = field(default_factory=list)
+    stop_fact_records: list[StopFactRecord] = field(default_factory=list)
 
     @property
     def balance_minor(self) -> int:
@@ -575,7 +587,8 @@ class CaseView:
         return self.invoice.status
 
     def timeline(self) -> list[TimelineEntry]:
-        """Tasks, commands, contacts, promises and disputes in one list, oldest first."""
+        """Tasks, commands, hand-entered changes, stop facts, contacts, promises and
+        disputes in one list, oldest first."""
         entries = [
             TimelineEntry(task.opened_at, "task", f"{task.kind} for {task.assignee_id}")
             for task in self.tasks
@@ -585,12 +598,23 @@ class CaseView:
                 task.completed_at,
                 "task",
                 f"#{task.id} {task.kind} {task.status} by {task.completed_by}"
-                + (f": {task.outcome_kind}" if task.outcome_kind else ""),
+                + (f": {task.outcome_kind}" if task.outcome_kind else "")
+                + _note_of(task.outcome_json),
             )
             for task in self.tasks
             if task.completed_at is not None and task.status == TaskStatus.DONE
         ]
         entries += self._promise_entries() + self._dispute_entries()
+        entries += [self._action_entry(action) for action in self.operator_actions]
+        entries += [
+            TimelineEntry(
+                record.at,
+                "stop_fact",
+                f"{record.fact} {record.value} by {record.recorded_by} "
+                f"({record.source}): {record.reason}",
+            )
+            for record in self.stop_fact_records
+        ]
         entries += [
             # The reason is what a supervisor wrote: for a note, the note itself.
             TimelineEntry(
@@ -609,6 +633,23 @@ class CaseView:
             for entry in self.contacts
         ]
         return sorted(entries, key=lambda entry: as_utc(entry.at))
+
+    def _action_entry(self, action: OperatorAction) -> TimelineEntry:
+        change = (
+            f" ({action.before_value} → {action.after_value})"
+            if action.before_value is not None or action.after_value is not None
+            else ""
+        )
+        effective = ""
+        if action.effective_at is not None:
+            when = format_local(as_utc(action.effective_at), self.time_zone)
+            effective = f", effective {when}"
+        subject = "" if action.invoice_number else f" on debtor {action.customer_id}"
+        return TimelineEntry(
+            action.recorded_at,
+            action.kind,
+            f"by {action.person_id}{subject}: {action.reason}{change}{effective}",
+        )
 
     def _promise_entries(self) -> list[TimelineEntry]:
         currency = self.invoice.currency
@@ -640,21 +681,28 @@ class CaseView:
         for dispute in self.disputes:
             amount = format_amount(dispute.amount_minor, currency)
             owner = f", owner {dispute.owner_id}" if dispute.owner_id else ""
+            note = f": {dispute.note}" if dispute.note else ""
             entries.append(
                 TimelineEntry(
                     dispute.opened_at,
                     "dispute",
                     f"{dispute.dispute_id} {amount} {dispute.category} by "
-                    f"{dispute.opened_by}{owner}",
+                    f"{dispute.opened_by}{owner}{note}",
                 )
             )
             if dispute.resolved_at is not None:
                 who = f" by {dispute.resolved_by}" if dispute.resolved_by else ""
+                credit = (
+                    f", {format_amount(dispute.credit_minor, currency)} credited"
+                    if dispute.credit_minor
+                    else ""
+                )
+                note = f": {dispute.resolution_note}" if dispute.resolution_note else ""
                 entries.append(
                     TimelineEntry(
                         dispute.resolved_at,
                         "dispute",
-                        f"{dispute.dispute_id} {dispute.status}{who}",
+                        f"{dispute.dispute_id} {dispute.status}{who}{credit}{note}",
                     )
                 )
         return entries
@@ -690,6 +738,20 @@ def case_view(engine: Engine, tenant: str, invoice_number: str) -> CaseView:
             .where(Payment.tenant == tenant, Payment.invoice_number == invoice_number)
             .order_by(col(Payment.received_at), col(Payment.id))
         ).all()
+        stop_fact_records = session.exec(
+            select(StopFactRecord)
+            .where(
+                StopFactRecord.tenant == tenant,
+                or_(
+                    col(StopFactRecord.invoice_number) == invoice_number,
+                    and_(
+                        col(StopFactRecord.invoice_number).is_(None),
+                        col(StopFactRecord.customer_id) == invoice.customer_id,
+                    ),
+                ),
+            )
+            .order_by(col(StopFactRecord.at), col(StopFactRecord.id))
+        ).all()
     contacts = ContactLedger(engine).entries_for(tenant, invoice_number)
     return CaseView(
         invoice,
@@ -700,4 +762,6 @@ def case_view(engine: Engine, tenant: str, invoice_number: str) -> CaseView:
         disputes_of(engine, tenant, invoice_number),
         customer.time_zone if customer else "UTC",
         list(payments),
+        actions_of(engine, tenant, invoice_number, invoice.customer_id),
+        list(stop_fact_records),
     )

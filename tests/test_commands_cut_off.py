@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import select
@@ -11,17 +12,21 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import starter
 from receivables.cases import TemporalUnreachable
+from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.schema import migrate
 from receivables.store import (
     InvoiceStatus,
     Payment,
+    StopFactRecord,
     find_invoice,
     make_engine,
     session_scope,
 )
 from tests.case_helpers import add_invoice
 
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
 FOLIO = "0000000042"
+BY = ("--by", "exec-01")
 
 
 @pytest.fixture
@@ -32,6 +37,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
     url = f"sqlite:///{tmp_path / 'dunning.sqlite'}"
     migrate(url)
+    sync_governance(make_engine(url), "test", POLICIES / GOVERNANCE_FILE)
     add_invoice(
         make_engine(url),
         invoice_number=FOLIO,
@@ -66,7 +72,10 @@ def test_an_instant_out_of_range_is_a_user_mistake(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
-        ["pay", FOLIO, "100", "--reference", "A", "--at", "0001-01-01T00:00+05:00"]
+        [
+            *("pay", FOLIO, "100", "--reference", "A"),
+            *("--at", "0001-01-01T00:00+05:00", *BY),
+        ]
     )
 
     assert code == 2
@@ -76,7 +85,7 @@ def test_an_instant_out_of_range_is_a_user_mistake(
 def test_an_instant_that_is_not_one_names_the_flag_and_the_form(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["pay", FOLIO, "100", "--reference", "A", "--at", "yesterday"])
+    code = main(["pay", FOLIO, "100", "--reference", "A", "--at", "yesterday", *BY])
 
     assert code == 2
     assert "--at" in capsys.readouterr().err
@@ -85,7 +94,9 @@ def test_an_instant_that_is_not_one_names_the_flag_and_the_form(
 def test_an_instant_without_an_offset_is_refused_before_anything_is_recorded(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["pay", FOLIO, "100", "--reference", "A", "--at", "2026-04-01T10:00"])
+    code = main(
+        ["pay", FOLIO, "100", "--reference", "A", "--at", "2026-04-01T10:00", *BY]
+    )
 
     assert code == 2
     assert "needs a UTC offset" in capsys.readouterr().err
@@ -98,12 +109,12 @@ def test_an_instant_without_an_offset_is_refused_before_anything_is_recorded(
 def test_amounts_that_are_not_pesos_are_refused_with_exit_2(
     store: str, amount: str
 ) -> None:
-    assert main(["pay", FOLIO, amount, "--reference", "A"]) == 2
+    assert main(["pay", FOLIO, amount, "--reference", "A", *BY]) == 2
     assert movements(store) == []
 
 
 def test_a_blank_reference_is_refused(store: str) -> None:
-    code = main(["pay", FOLIO, "100", "--reference", ""])
+    code = main(["pay", FOLIO, "100", "--reference", "", *BY])
 
     assert movements(store) == []
     assert code == 2
@@ -112,7 +123,7 @@ def test_a_blank_reference_is_refused(store: str) -> None:
 def test_a_payment_recorded_while_temporal_is_down_says_so_and_how_to_finish(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["pay", FOLIO, "100", "--reference", "A"])
+    code = main(["pay", FOLIO, "100", "--reference", "A", *BY])
 
     assert movements(store) == ["A"]
     assert code == 2
@@ -123,7 +134,7 @@ def test_a_payment_recorded_while_temporal_is_down_says_so_and_how_to_finish(
 def test_a_cancel_whose_signal_failed_can_be_run_again_to_tell_the_case(
     store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["cancel", FOLIO, "--reason", "duplicate invoice"]) != 0
+    assert main(["cancel", FOLIO, "--reason", "duplicate invoice", *BY]) != 0
     assert status(store) == InvoiceStatus.CANCELLED
     told: list[str] = []
 
@@ -133,7 +144,7 @@ def test_a_cancel_whose_signal_failed_can_be_run_again_to_tell_the_case(
 
     monkeypatch.setattr(starter, "connect", fake_connect)
 
-    assert main(["cancel", FOLIO, "--reason", "duplicate invoice"]) == 2
+    assert main(["cancel", FOLIO, "--reason", "duplicate invoice", *BY]) == 2
     assert "run the same command again" in capsys.readouterr().err
 
     # Like a repeated payment, the repeat should reach for the case again.
@@ -150,7 +161,7 @@ def test_refusing_to_close_a_paid_invoice_reads_as_a_sentence(
         invoice.status, invoice.balance_minor = InvoiceStatus.PAID, 0
         session.add(invoice)
 
-    assert main([command, FOLIO, "--reason", "x"]) == 2
+    assert main([command, FOLIO, "--reason", "x", *BY]) == 2
     err = capsys.readouterr().err
     assert "cannot cancelled" not in err and "cannot written off" not in err, err
 
@@ -158,7 +169,6 @@ def test_refusing_to_close_a_paid_invoice_reads_as_a_sentence(
 def test_a_dispute_resolution_that_fails_records_no_credit(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["sync-people"]) == 0
     code = main(
         [
             "dispute",
@@ -192,8 +202,70 @@ def test_a_command_for_a_case_that_ended_says_so_instead_of_no_case_exists() -> 
 def test_an_amount_above_the_open_balance_needs_to_be_meant(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = starter.main(["pay", FOLIO, "99999999999", "--reference", "TYPO"])
+    code = starter.main(["pay", FOLIO, "99999999999", "--reference", "TYPO", *BY])
 
     assert code == 2
     assert "--allow-overpayment" in capsys.readouterr().err
     assert movements(store) == []
+
+
+def test_a_payment_received_tomorrow_is_refused_and_nothing_is_recorded(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat(timespec="minutes")
+
+    code = main(["pay", FOLIO, "100", "--reference", "A", "--at", tomorrow, *BY])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--at" in err and "is in the future" in err
+    assert "America/Santiago" in err and "nothing was recorded" in err
+    assert movements(store) == []
+
+
+def test_a_payment_a_few_minutes_ahead_of_this_clock_is_taken_as_clock_skew(
+    store: str,
+) -> None:
+    ahead = (datetime.now(UTC) + timedelta(minutes=5)).isoformat(timespec="seconds")
+
+    code = main(["pay", FOLIO, "100", "--reference", "A", "--at", ahead, *BY])
+
+    # Stored; the case cannot be told here (Temporal is a closed port).
+    assert movements(store) == ["A"]
+    assert code == 2
+
+
+@pytest.mark.parametrize(
+    ("fact", "target"),
+    [("lawsuit-served", f"C-{FOLIO}"), ("sii-received", FOLIO), ("ceded", FOLIO)],
+)
+def test_a_stop_fact_dated_after_today_in_the_debtors_zone_is_refused(
+    store: str, capsys: pytest.CaptureFixture[str], fact: str, target: str
+) -> None:
+    santiago_today = datetime.now(ZoneInfo("America/Santiago")).date()
+    tomorrow = (santiago_today + timedelta(days=1)).isoformat()
+
+    code = main(["stop-fact", fact, target, "--on", tomorrow, "--reason", "x", *BY])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"--on {tomorrow} is in the future" in err
+    assert f"today is {santiago_today} in America/Santiago" in err
+    with session_scope(make_engine(store)) as session:
+        invoice = find_invoice(session, "test", FOLIO)
+        assert list(session.exec(select(StopFactRecord))) == []
+    assert invoice is not None
+    assert (invoice.sii_received_on, invoice.ceded_on) == (None, None)
+
+
+def test_a_stop_fact_dated_today_in_the_debtors_zone_is_recorded(store: str) -> None:
+    today = datetime.now(ZoneInfo("America/Santiago")).date().isoformat()
+
+    code = main(
+        ["stop-fact", "sii-received", FOLIO, "--on", today, "--reason", "RCV", *BY]
+    )
+
+    assert code == 0
+    with session_scope(make_engine(store)) as session:
+        invoice = find_invoice(session, "test", FOLIO)
+    assert invoice is not None and str(invoice.sii_received_on) == today

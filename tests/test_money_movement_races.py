@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from receivables.case import Stage
+from receivables.case import CaseClosed, Stage
 from receivables.cases import (
     CaseCommandRefused,
     StoredMoveResult,
@@ -116,7 +116,9 @@ def test_a_cancellation_racing_the_settling_payment_does_not_unpay_the_invoice(
     future = racing(
         engine,
         "UPDATE invoice SET balance_minor = 0, status = 'paid' WHERE invoice_number = :folio",
-        lambda: close_in_store(engine, "test", FOLIO, Stage.CANCELLED),
+        lambda: close_in_store(
+            engine, "test", FOLIO, Stage.CANCELLED, CaseClosed("duplicate", "exec-01")
+        ),
     )
 
     # Sequentially, cancelling a paid invoice is refused; racing, it must not win either.

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 import starter
 from receivables import people_cli
 from receivables.case import Stage
-from receivables.commitments import promises_of
+from receivables.commitments import disputes_of, promises_of
 from receivables.contact_gate import profile_for, trace
 from receivables.contact_rules import ContactDecision, Verdict
 from receivables.governance import SupervisorAction
@@ -327,7 +327,12 @@ async def test_a_paid_case_says_it_ended_and_shows_nothing_pending(
             now,
         )
         assert await run.handle.query(InvoiceWorkflow.state)
-        assert await run_command(["pay", folio, "250000", "--reference", "B1"]) == 0
+        assert (
+            await run_command(
+                ["pay", folio, "250000", "--reference", "B1", "--by", "exec-01"]
+            )
+            == 0
+        )
         final = await run.handle.result()
         capsys.readouterr()
         assert await run_command(["case", folio]) == 0
@@ -387,6 +392,66 @@ async def test_a_dispute_task_cannot_be_completed_while_its_dispute_is_open(
     assert state.disputed_minor == 0 and state.open_tasks == []
 
 
+async def test_an_upheld_dispute_credits_under_the_credit_notes_folio_and_shows_notes(
+    local_env: WorkflowEnvironment,
+    store: Engine,
+    tenant: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    now, invoice, customer = await invoice_due_in_two_months(local_env, store, tenant)
+    folio = invoice.invoice_number
+    steps = {"id": "R+1", "offset_days": 1, "channel": "email", "template": "x"}
+    async with running_worker(local_env.client, store) as (_, queue):
+        run = await open_case(
+            local_env.client,
+            store,
+            invoice,
+            customer,
+            policy_with_steps(steps),
+            queue,
+            now,
+        )
+        opening = ["dispute", "open", folio, "--amount", "50000", "--id", "D1"]
+        opening += ["--category", "other", "--by", "exec-01"]
+        assert (
+            await run_command([*opening, "--note", "two pallets arrived broken"]) == 0
+        )
+        resolving = ["dispute", "resolve", folio, "D1", "upheld", "--by", "sup-01"]
+        resolving += ["--credit", "50000", "--credit-note", "NC-4512"]
+        assert await run_command([*resolving, "--note", "photos confirm it"]) == 0
+        state = await run.handle.query(InvoiceWorkflow.state)
+        await eventually(lambda: resolved_disputes(store, tenant, folio))
+        await run.handle.terminate("test over")
+    capsys.readouterr()
+
+    assert await run_command(["case-file", folio]) == 0
+
+    shown = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    with session_scope(store) as session:
+        references = [p.reference for p in session.exec(select(Payment))]
+    assert references == ["NC-4512"]
+    assert state.balance_minor == invoice.amount_minor - 50_000
+    assert any(
+        "NC-4512 credit_note 50.000 CLP" in line and SANTIAGO in line for line in shown
+    )
+    assert any(
+        # The owner joins the line once the dispute's task has opened: not waited for.
+        "D1 50.000 CLP other by exec-01" in line
+        and line.endswith(": two pallets arrived broken")
+        for line in shown
+    ), shown
+    assert any(
+        line.endswith("D1 upheld by sup-01, 50.000 CLP credited: photos confirm it")
+        for line in shown
+    ), shown
+    assert any("credit_note by sup-01: NC-4512" in line for line in shown), shown
+
+
+def resolved_disputes(engine: Engine, tenant: str, folio: str) -> list[Any]:
+    """The disputes of an invoice the store already holds as resolved."""
+    return [d for d in disputes_of(engine, tenant, folio) if d.resolved_at is not None]
+
+
 def stored_balance(engine: Engine, tenant: str, folio: str) -> int:
     """The invoice's committed balance."""
     with session_scope(engine) as session:
@@ -429,6 +494,7 @@ async def test_an_invoice_without_a_due_date_points_to_the_command_that_opens_it
         assert await run_command(["open-cases"]) == 0
         open_cases = capsys.readouterr().out
         moving = ["move-due", folio, due, "--reason", "agreed with the buyer"]
+        moving += ["--by", "exec-01"]
         assert await run_command(moving) == 0
         handle = local_env.client.get_workflow_handle(f"invoice/{tenant}/{folio}")
         state = await handle.query(InvoiceWorkflow.state)
@@ -662,11 +728,19 @@ async def test_the_case_file_shows_money_notes_and_an_sii_reception_hold(
         ["2026-03-03", "12:00", SANTIAGO, "NC-12", "credit_note", "100.000", "CLP"],
     ]
     assert "no contact yet" in lines
+    # The timeline's columns are padded: compare the words.
+    words = [" ".join(line.split()) for line in lines]
     assert any(
         line.endswith(
             "supervisor note by sup-01: debtor asked for the purchase order copy"
         )
-        for line in lines
+        for line in words
+    )
+    assert any(
+        line.endswith(
+            f"stop_fact sii-received {received} by exec-01 (operator): SII inbox"
+        )
+        for line in words
     )
 
 
@@ -695,5 +769,5 @@ async def test_the_case_file_of_an_invoice_without_a_due_date_says_how_to_give_o
     assert "due None" not in header
     assert header.endswith(
         f"no due date yet (give it one: starter.py move-due {folio} YYYY-MM-DD "
-        "--reason TEXT)"
+        "--reason TEXT --by PERSON)"
     )

@@ -191,10 +191,11 @@ def test_import_sii_command_prints_what_it_applied_and_fails_on_a_refused_file(
     monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DUNNING_TENANT", "test")
     monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
-    assert starter.main(["import-sii", str(sii_dir / CASH)]) == 2  # store still empty
+    assert starter.main(["sync-people"]) == 0
+    # No invoice stored yet: the file is refused.
+    assert starter.main(["import-sii", str(sii_dir / CASH), "--by", "exec-02"]) == 2
     engine = make_engine(f"sqlite:///{tmp_path / 'dunning.sqlite'}")
     store_invoices(engine)
-    assert starter.main(["sync-people"]) == 0
 
     code = starter.main(["import-sii", str(sii_dir / CASH), "--by", "exec-02"])
 

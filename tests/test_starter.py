@@ -6,9 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 import starter
+from receivables.operator_actions import OperatorAction
 from receivables.store import (
     Invoice,
     InvoiceStatus,
@@ -74,6 +76,7 @@ def test_report_prints_headlines_and_writes_html_and_csv(
 def test_impossible_commands_are_refused_before_anything_changes(
     store: str, capsys: pytest.CaptureFixture[str], command: list[str], message: str
 ) -> None:
+    assert starter.main(["sync-people"]) == 0
     engine = make_engine(store)
     add_invoice(
         engine,
@@ -89,7 +92,7 @@ def test_impossible_commands_are_refused_before_anything_changes(
         invoice.status, invoice.balance_minor = InvoiceStatus.PAID, 0
         session.add(invoice)
 
-    code = starter.main(command)
+    code = starter.main([*command, "--by", "exec-01"])
 
     assert code == 2
     assert message in capsys.readouterr().err
@@ -125,10 +128,14 @@ def test_stop_fact_command_records_a_lawsuit_and_a_cession_with_an_audit_line(
         [
             *("stop-fact", "ceded", "0000000042", "--on", "2026-01-20"),
             *("--reason", "AEC from the SII", "--assignee", "Factor SpA"),
+            *("--by", "exec-01"),
         ]
     )
     unknown = starter.main(
-        ["stop-fact", "insolvency", "C-404", "--on", "2026-03-02", "--reason", "x"]
+        [
+            *("stop-fact", "insolvency", "C-404", "--on", "2026-03-02"),
+            *("--reason", "x", "--by", "exec-01"),
+        ]
     )
 
     assert (served, ceded, unknown) == (0, 0, 2)
@@ -144,7 +151,7 @@ def test_stop_fact_command_records_a_lawsuit_and_a_cession_with_an_audit_line(
     assert (invoice.ceded_on, invoice.ceded_to) == (date(2026, 1, 20), "Factor SpA")
     assert [(r.fact, r.recorded_by, r.reason) for r in audit] == [
         ("lawsuit-served", "exec-02", "receptor's certificate"),
-        ("ceded", "operator", "AEC from the SII"),
+        ("ceded", "exec-01", "AEC from the SII"),
     ]
 
 
@@ -252,26 +259,39 @@ def test_unknown_people_and_executives_acting_as_supervisors_are_refused(
 
 FOLIO = "0000000042"
 UNKNOWN_BY = ["--by", "ana"]
+HAND_ENTERED_CHANGES = [
+    ["pay", FOLIO, "1000", "--reference", "TRX-1"],
+    ["pay", FOLIO, "1000", "--reference", "NC-1", "--credit"],
+    ["move-due", FOLIO, "2026-12-31", "--reason", "agreed"],
+    ["cancel", FOLIO, "--reason", "duplicate"],
+    ["write-off", FOLIO, "--reason", "uncollectable"],
+    ["stop-fact", "lawsuit-served", "C-7", "--on", "2026-03-02", "--reason", "x"],
+    ["stop-fact", "ceded", FOLIO, "--on", "2026-03-02", "--reason", "AEC"],
+    ["stop-fact", "sii-received", FOLIO, "--on", "2026-03-02", "--reason", "RCV"],
+    ["import-sii", "dte.xml"],
+]
 
 
 @pytest.mark.parametrize(
-    "command",
-    [
-        ["dispute", "open", FOLIO, "--amount", "1000", "--category", "other"],
-        ["dispute", "resolve", FOLIO, "D1", "upheld", "--credit", "1000"],
-        ["promise", FOLIO, "--amount", "1000", "--date", "2026-12-31"],
-        ["move-due", FOLIO, "2026-12-31", "--reason", "agreed"],
-        ["cancel", FOLIO, "--reason", "duplicate"],
-        ["write-off", FOLIO, "--reason", "uncollectable"],
-        ["stop-fact", "lawsuit-served", "C-7", "--on", "2026-03-02", "--reason", "x"],
-        ["stop-fact", "ceded", FOLIO, "--on", "2026-03-02", "--reason", "AEC"],
-        ["import-sii", "dte.xml"],
-    ],
-    ids=lambda command: " ".join(command[:2]),
+    "command", HAND_ENTERED_CHANGES, ids=lambda command: " ".join(command[:2])
 )
-def test_a_by_the_governance_does_not_know_is_refused_and_nothing_is_recorded(
+def test_a_hand_entered_change_without_a_person_is_refused_naming_the_flag(
     store: str, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
+    engine = _invoice_of_c7(store)
+    assert starter.main(["sync-people"]) == 0
+    capsys.readouterr()
+
+    code = starter.main(command)
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "error: say who acts with --by PERSON" in error
+    assert "known ids: exec-01, exec-02, exec-03, strat-01, sup-01" in error
+    _assert_nothing_recorded(engine)
+
+
+def _invoice_of_c7(store: str) -> Engine:
     engine = make_engine(store)
     add_invoice(
         engine,
@@ -281,6 +301,37 @@ def test_a_by_the_governance_does_not_know_is_refused_and_nothing_is_recorded(
         amount_minor=300_000,
         customer_id="C-7",
     )
+    return engine
+
+
+def _assert_nothing_recorded(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        invoice = find_invoice(session, "test", FOLIO)
+        customer = find_customer(session, "test", "C-7")
+        assert list(session.exec(select(Payment))) == []
+        assert list(session.exec(select(StopFactRecord))) == []
+        assert list(session.exec(select(OperatorAction))) == []
+    assert invoice is not None and customer is not None
+    assert (invoice.status, invoice.balance_minor) == (InvoiceStatus.OPEN, 300_000)
+    assert (invoice.due_date, invoice.ceded_on) == (date(2026, 2, 4), None)
+    assert invoice.sii_received_on is None
+    assert customer.lawsuit_served_on is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dispute", "open", FOLIO, "--amount", "1000", "--category", "other"],
+        ["dispute", "resolve", FOLIO, "D1", "upheld", "--credit", "1000"],
+        ["promise", FOLIO, "--amount", "1000", "--date", "2026-12-31"],
+        *HAND_ENTERED_CHANGES,
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_a_by_the_governance_does_not_know_is_refused_and_nothing_is_recorded(
+    store: str, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    engine = _invoice_of_c7(store)
     assert starter.main(["sync-people"]) == 0
     capsys.readouterr()
 
@@ -290,15 +341,7 @@ def test_a_by_the_governance_does_not_know_is_refused_and_nothing_is_recorded(
     assert code == 2
     assert "error: no active person 'ana' in tenant 'test'" in error
     assert "known ids: exec-01, exec-02, exec-03, strat-01, sup-01" in error
-    with session_scope(engine) as session:
-        invoice = find_invoice(session, "test", FOLIO)
-        customer = find_customer(session, "test", "C-7")
-        assert list(session.exec(select(Payment))) == []
-        assert list(session.exec(select(StopFactRecord))) == []
-    assert invoice is not None and customer is not None
-    assert (invoice.status, invoice.balance_minor) == (InvoiceStatus.OPEN, 300_000)
-    assert (invoice.due_date, invoice.ceded_on) == (date(2026, 2, 4), None)
-    assert customer.lawsuit_served_on is None
+    _assert_nothing_recorded(engine)
 
 
 @pytest.mark.parametrize(

@@ -845,7 +845,8 @@ class InvoiceWorkflow:
         self._facts_changed(
             "dispute_opened",
             f"{dispute.dispute_id}: {self._money(dispute.amount_minor)} "
-            f"{dispute.category} by {dispute.opened_by} ({rules.pause.replace('_', ' ')})",
+            f"{dispute.category} by {dispute.opened_by} ({rules.pause.replace('_', ' ')})"
+            + (f": {dispute.note}" if dispute.note else ""),
         )
 
     def _start_promise(
@@ -1052,7 +1053,7 @@ class InvoiceWorkflow:
         if upheld and resolution.credit_minor:
             self.apply_credit(
                 CreditApplied(
-                    f"dispute-{resolution.dispute_id}",
+                    resolution.credit_note_reference,
                     resolution.credit_minor,
                     self._case.currency,
                     workflow.now(),
