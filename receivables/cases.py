@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,9 +78,22 @@ async def connect(settings: TemporalSettings) -> Client:
         # The SDK says "Failed client connect" with the transport's reason, and no more.
         raise TemporalUnreachable(
             f"cannot reach Temporal at {settings.address} (namespace "
-            f"{settings.namespace}): {error}; start the local one with 'make run' or "
+            f"{settings.namespace}): {transport_reason(error)}; start the local one with "
+            "'python starter.py server' (or 'make run', which also starts a worker) or "
             "check TEMPORAL_ADDRESS and its credentials"
         ) from None
+
+
+# The transport's own words inside the SDK's debug rendering of a Rust error, e.g.
+# '... Os { code: 111, kind: ConnectionRefused, message: "Connection refused" } ...'.
+_TRANSPORT_MESSAGE = re.compile(r'message: "([^"]+)"')
+
+
+def transport_reason(error: BaseException) -> str:
+    """Why a connection failed, in the operating system's words where the SDK gives them."""
+    text = str(error)
+    reasons = _TRANSPORT_MESSAGE.findall(text)
+    return reasons[-1].lower() if reasons else text
 
 
 class TemporalUnreachable(RuntimeError):
