@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 
 from receivables.case import (
     CommandReceipt,
@@ -333,23 +333,38 @@ def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
         # A mistyped folio is the operator's to fix, not a case that refused.
         stored_invoice(engine, settings.tenant, args.invoice)
 
-    async def run() -> list[CommandResult]:
-        client = await connect(settings.temporal)
-        folios = (
-            [args.invoice]
-            if args.invoice
-            else await invoices_for_query(client, settings.tenant, args.query)
-        )
+    async def reached_cases(client: Client) -> list[str]:
+        if args.invoice:
+            return [args.invoice]
+        folios = await invoices_for_query(client, settings.tenant, args.query)
         if not folios:
             raise ValueError(
                 f"no running case of tenant {settings.tenant} matches --query "
                 f"{args.query!r}; check the query's names and values, e.g. "
                 "'DunningCustomer = \"CLI-0007\"'"
             )
+        return folios
+
+    async def run() -> list[CommandResult]:
+        client = await connect(settings.temporal)
+        folios = await reached_cases(client)
         return await command_cases(
             client, engine, settings.tenant, folios, args.action, command
         )
 
+    async def preview() -> list[str]:
+        return await reached_cases(await connect(settings.temporal))
+
+    if args.dry_run:
+        # A query can select hundreds of cases: the supervisor sees which before any is told.
+        folios = asyncio.run(preview())
+        for folio in folios:
+            print(f"would {args.action} {folio}")
+        print(
+            f"{len(folios)} case{'' if len(folios) == 1 else 's'} would be told to "
+            f"{args.action}; nothing was sent (run it again without --dry-run to act)"
+        )
+        return 0
     if args.action == "reassign" and args.customer:
         reassign_customer(
             engine,
@@ -490,6 +505,11 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     )
     supervise.add_argument(
         "--level", default="supervisor", choices=["supervisor", "strategic"]
+    )
+    supervise.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cases the command would reach and tell none of them",
     )
     supervise.add_argument("--to", help="reassign: the executive id")
     supervise.add_argument(

@@ -553,6 +553,13 @@ async def test_the_case_view_names_the_deciding_rule_and_supervise_refusals_exit
         capsys.readouterr()
         assert await run_command(["case", folio]) == 0
         shown = capsys.readouterr().out
+        pause_by_query = [
+            *("supervise", "pause", "--actor", "sup-01", "--reason", "check"),
+            *("--query", f'DunningCustomer = "{customer.customer_id}"', "--dry-run"),
+        ]
+        previewed = await run_command(pause_by_query)
+        preview = capsys.readouterr().out
+        # Resuming is refused below because the preview paused nothing.
         not_paused = await run_command([*supervise, "--invoice", folio])
         refusal = capsys.readouterr()
         no_match = await run_command(
@@ -572,6 +579,9 @@ async def test_the_case_view_names_the_deciding_rule_and_supervise_refusals_exit
         "after the written contact of 2027-01-20 (also CL-C-01; 6 rules checked)"
     )
     assert "[rules:" not in shown and "CL-C-06" not in shown
+    assert previewed == 0
+    assert f"would pause {folio}" in preview
+    assert "1 case would be told to pause; nothing was sent" in preview
     # A case that refuses a command is the operator's mistake, like every other one.
     assert not_paused == 2 and refusal.out == ""
     assert f"error: {folio}: " in refusal.err and "is not paused" in refusal.err
