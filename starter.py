@@ -696,11 +696,10 @@ def cmd_server(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Run a worker against the configured Temporal until interrupted."""
-    from worker import run_worker
+    """Run a worker against the configured Temporal until SIGINT or SIGTERM."""
+    from worker import serve
 
-    asyncio.run(run_worker(settings))
-    return 0
+    serve(settings)
 
 
 def cmd_bench_scale(args: argparse.Namespace, settings: Settings) -> int:

@@ -281,6 +281,16 @@ class SyncReport:
         """True when the store differed from the file."""
         return any(dataclasses.astuple(self))
 
+    def summary(self, source: str) -> str:
+        """One line for the operator: what changed, or that the store already matched."""
+        if not self.changed:
+            return f"people and assignments already match {source}; nothing changed"
+        return (
+            f"synced from {source}: people {self.people_added} added, "
+            f"{self.people_changed} changed, {self.people_deactivated} deactivated; "
+            f"assignments {self.assignments_changed} changed"
+        )
+
 
 def sync_governance(
     engine: Engine, tenant: str, path: Path, *, at: datetime | None = None

@@ -411,10 +411,9 @@ def _supervisor_command(args: argparse.Namespace) -> Command:
 def cmd_sync_people(args: argparse.Namespace, settings: Settings) -> int:
     """Load people and assignments from policies/governance.yaml into the store."""
     engine = make_engine(settings.resolved_database_url)
-    report = sync_governance(
-        engine, settings.tenant, settings.policies_dir / GOVERNANCE_FILE
-    )
-    print(report)
+    source = settings.policies_dir / GOVERNANCE_FILE
+    report = sync_governance(engine, settings.tenant, source)
+    print(report.summary(str(source)))
     return 0
 
 

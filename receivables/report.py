@@ -584,7 +584,7 @@ def _commitment_headlines(figures: PortfolioFigures) -> Iterator[Headline]:
 
 
 def headline_text(kpis: KpiReport) -> str:
-    """The headline figures as a few aligned lines for the terminal."""
+    """The headline figures as aligned lines for the terminal, then each group's figures."""
     start, end = kpis.period
     lines = [
         f"KPIs of tenant {kpis.tenant} at {kpis.as_of} "
@@ -593,6 +593,17 @@ def headline_text(kpis: KpiReport) -> str:
     for item in headlines(kpis):
         detail = f"  ({item.detail})" if item.detail else ""
         lines.append(f"  {item.label:<48} {item.value}{detail}")
+    if kpis.groups:
+        noun = _group_noun(kpis)
+        lines += ["", f"By {noun} ({len(kpis.groups)}):"]
+        labels = _group_columns(kpis)[1:]
+        for group in kpis.groups:
+            lines.append(f"  {group.key}")
+            values = _group_row(group.key, group.figures)[1:]
+            lines += [
+                f"    {label:<46} {value}"
+                for label, value in zip(labels, values, strict=True)
+            ]
     return "\n".join(lines)
 
 
@@ -1035,12 +1046,10 @@ def _group_row(key: str, figures: PortfolioFigures) -> list[str]:
     ]
 
 
-def _groups_section(kpis: KpiReport) -> str:
-    if not kpis.groups:
-        return ""
-    noun = _group_noun(kpis)
-    head = [
-        noun.capitalize(),
+def _group_columns(kpis: KpiReport) -> list[str]:
+    """What each of ``_group_row``'s cells is, the group's own name first."""
+    return [
+        _group_noun(kpis).capitalize(),
         "Invoices",
         "Open balance",
         "Over 30 days, share",
@@ -1053,8 +1062,14 @@ def _groups_section(kpis: KpiReport) -> str:
         "Disputes opened",
         "Deferred by a rule",
     ]
+
+
+def _groups_section(kpis: KpiReport) -> str:
+    if not kpis.groups:
+        return ""
+    noun = _group_noun(kpis)
     rows = [_group_row(group.key, group.figures) for group in kpis.groups]
-    table = _table(f"KPIs by {noun}", head, rows)
+    table = _table(f"KPIs by {noun}", _group_columns(kpis), rows)
     return _section("groups", f"By {noun}", f'<div class="wide">{table}</div>')
 
 

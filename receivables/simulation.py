@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time as wall_clock
 import uuid
 import zlib
@@ -111,7 +112,7 @@ class SimulationSummary:
             [
                 f"invoices replayed        {self.invoices} (segments: {top(self.segments)})",
                 f"reminders sent           {self.reminders_sent}",
-                f"  by step                {top(self.reminders_by_step)}",
+                f"  by step                {in_timeline_order(self.reminders_by_step)}",
                 f"  by channel             {top(self.reminders_by_channel)}",
                 f"named in a statement     {self.contacts_consolidated}",
                 f"cancelled at send time   {self.contacts_cancelled_at_send}",
@@ -139,6 +140,26 @@ class SimulationSummary:
                 *(f"note: {note}" for note in self.notes),
             ]
         )
+
+
+_STEP_OFFSET = re.compile(r"([+-]\d+)(?:#(\d+))?")
+
+
+def timeline_position(step_id: str) -> tuple[float, int, str]:
+    """Where a step falls on the dunning timeline: ``R-10`` before ``R-1``, ``R+7#2`` last.
+
+    Steps whose id names no offset (a task step called ``CALL``) come after the others.
+    """
+    found = _STEP_OFFSET.search(step_id.partition("@")[0])
+    if found is None:
+        return (float("inf"), 0, step_id)
+    return (int(found.group(1)), int(found.group(2) or 1), step_id)
+
+
+def in_timeline_order(by_step: dict[str, int]) -> str:
+    """Counts by step, earliest step first: ``R-7 3, R-1 5, R+1 4``."""
+    ordered = sorted(by_step.items(), key=lambda item: timeline_position(item[0]))
+    return ", ".join(f"{step} {count}" for step, count in ordered)
 
 
 def shift_into_future(engine: Engine, tenant: str, today: date) -> int:

@@ -31,7 +31,6 @@ from receivables.channels import (
     OutboxChannel,
     OutgoingMessage,
 )
-from receivables.planning import within_usual_contact_hours
 from receivables.policy import Policy
 from receivables.settings import Settings
 from receivables.store import (
@@ -115,13 +114,28 @@ async def advance_to(env: WorkflowEnvironment, instant: datetime) -> None:
     await env.sleep(delta)
 
 
-def zone_in_contact_hours(now: datetime) -> str:
-    """A fixed-offset zone where ``now`` falls in usual contact hours, whatever the hour here."""
-    for hours in range(-12, 15):
-        zone = f"Etc/GMT{-hours:+d}" if hours else "UTC"
-        if within_usual_contact_hours(now, zone):
-            return zone
-    raise AssertionError(f"no zone has contact hours at {now}")
+@dataclass(frozen=True)
+class StepDueNow:
+    """Where and when a policy step goes so that a case opened now acts on it at once."""
+
+    time_zone: str
+    today: date  # the step's calendar date: anchor it here (due date + offset)
+    send_time: str  # the policy's send time, "HH:MM"
+
+
+def step_due_just_now(now: datetime) -> StepDueNow:
+    """A step placed today at the minute ``now`` falls in: due less than a minute ago.
+
+    A case acts at once on a step due less than ``LATE_TOLERANCE`` ago, on any day and at
+    any hour. A step found later than that waits for usual contact hours (Monday to
+    Saturday, 08:00 to 20:00 local), which no zone has on a Sunday from 08:00 to 18:00 UTC,
+    so tests that need a contact now must not rely on one.
+    """
+    # UTC-4 all year, as Santiago in winter: no daylight-saving jump can move the step,
+    # and views that name the debtor's zone cannot be mistaken for plain UTC.
+    zone = "Etc/GMT+4"
+    minute = now.astimezone(ZoneInfo(zone)).replace(second=0, microsecond=0)
+    return StepDueNow(zone, minute.date(), f"{minute:%H:%M}")
 
 
 def unique_number() -> str:

@@ -117,6 +117,22 @@ def test_sync_is_idempotent(engine: Engine, tmp_path: Path) -> None:
     assert _rows(engine) == rows
 
 
+def test_sync_says_what_it_changed_in_words(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path / "governance.yaml", team_file())
+
+    first = sync_governance(engine, "acme", path, at=AT).summary("governance.yaml")
+    again = sync_governance(engine, "acme", path, at=AT).summary("governance.yaml")
+
+    assert first == (
+        "synced from governance.yaml: people 6 added, 0 changed, 0 deactivated; "
+        "assignments 2 changed"
+    )
+    assert (
+        again == "people and assignments already match governance.yaml; nothing changed"
+    )
+    assert "SyncReport" not in first + again
+
+
 def test_sync_applies_changes_and_keeps_people_who_left_as_inactive(
     engine: Engine, synced: Path
 ) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import socket
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -24,8 +23,8 @@ from tests.case_helpers import (
     open_case,
     policy_with_steps,
     running_worker,
+    step_due_just_now,
     unique_number,
-    zone_in_contact_hours,
 )
 from workflows.invoice import InvoiceWorkflow
 
@@ -52,24 +51,24 @@ async def test_metrics_endpoint_answers_while_the_worker_runs(
     client = await connect(TemporalSettings(address=frontend, metrics_address=address))
     engine = make_engine(sqlite_url)
     now = datetime.now(UTC)
-    zone = zone_in_contact_hours(now)
-    today = now.astimezone(ZoneInfo(zone)).date()
+    slot = step_due_just_now(now)
+    today = slot.today
     invoice, customer = add_invoice(
         engine,
         invoice_number=unique_number(),
         issue_date=today - timedelta(days=40),
         due_date=today - timedelta(days=10),
         amount_minor=99_000,
-        time_zone=zone,
+        time_zone=slot.time_zone,
     )
-    # A step due a moment ago: the case sends it as soon as it opens.
+    # A step due a moment ago, R+10 today: the case sends it as soon as it opens.
     step = {
-        "id": "R+9",
-        "offset_days": 9,
+        "id": "R+10",
+        "offset_days": 10,
         "channel": "email",
         "template": "overdue-first",
     }
-    policy = policy_with_steps(step, send_time="00:00", time_zone=zone)
+    policy = policy_with_steps(step, send_time=slot.send_time, time_zone=slot.time_zone)
     async with running_worker(client, engine) as (_, queue):
         run = await open_case(
             client, engine, invoice, customer, policy, queue, datetime.now(UTC)

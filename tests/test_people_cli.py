@@ -45,8 +45,8 @@ from tests.case_helpers import (
     open_case,
     policy_with_steps,
     running_worker,
+    step_due_just_now,
     unique_number,
-    zone_in_contact_hours,
 )
 from workflows.invoice import InvoiceWorkflow
 
@@ -135,20 +135,20 @@ def add_stored_task(
 async def case_with_a_call_task(
     env: WorkflowEnvironment, engine: Engine, tenant: str, queue: str
 ) -> tuple[CaseRun, HumanTask]:
-    """A case whose policy asked for a call yesterday: it opens the task as it starts."""
+    """A case whose policy asks for a call a moment ago: it opens the task as it starts."""
     now = await env.get_current_time()
-    zone = zone_in_contact_hours(now)
-    today = local_date_of(now, zone)
+    slot = step_due_just_now(now)
     invoice, customer = add_invoice(
         engine,
         invoice_number=unique_number(),
-        issue_date=today - timedelta(days=31),
-        due_date=today - timedelta(days=1),
+        issue_date=slot.today - timedelta(days=31),
+        due_date=slot.today - timedelta(days=1),
         amount_minor=640_000,
         tenant=tenant,
-        time_zone=zone,
+        time_zone=slot.time_zone,
     )
-    policy = policy_with_steps({"id": "CALL", "offset_days": 0, "task": CALL})
+    call = {"id": "CALL", "offset_days": 1, "task": CALL}
+    policy = policy_with_steps(call, send_time=slot.send_time, time_zone=slot.time_zone)
     run = await open_case(env.client, engine, invoice, customer, policy, queue, now)
     [task] = await eventually(lambda: tasks_of(engine, invoice.invoice_number))
     return run, task

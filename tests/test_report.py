@@ -465,6 +465,24 @@ def test_headline_text_gives_the_key_figures_for_the_terminal(store: Engine) -> 
     assert CUSTOMER_NAME not in text
 
 
+def test_headline_text_by_segment_gives_each_segment_s_figures(store: Engine) -> None:
+    kpis = report_of(store, group_by="segment")
+
+    text = headline_text(kpis)
+
+    ungrouped = headline_text(report_of(store))
+    assert text.startswith(ungrouped) and len(kpis.groups) >= 2
+    grouped = text[len(ungrouped) :]
+    assert f"By segment ({len(kpis.groups)}):" in grouped
+    blocks = re.split(r"\n  (?! )", grouped)[1:]  # one per group, opened by its key
+    assert [block.splitlines()[0] for block in blocks] == [g.key for g in kpis.groups]
+    for block, group in zip(blocks, kpis.groups, strict=True):
+        for aging in group.figures.aging:
+            assert money(aging.open_minor, aging.currency) in block
+        assert f"Contacts sent {group.figures.contacts_sent}" in " ".join(block.split())
+    assert CUSTOMER_NAME not in text
+
+
 @pytest.mark.parametrize("top", [0.4, 7, 26.3, 99, 100, 5_119.85, 1e6 + 1])
 def test_axis_ticks_are_round_even_steps_that_cover_the_top(top: float) -> None:
     ticks = nice_ticks(top)

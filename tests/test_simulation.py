@@ -30,6 +30,7 @@ from receivables.simulation import (
     DisputeTiming,
     SimulationError,
     dispute_category,
+    in_timeline_order,
     plan_dispute,
     simulate,
 )
@@ -440,3 +441,15 @@ async def test_replay_counts_statements_and_cases_a_stop_rule_ended(
     text = summary.to_text()
     assert f"named in a statement     {summary.contacts_consolidated}" in text
     assert f"cases stopped by a rule  {summary.cases_stopped} (CL-C-10" in text
+
+
+def test_reminders_by_step_read_in_timeline_order() -> None:
+    counts = {"R+1": 4, "R+30": 1, "R+7": 2, "R-1": 5, "R-10": 6, "R-7": 3, "R+8#2": 1}
+    counts |= {"CALL": 1, "R+8": 2, "R-1@2026-05-31": 1}
+
+    text = in_timeline_order(counts)
+
+    assert text == (
+        "R-10 6, R-7 3, R-1 5, R-1@2026-05-31 1, R+1 4, R+7 2, R+8 2, R+8#2 1, "
+        "R+30 1, CALL 1"
+    )

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
@@ -29,8 +28,8 @@ from tests.case_helpers import (
     add_invoice,
     open_case,
     policy_with_steps,
+    step_due_just_now,
     unique_number,
-    zone_in_contact_hours,
 )
 from tests.fakes.contract import ContractFake
 from tests.fakes.fake_sendgrid import FakeSendGrid
@@ -140,18 +139,20 @@ async def kill_mid_call_then_recover(
     # A held step opens a task, which needs executives to assign it to.
     sync_governance(engine, "test", REPO / "policies" / "governance.yaml")
     now = datetime.now(UTC)
-    zone = zone_in_contact_hours(now)
-    today = now.astimezone(ZoneInfo(zone)).date()
+    slot = step_due_just_now(now)
+    today = slot.today
     invoice, customer = add_invoice(
         engine,
         invoice_number=unique_number(),
         issue_date=today - timedelta(days=40),
         due_date=today - timedelta(days=10),
         amount_minor=99_000,
-        time_zone=zone,
+        time_zone=slot.time_zone,
     )
-    # A step due a moment ago: the case sends it as soon as it opens.
-    policy = policy_with_steps(step, send_time="00:00", time_zone=zone, **rules)
+    # A step due a moment ago, R+10 today: the case sends it as soon as it opens.
+    policy = policy_with_steps(
+        step, send_time=slot.send_time, time_zone=slot.time_zone, **rules
+    )
     task_queue = f"killed-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "worker.log"
     stall = fake.stall_next()
@@ -192,8 +193,8 @@ async def test_a_killed_worker_s_sms_is_found_at_twilio_and_not_sent_again(
     tmp_path: Path,
 ) -> None:
     step = {
-        "id": "R+9",
-        "offset_days": 9,
+        "id": "R+10",
+        "offset_days": 10,
         "channel": "sms",
         "template": "overdue-first",
     }
@@ -229,8 +230,8 @@ async def test_a_killed_worker_s_email_is_held_and_a_person_asked_to_verify(
     tmp_path: Path,
 ) -> None:
     step = {
-        "id": "R+9",
-        "offset_days": 9,
+        "id": "R+10",
+        "offset_days": 10,
         "channel": "email",
         "template": "overdue-first",
     }
@@ -254,5 +255,5 @@ async def test_a_killed_worker_s_email_is_held_and_a_person_asked_to_verify(
     entry = entry_of(sqlite_url)
     assert entry is not None and entry.status == ContactStatus.HELD
     [task] = verify_tasks()
-    assert (task.kind, task.step_id) == ("verify_delivery", "VERIFY-R+9")
+    assert (task.kind, task.step_id) == ("verify_delivery", "VERIFY-R+10")
     assert task.reason.startswith("outcome unknown")

@@ -107,6 +107,9 @@ DEFERRALS_FOLLOW_DUE_DATE = "deferrals-follow-the-moved-due-date"
 HELD_REMINDERS_OF_A_PAST_DUE_DATE_SKIPPED = "held-reminders-of-a-past-due-date-skipped"
 # Cases whose due date moved while a reminder was with the channel replay without it.
 SENDS_IN_FLIGHT_FOLLOW_DUE_DATE = "sends-in-flight-follow-the-moved-due-date"
+# Cases started before DunningNextActionAt was cleared when nothing is left planned, and
+# upserted when a step is moved or deferred, replay without it.
+NEXT_ACTION_FOLLOWS_THE_PLAN = "next-action-at-follows-the-plan"
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -1320,7 +1323,18 @@ class InvoiceWorkflow:
         workflow.set_current_details(self._story(stage))
 
     def _visible_facts(self, stage: Stage) -> tuple[object, ...]:
+        # Whether a step is planned, and the steps moved or deferred, but not the instant of
+        # the next step: an upsert after every send would cost a billable action each.
+        planned = (
+            (
+                self._next_action_at(stage) is not None,
+                tuple(sorted(self._moved.items())),
+            )
+            if workflow.patched(NEXT_ACTION_FOLLOWS_THE_PLAN)
+            else ()
+        )
         return (
+            *planned,
             stage,
             self._balance(),
             self._due_date,
@@ -1333,21 +1347,32 @@ class InvoiceWorkflow:
 
     def _started_with(self, stage: Stage) -> bool:
         started = workflow.info().typed_search_attributes
-        return started.get(sa.DUNNING_STAGE) == stage.value and started.get(
-            sa.DUNNING_AMOUNT_DUE
-        ) == max(self._balance(), 0)
+        # A step found late at opening moves to its send time, which the start could not
+        # know: the first publish corrects DunningNextActionAt then.
+        planned_as_started = not workflow.patched(
+            NEXT_ACTION_FOLLOWS_THE_PLAN
+        ) or started.get(sa.DUNNING_NEXT_ACTION_AT) == self._next_action_at(stage)
+        return (
+            planned_as_started
+            and started.get(sa.DUNNING_STAGE) == stage.value
+            and started.get(sa.DUNNING_AMOUNT_DUE) == max(self._balance(), 0)
+        )
+
+    def _next_action_at(self, stage: Stage) -> datetime | None:
+        """When the next step is planned; None when none is, or while reminders are held."""
+        if stage.is_terminal or self._silence() is not None:
+            return None
+        upcoming = upcoming_step(self._plan(), self._done, workflow.now())
+        return upcoming.at if upcoming else None
 
     def _search_attribute_updates(
         self, stage: Stage
     ) -> list[SearchAttributeUpdate[Any]]:
-        upcoming = None
-        if not stage.is_terminal and self._silence() is None:
-            upcoming = upcoming_step(self._plan(), self._done, workflow.now())
         updates = case_updates(
             stage=stage,
             amount_due_minor=max(self._balance(), 0),
             due_date=self._due_date,
-            next_action_at=upcoming.at if upcoming else None,
+            next_action_at=self._next_action_at(stage),
         )
         updates += [
             sa.DUNNING_PAUSED.value_set(self._pause is not None),
