@@ -36,6 +36,12 @@ def case_workflow_id(tenant: str, invoice_number: str) -> str:
     return f"invoice/{tenant}/{invoice_number}"
 
 
+# The newest case behaviour (see InvoiceCase.behaviour); each change it guards says so.
+# 1: DunningNextActionAt follows the plan (cleared when nothing is left, set when a step
+#    found late at opening or deferred by a contact rule moves).
+CASE_BEHAVIOUR = 1
+
+
 @dataclass(frozen=True)
 class InvoiceCase:
     """Everything a case needs at start. No personal data: names and addresses stay in the DB."""
@@ -51,6 +57,10 @@ class InvoiceCase:
     segment: str
     policy: Policy  # pinned for the life of the case
     disputed: bool = False  # marked disputed at import: the case opens in dispute
+    # Which release's case behaviour the case runs, pinned like its policy. A case started
+    # before the field existed decodes as 0 and replays as it ran; new cases open at
+    # CASE_BEHAVIOUR. Unlike workflow.patched, it adds no marker to every new history.
+    behaviour: int = 0
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from receivables.case import (
+    CASE_BEHAVIOUR,
     CaseClosed,
     CaseState,
     CreditApplied,
@@ -140,6 +141,7 @@ def case_from_store(
         segment=segment,
         policy=policy,
         disputed=invoice.disputed,
+        behaviour=CASE_BEHAVIOUR,
     )
 
 

@@ -107,9 +107,10 @@ DEFERRALS_FOLLOW_DUE_DATE = "deferrals-follow-the-moved-due-date"
 HELD_REMINDERS_OF_A_PAST_DUE_DATE_SKIPPED = "held-reminders-of-a-past-due-date-skipped"
 # Cases whose due date moved while a reminder was with the channel replay without it.
 SENDS_IN_FLIGHT_FOLLOW_DUE_DATE = "sends-in-flight-follow-the-moved-due-date"
-# Cases started before DunningNextActionAt was cleared when nothing is left planned, and
-# upserted when a step is moved or deferred, replay without it.
-NEXT_ACTION_FOLLOWS_THE_PLAN = "next-action-at-follows-the-plan"
+# From this case behaviour on (InvoiceCase.behaviour), DunningNextActionAt is cleared when
+# nothing is left planned and upserted when a step is moved or deferred; a patch marker
+# instead would have cost every new case two billable actions.
+NEXT_ACTION_FOLLOWS_THE_PLAN = 1
 ROLE_LEVELS = {
     "executive": GovernanceLevel.EXECUTIVE,
     "supervisor": GovernanceLevel.SUPERVISOR,
@@ -1330,7 +1331,7 @@ class InvoiceWorkflow:
                 self._next_action_at(stage) is not None,
                 tuple(sorted(self._moved.items())),
             )
-            if workflow.patched(NEXT_ACTION_FOLLOWS_THE_PLAN)
+            if self._case.behaviour >= NEXT_ACTION_FOLLOWS_THE_PLAN
             else ()
         )
         return (
@@ -1349,9 +1350,10 @@ class InvoiceWorkflow:
         started = workflow.info().typed_search_attributes
         # A step found late at opening moves to its send time, which the start could not
         # know: the first publish corrects DunningNextActionAt then.
-        planned_as_started = not workflow.patched(
-            NEXT_ACTION_FOLLOWS_THE_PLAN
-        ) or started.get(sa.DUNNING_NEXT_ACTION_AT) == self._next_action_at(stage)
+        planned_as_started = (
+            self._case.behaviour < NEXT_ACTION_FOLLOWS_THE_PLAN
+            or started.get(sa.DUNNING_NEXT_ACTION_AT) == self._next_action_at(stage)
+        )
         return (
             planned_as_started
             and started.get(sa.DUNNING_STAGE) == stage.value
