@@ -9,11 +9,9 @@ import sys
 import urllib.request
 import uuid
 from contextlib import ExitStack
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio import workflow
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
@@ -30,40 +28,9 @@ from receivables.search_attributes import (
     DUNNING_STAGE,
     search_attribute_args,
 )
+from tests.sample_workflows import Doorbell, LongNap
 
 TASK_QUEUE = "devserver-test"
-
-
-@workflow.defn
-class Doorbell:
-    """Waits for two rings; the first can come before a server restart."""
-
-    def __init__(self) -> None:
-        """No rings yet."""
-        self.rings = 0
-
-    @workflow.run
-    async def run(self) -> int:
-        """Return the number of rings once there are two."""
-        await workflow.wait_condition(lambda: self.rings >= 2)
-        return self.rings
-
-    @workflow.signal
-    def ring(self) -> None:
-        """Count one ring."""
-        self.rings += 1
-
-
-@workflow.defn
-class LongNap:
-    """Marks itself overdue, then sleeps a day, which a time-skipping server skips."""
-
-    @workflow.run
-    async def run(self) -> str:
-        """Wake up after a day."""
-        workflow.upsert_search_attributes([DUNNING_STAGE.value_set("overdue")])
-        await workflow.sleep(timedelta(days=1))
-        return "awake"
 
 
 def _free_ports(count: int) -> list[int]:

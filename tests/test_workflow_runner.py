@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 import pytest
-from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -16,19 +14,7 @@ from receivables.workflow_runner import (
     copied_payloads,
     workflow_runner,
 )
-
-
-@workflow.defn(name="TestMemoEcho")
-class MemoEcho:
-    """Answers with what a run reads of its start: input, memo, and the last result."""
-
-    @workflow.run
-    async def run(self, greeting: str) -> list[str]:
-        """Wait a moment on a timer, then report what the run still sees of its start."""
-        await workflow.sleep(timedelta(seconds=1))
-        memo = workflow.memo_value("folio", type_hint=str)
-        last = workflow.get_last_completion_result(type_hint=str)
-        return [greeting, memo, str(last), workflow.info().workflow_type]
+from tests.sample_workflows import MemoEcho
 
 
 @pytest.mark.parametrize("sandboxed", [True, False])
