@@ -876,7 +876,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--at",
         help="when it was received, ISO 8601 with offset, not in the future; default now",
     )
-    pay.add_argument(PERSON_FLAG, help=f"who entered it: {PERSON_HELP}")
+    pay.add_argument(
+        PERSON_FLAG, metavar="PERSON", help=f"who entered it: {PERSON_HELP}"
+    )
     pay.add_argument(
         "--credit", action="store_true", help="a credit note, not a payment"
     )
@@ -891,7 +893,9 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("invoice", metavar="FOLIO", help="the invoice number")
     move.add_argument("new_due_date", help="the new due date, YYYY-MM-DD")
     move.add_argument("--reason", required=True, help="why, for the case file")
-    move.add_argument(PERSON_FLAG, help=f"who agreed or decided it: {PERSON_HELP}")
+    move.add_argument(
+        PERSON_FLAG, metavar="PERSON", help=f"who agreed or decided it: {PERSON_HELP}"
+    )
     move.set_defaults(handler=cmd_move_due)
 
     for name in ("cancel", "write-off"):
@@ -900,7 +904,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         close.add_argument("invoice", metavar="FOLIO", help="the invoice number")
         close.add_argument("--reason", required=True, help="why, for the case file")
-        close.add_argument(PERSON_FLAG, help=f"who decided it: {PERSON_HELP}")
+        close.add_argument(
+            PERSON_FLAG, metavar="PERSON", help=f"who decided it: {PERSON_HELP}"
+        )
         close.set_defaults(handler=cmd_close)
 
     stop = commands.add_parser(
@@ -924,7 +930,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the date it happened, YYYY-MM-DD, today or before in the debtor's zone",
     )
     stop.add_argument("--reason", required=True, help="the source, for the audit")
-    stop.add_argument(PERSON_FLAG, help=f"who records it: {PERSON_HELP}")
+    stop.add_argument(
+        PERSON_FLAG, metavar="PERSON", help=f"who records it: {PERSON_HELP}"
+    )
     stop.add_argument("--assignee", help="for ceded: the factor (cesionario)")
     stop.set_defaults(handler=cmd_stop_fact)
 
@@ -932,7 +940,9 @@ def build_parser() -> argparse.ArgumentParser:
         "import-sii", help="set FmaPago and cessions from SII DTE and AEC XML files"
     )
     sii.add_argument("files", nargs="+", metavar="FILE", help="DTE or AEC XML files")
-    sii.add_argument(PERSON_FLAG, help=f"who imports them: {PERSON_HELP}")
+    sii.add_argument(
+        PERSON_FLAG, metavar="PERSON", help=f"who imports them: {PERSON_HELP}"
+    )
     sii.set_defaults(handler=cmd_import_sii)
 
     case = commands.add_parser("case", help="show one case: stage, timeline, ledger")

@@ -78,6 +78,8 @@ SUPERVISING_ROLES = frozenset({Role.SUPERVISOR, Role.STRATEGIC})
 # Whom a case can be given to: executives work cases.
 REASSIGNABLE_ROLES = frozenset({Role.EXECUTIVE})
 
+FOLIO_HELP = "the invoice number (folio), leading zeros included"
+
 
 # -- the executive's inbox ---------------------------------------------------------------
 
@@ -425,18 +427,22 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     box.set_defaults(handler=cmd_inbox)
 
     view = commands.add_parser("case-file", help="the store's view of a case, in order")
-    view.add_argument("invoice")
+    view.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)
     view.set_defaults(handler=cmd_case_file)
 
     task = commands.add_parser("task", help="claim or complete a task")
     task_commands = task.add_subparsers(dest="task_command", required=True)
     claim = task_commands.add_parser("claim")
     claim.add_argument("task_id", type=int)
-    claim.add_argument(PERSON_FLAG, "--as", dest="person", help=PERSON_HELP)
+    claim.add_argument(
+        PERSON_FLAG, "--as", dest="person", metavar="PERSON", help=PERSON_HELP
+    )
     claim.set_defaults(handler=cmd_claim)
     done = task_commands.add_parser("complete")
     done.add_argument("task_id", type=int)
-    done.add_argument(PERSON_FLAG, "--as", dest="person", help=PERSON_HELP)
+    done.add_argument(
+        PERSON_FLAG, "--as", dest="person", metavar="PERSON", help=PERSON_HELP
+    )
     done.add_argument(
         "--outcome", required=True, choices=[k.value for k in TaskOutcomeKind]
     )
@@ -449,16 +455,16 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
     dispute = commands.add_parser("dispute", help="open or resolve a dispute")
     dispute_commands = dispute.add_subparsers(dest="dispute_command", required=True)
     opening = dispute_commands.add_parser("open")
-    opening.add_argument("invoice")
+    opening.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)
     opening.add_argument("--amount", required=True)
     opening.add_argument(
         "--category", required=True, choices=[c.value for c in DisputeCategory]
     )
     opening.add_argument("--id", help="dispute id; generated if absent")
-    opening.add_argument(PERSON_FLAG, help=PERSON_HELP)
+    opening.add_argument(PERSON_FLAG, metavar="PERSON", help=PERSON_HELP)
     opening.add_argument("--note")
     resolving = dispute_commands.add_parser("resolve")
-    resolving.add_argument("invoice")
+    resolving.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)
     resolving.add_argument("id")
     resolving.add_argument("resolution", choices=[r.value for r in DisputeResolution])
     resolving.add_argument(
@@ -470,16 +476,16 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
         help="upheld with --credit: the folio of the credit note (nota de crédito) "
         "issued for it; default dispute-ID",
     )
-    resolving.add_argument(PERSON_FLAG, help=PERSON_HELP)
+    resolving.add_argument(PERSON_FLAG, metavar="PERSON", help=PERSON_HELP)
     resolving.add_argument("--note")
     for sub in (opening, resolving):
         sub.set_defaults(handler=cmd_dispute)
 
     promise = commands.add_parser("promise", help="record a payment promise")
-    promise.add_argument("invoice")
+    promise.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)
     promise.add_argument("--amount", required=True)
     promise.add_argument("--date", required=True, help="promised date, YYYY-MM-DD")
-    promise.add_argument(PERSON_FLAG, help=PERSON_HELP)
+    promise.add_argument(PERSON_FLAG, metavar="PERSON", help=PERSON_HELP)
     promise.set_defaults(handler=cmd_promise)
 
     supervise = commands.add_parser(
@@ -496,6 +502,7 @@ def add_people_commands(commands: argparse._SubParsersAction[Any]) -> None:
         PERSON_FLAG,
         "--actor",
         dest="actor",
+        metavar="PERSON",
         help=f"who gives the command: {PERSON_HELP}",
     )
     supervise.add_argument("--reason", required=True, help="why")
