@@ -288,10 +288,45 @@ def test_conflicting_reimport_loses_nothing(database_url: str, policies: Path) -
 
     assert held.held_back == ["0002"] and held.accepted == []
     conflict = partial.rejected[0]
-    assert (conflict.row, conflict.field, conflict.value) == (2, "amount", "250000 CLP")
-    assert "amount is 100000 CLP there, 250000 CLP here" in conflict.reason
+    assert (conflict.row, conflict.field, conflict.value) == (
+        2,
+        "amount",
+        "250.000 CLP",
+    )
+    assert "'amount' (amount) is 100.000 CLP there, 250.000 CLP here" in conflict.reason
     assert partial.accepted == ["0002"]
     assert stored_invoice(database_url, "0001").amount_minor == 100000
+
+
+def test_a_conflict_names_the_file_s_columns_and_says_empty_not_none(
+    sqlite_url: str, policies: Path
+) -> None:
+    columns = {**plain_mapping()["columns"], "settled_date": "Fecha Pago"}
+    add_mapping(policies, plain_mapping(name="named", columns=columns))
+    header = [*HEADER[:-2], "Fecha Pago", "terms"]
+    run_import(
+        write_rows(policies.parent / "a.csv", [invoice_row("0001")], header=header),
+        sqlite_url,
+        policies,
+        "named",
+    )
+    paid = invoice_row("0001", amount="1250000", settled="20/01/2026")
+
+    report = run_import(
+        write_rows(policies.parent / "b.csv", [paid], header=header),
+        sqlite_url,
+        policies,
+        "named",
+    )
+
+    [conflict] = report.rejected
+    assert conflict.column == "amount"
+    assert conflict.reason == (
+        "conflicts with the invoice already imported: "
+        "'amount' (amount) is 100.000 CLP there, 1.250.000 CLP here; "
+        "'Fecha Pago' (settled_date) is empty there, 2026-01-20 here"
+    )
+    assert "None" not in conflict.describe("b.csv")
 
 
 # --- row checks ---
