@@ -23,6 +23,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 from receivables.payloads import CASE_DATA_CONVERTER
@@ -298,12 +299,15 @@ async def start_local_environment(
 
 
 async def start_time_skipping_environment(
-    *, data_converter: DataConverter = CASE_DATA_CONVERTER
+    *,
+    data_converter: DataConverter = CASE_DATA_CONVERTER,
+    runtime: Runtime | None = None,
 ) -> WorkflowEnvironment:
     """The Java test server, whose clock jumps ahead whenever every workflow waits."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter,
         test_server_existing_path=str(test_server_path()),
+        runtime=runtime,
     )
     try:
         # Unlike the dev server, the test server takes no search attributes at launch.

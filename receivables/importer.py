@@ -31,7 +31,7 @@ from receivables.mapping import (
     check_time_zone,
     load_mapping,
 )
-from receivables.money import Money, exponent_of
+from receivables.money import exponent_of, format_amount
 from receivables.policy import PolicyBook, SegmentFacts, load_policy_book
 from receivables.store import (
     Customer,
@@ -549,6 +549,14 @@ def check_phone(text: str) -> str:
 # --- checking one row ---
 
 
+def column_of(mapping: ImportMapping, field: str) -> str | None:
+    """The file's column that holds a field, if the mapping names one."""
+    if field == "currency":
+        return mapping.currency.column
+    header = getattr(mapping.columns, field, None)
+    return header if isinstance(header, str) else None
+
+
 class _RowReader:
     """Reads the mapped cells of one row, collecting every error instead of stopping."""
 
@@ -558,10 +566,7 @@ class _RowReader:
 
     def header(self, name: str) -> str | None:
         """The file's column that holds a field, if the mapping names one."""
-        if name == "currency":
-            return self.mapping.currency.column
-        header = getattr(self.mapping.columns, name, None)
-        return header if isinstance(header, str) else None
+        return column_of(self.mapping, name)
 
     def text(self, name: str) -> str:
         """The stripped cell of a field; empty when the mapping has no column for it."""
@@ -1015,8 +1020,13 @@ def _stored_customers(
     return found
 
 
-def _amount_text(amount_minor: int, currency: str) -> str:
-    return f"{Money(amount_minor, currency).to_decimal()} {currency}"
+def _value_text(value: object) -> str:
+    """A stored or imported value as a person reads it: 'empty', not None."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _differences(stored: Invoice, row: InvoiceRow) -> list[tuple[str, str, str]]:
@@ -1025,19 +1035,27 @@ def _differences(stored: Invoice, row: InvoiceRow) -> list[tuple[str, str, str]]
         ("issue_date", stored.issue_date, row.issue_date),
         (
             "amount",
-            _amount_text(stored.amount_minor, stored.currency),
-            _amount_text(row.amount_minor, row.currency),
+            format_amount(stored.amount_minor, stored.currency),
+            format_amount(row.amount_minor, row.currency),
         ),
         ("disputed", stored.disputed, row.disputed),
         ("settled_date", stored.settled_date, row.settled_date),
     ]
     if row.due_date is not None:
         pairs.append(("due_date", stored.due_date, row.due_date))
-    return [(name, str(old), str(new)) for name, old, new in pairs if old != new]
+    return [
+        (name, _value_text(old), _value_text(new))
+        for name, old, new in pairs
+        if old != new
+    ]
 
 
 def sort_out_stored(
-    session: Session, tenant: str, rows: Sequence[InvoiceRow], report: ImportReport
+    session: Session,
+    tenant: str,
+    rows: Sequence[InvoiceRow],
+    report: ImportReport,
+    mapping: ImportMapping,
 ) -> list[InvoiceRow]:
     """Keep rows not yet stored; same data is already imported, other data conflicts."""
     stored = _stored_invoices(session, tenant, [row.invoice_number for row in rows])
@@ -1059,14 +1077,21 @@ def sort_out_stored(
                 value,
                 "conflicts with the invoice already imported: "
                 + "; ".join(
-                    f"{f} is {old} there, {new} here" for f, old, new in differences
+                    f"{_field_text(mapping, f)} is {old} there, {new} here"
+                    for f, old, new in differences
                 ),
                 "an import never changes a stored invoice: correct the file, or record "
                 "the payment, credit note or due-date change on the invoice's case",
                 row.invoice_number,
+                column=column_of(mapping, field),
             )
         )
     return fresh
+
+
+def _field_text(mapping: ImportMapping, field: str) -> str:
+    column = column_of(mapping, field)
+    return f"{column!r} ({field})" if column else field
 
 
 def placeholder_contact(customer_id: str) -> tuple[str, str]:
@@ -1351,7 +1376,7 @@ def _import_into(
     records = read_records(content, mapping, report.file)
     report.total_rows = len(records)
     valid = check_rows(records, mapping, report, progress)
-    fresh = sort_out_stored(session, report.tenant, valid, report)
+    fresh = sort_out_stored(session, report.tenant, valid, report, mapping)
     if report.rejected and not accept_valid:
         report.held_back = [row.invoice_number for row in fresh]
         return

@@ -286,13 +286,8 @@ class ImportMapping(_Strict):
         plain = self.amount_format.normalise(text, allowed)
         decimals = len(plain.partition(".")[2])
         if decimals > allowed:
-            # Even "1.000" is refused for CLP: far likelier a thousand pesos written
-            # with a thousands separator than one peso with three zero decimals.
-            raise MoneyError(
-                f"{text.strip()!r} has {decimals} decimals but {currency} has "
-                f"{allowed}; if {self.amount_format.decimal_separator!r} "
-                "separates thousands in this file, declare thousands_separator in the "
-                "mapping's amount_format"
+            raise _too_many_decimals(
+                text.strip(), decimals, currency, self.amount_format
             )
         return check_storable(parse_minor_units(plain, currency), currency)
 
@@ -412,3 +407,29 @@ def load_mapping(policies_dir: Path, name: str) -> ImportMapping:
             path, "name", f"is {mapping.name!r} but the file is {path.name}"
         )
     return mapping
+
+
+def _too_many_decimals(
+    text: str, decimals: int, currency: str, amount_format: AmountFormat
+) -> CellError:
+    """Why an amount has more decimals than its currency takes, and what to change."""
+    allowed = exponent_of(currency)
+    if amount_format.thousands_separator is None and decimals == 3:
+        # Even "1.000" is refused for CLP: far likelier a thousand pesos written with
+        # a thousands separator the mapping does not declare than three zero decimals.
+        return CellError(
+            f"{text!r} has 3 decimals but {currency} has {allowed}",
+            f"if {amount_format.decimal_separator!r} separates thousands in this file, "
+            "declare thousands_separator in the mapping's amount_format",
+        )
+    fix = "or map the right column as amount if this one holds something else"
+    if allowed == 0:
+        units = " (centavos are not used)" if currency == "CLP" else ""
+        return CellError(
+            f"{text!r} has a decimal part but {currency} has no decimals{units}",
+            f"round the amount to a whole number in the source file, {fix}",
+        )
+    return CellError(
+        f"{text!r} has {decimals} decimals but {currency} has {allowed}",
+        f"round the amount to {allowed} decimals in the source file, {fix}",
+    )

@@ -8,11 +8,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from receivables.kpis import DEFAULT_TIME_ZONE
 from receivables.money import format_amount
 from receivables.store import (
     ContactLedgerEntry,
@@ -115,8 +117,17 @@ def read_pulse(engine: Engine, tenant: str, at: datetime) -> Pulse:
     )
 
 
-def pulse_line(pulse: Pulse, previous: Pulse | None, at: datetime) -> str | None:
-    """The line to print, or None when nothing changed since the previous one."""
+def pulse_line(
+    pulse: Pulse,
+    previous: Pulse | None,
+    at: datetime,
+    time_zone: str = DEFAULT_TIME_ZONE,
+) -> str | None:
+    """The line to print, or None when nothing changed since the previous one.
+
+    The time reads in ``time_zone`` with the zone named, as the report's dates do: the
+    machine's own clock may be in another zone than the creditor's.
+    """
     if pulse == previous:
         return None
     balance = " + ".join(format_amount(total, cur) for cur, total in pulse.balances)
@@ -130,9 +141,8 @@ def pulse_line(pulse: Pulse, previous: Pulse | None, at: datetime) -> str | None
     tasks = f"{pulse.open_tasks} open" + (
         f", {pulse.late_tasks} past their SLA" if pulse.late_tasks else ""
     )
-    return (
-        f"{at:%H:%M:%S} {cases} · contacts: {contacts or 'none yet'} · tasks: {tasks}"
-    )
+    clock = f"{at.astimezone(ZoneInfo(time_zone)):%H:%M:%S} {time_zone}"
+    return f"{clock} · {cases} · contacts: {contacts or 'none yet'} · tasks: {tasks}"
 
 
 async def report_pulse(
@@ -141,6 +151,7 @@ async def report_pulse(
     write: Callable[[str], None],
     *,
     every: float = PULSE_SECONDS,
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> None:
     """Every ``every`` seconds, write the pulse line if it changed; run until cancelled."""
     previous: Pulse | None = None
@@ -152,7 +163,7 @@ async def report_pulse(
         except Exception:  # the store may be briefly busy; the demo goes on
             log.exception("could not read the portfolio pulse")
             continue
-        line = pulse_line(pulse, previous, at.astimezone())
+        line = pulse_line(pulse, previous, at, time_zone)
         if line is not None:
             write(line)
             previous = pulse

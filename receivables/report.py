@@ -30,6 +30,7 @@ from receivables.kpis import (
     TaskFigures,
 )
 from receivables.money import Money, exponent_of, format_amount
+from receivables.planning import format_local
 
 MAX_GROUP_BARS = 15  # the aging chart keeps the groups with the largest open balance
 CURVE_TABLE_STEP = 5
@@ -1262,9 +1263,10 @@ def render_html(
     """The whole report page as one HTML string: no script, no external resource."""
     label = compare_label or (f"tenant {compare.tenant}" if compare else "")
     start, end = kpis.period
+    generated = format_local(kpis.generated_at, kpis.time_zone)
     meta = (
         f"Tenant {kpis.tenant} · report date {kpis.as_of} · period {start} to {end} · "
-        f"dates in {kpis.time_zone} · generated {kpis.generated_at:%Y-%m-%d %H:%M} UTC"
+        f"dates in {kpis.time_zone} · generated {generated}"
     )
     sections = [
         _headline_section(kpis),

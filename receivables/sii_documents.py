@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from receivables.importer import counted
 from receivables.money import format_amount
 from receivables.store import (
     Invoice,
@@ -93,9 +94,15 @@ class SiiImportReport:
         """A few lines for the operator."""
         lines = [f"applied: {line}" for line in self.applied]
         lines += [f"refused: {error}" for error in self.refused]
+        unchanged = (
+            "the refused file changed nothing"
+            if len(self.refused) == 1
+            else "the refused files changed nothing"
+        )
         lines.append(
-            f"{len(self.applied)} facts applied, {len(self.refused)} files refused"
-            + ("; the refused files changed nothing" if self.refused else "")
+            f"{counted(len(self.applied), 'fact')} applied, "
+            f"{counted(len(self.refused), 'file')} refused"
+            + (f"; {unchanged}" if self.refused else "")
         )
         return "\n".join(lines)
 

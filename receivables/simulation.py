@@ -18,6 +18,13 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 
 from activities.replay import ReplayActivities, ReplayDayResult, ReplayDispute
 from receivables.case import DisputeCategory, TaskOutcomeKind
@@ -58,6 +65,37 @@ from workflows.replay import PortfolioReplayWorkflow, ReplayPlan
 log = logging.getLogger(__name__)
 REPLAY_TENANT = "replay"
 REPLAY_WALL_LIMIT = timedelta(minutes=15)
+# The Java test server does not advertise a capability newer servers have, so the SDK's
+# core warns at every worker start that heartbeat details may be lost when an activity
+# fails. Our activities heartbeat without details: nothing is lost, nothing to act on.
+TEST_SERVER_CAPABILITY_WARNING = "activity_failure_include_heartbeat capability"
+_replay_runtime: Runtime | None = None
+
+
+class WithoutTestServerCapabilityWarning(logging.Filter):
+    """Drops the core's warning about the test server's missing capability, only that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for that one warning, True for every other record."""
+        return TEST_SERVER_CAPABILITY_WARNING not in record.getMessage()
+
+
+def replay_runtime() -> Runtime:
+    """The SDK runtime of replays: the core's log through Python logging, less one warning.
+
+    The default runtime prints the core's log to the console itself, where no filter can
+    reach it; one runtime serves every replay of the process (each has its own threads).
+    """
+    global _replay_runtime
+    if _replay_runtime is None:
+        core_log = logging.getLogger("temporalio.core")
+        core_log.addFilter(WithoutTestServerCapabilityWarning())
+        logs = LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=core_log),
+        )
+        _replay_runtime = Runtime(telemetry=TelemetryConfig(logging=logs))
+    return _replay_runtime
 
 
 class SimulationError(RuntimeError):
@@ -316,7 +354,7 @@ async def simulate(
     _check_jurisdiction(jurisdiction)
     endpoints = check_provider_replay(providers) if providers else []
     engine = _import_into_scratch(portfolio, mapping, settings, work_dir)
-    env = await start_time_skipping_environment()
+    env = await start_time_skipping_environment(runtime=replay_runtime())
     try:
         today = (await env.get_current_time()).date()
         shift = shift_into_future(engine, REPLAY_TENANT, today)

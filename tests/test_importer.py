@@ -288,10 +288,45 @@ def test_conflicting_reimport_loses_nothing(database_url: str, policies: Path) -
 
     assert held.held_back == ["0002"] and held.accepted == []
     conflict = partial.rejected[0]
-    assert (conflict.row, conflict.field, conflict.value) == (2, "amount", "250000 CLP")
-    assert "amount is 100000 CLP there, 250000 CLP here" in conflict.reason
+    assert (conflict.row, conflict.field, conflict.value) == (
+        2,
+        "amount",
+        "250.000 CLP",
+    )
+    assert "'amount' (amount) is 100.000 CLP there, 250.000 CLP here" in conflict.reason
     assert partial.accepted == ["0002"]
     assert stored_invoice(database_url, "0001").amount_minor == 100000
+
+
+def test_a_conflict_names_the_file_s_columns_and_says_empty_not_none(
+    sqlite_url: str, policies: Path
+) -> None:
+    columns = {**plain_mapping()["columns"], "settled_date": "Fecha Pago"}
+    add_mapping(policies, plain_mapping(name="named", columns=columns))
+    header = [*HEADER[:-2], "Fecha Pago", "terms"]
+    run_import(
+        write_rows(policies.parent / "a.csv", [invoice_row("0001")], header=header),
+        sqlite_url,
+        policies,
+        "named",
+    )
+    paid = invoice_row("0001", amount="1250000", settled="20/01/2026")
+
+    report = run_import(
+        write_rows(policies.parent / "b.csv", [paid], header=header),
+        sqlite_url,
+        policies,
+        "named",
+    )
+
+    [conflict] = report.rejected
+    assert conflict.column == "amount"
+    assert conflict.reason == (
+        "conflicts with the invoice already imported: "
+        "'amount' (amount) is 100.000 CLP there, 1.250.000 CLP here; "
+        "'Fecha Pago' (settled_date) is empty there, 2026-01-20 here"
+    )
+    assert "None" not in conflict.describe("b.csv")
 
 
 # --- row checks ---
@@ -350,8 +385,11 @@ def test_due_date_before_issue_date_is_a_row_error(
         ("", "empty"),
         ("0", "above zero"),
         ("-5000", "above zero"),
-        ("12.5", "has 1 decimals but CLP has 0"),
-        ("1.000", "declare thousands_separator"),
+        (
+            "12.5",
+            "'12.5' has a decimal part but CLP has no decimals (centavos are not used)",
+        ),
+        ("1.000", "'1.000' has 3 decimals but CLP has 0"),
         ("cien mil", "not an amount written like 1234567"),
     ],
 )
@@ -365,6 +403,38 @@ def test_amount_must_be_present_positive_and_exact(
     [error] = report.rejected
     assert (error.row, error.field, error.value) == (2, "amount", amount)
     assert reason in error.reason
+
+
+def test_thousands_written_without_a_declared_separator_are_named_as_such(
+    sqlite_url: str, policies: Path
+) -> None:
+    source = write_rows(
+        policies.parent / "p.csv", [invoice_row("0001", amount="1.000")]
+    )
+
+    [error] = run_import(source, sqlite_url, policies).rejected
+
+    assert "declare thousands_separator" in error.hint
+
+
+def test_pesos_with_centavos_are_refused_for_the_centavos_not_the_separators(
+    sqlite_url: str, policies: Path
+) -> None:
+    chilean = {"decimal_separator": ",", "thousands_separator": "."}
+    add_mapping(policies, plain_mapping(name="cl", amount_format=chilean))
+    rows = [invoice_row("0001", amount="85.000,50")]
+
+    [error] = run_import(
+        write_rows(policies.parent / "p.csv", rows), sqlite_url, policies, "cl"
+    ).rejected
+
+    assert error.reason == (
+        "'85.000,50' has a decimal part but CLP has no decimals (centavos are not used)"
+    )
+    assert error.hint.startswith(
+        "round the amount to a whole number in the source file"
+    )
+    assert "thousands_separator" not in error.hint
 
 
 def test_amounts_with_decimals_become_exact_minor_units(

@@ -78,10 +78,19 @@ def test_the_pulse_counts_cases_balances_contacts_and_late_tasks(
 
     assert (pulse.open_cases, pulse.closed_cases, pulse.sent) == (2, 1, 1)
     assert line == (
-        "15:00:00 2 cases open (450.000 CLP due), 1 paid or closed · "
+        "12:00:00 America/Santiago · 2 cases open (450.000 CLP due), 1 paid or closed · "
         "contacts: 1 sent, 1 deferred · tasks: 1 open, 1 past their SLA"
     )
     assert "customers.invalid" not in line and "1001" not in line
+
+
+def test_the_pulse_names_the_zone_its_clock_reads_in(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    portfolio(engine)
+
+    line = pulse_line(read_pulse(engine, "test", NOW), None, NOW, "UTC")
+
+    assert line is not None and line.startswith("15:00:00 UTC · 2 cases open")
 
 
 def test_a_line_only_when_something_changed_and_new_sends_are_counted(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from html import escape
 from html.parser import HTMLParser
@@ -194,6 +195,21 @@ def test_the_page_loads_nothing_from_anywhere(store: Engine, tmp_path: Path) -> 
     assert set(re.findall(r"https?://[^\s\"'<>]+", page)) == {
         "http://www.w3.org/2000/svg"
     }
+
+
+def test_the_page_gives_its_generation_time_in_the_zone_of_its_dates(
+    store: Engine, tmp_path: Path
+) -> None:
+    generated = datetime(2026, 12, 4, 23, 56, tzinfo=UTC)
+    kpis = dataclasses.replace(report_of(store), generated_at=generated)
+
+    page, _ = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+
+    assert (
+        "dates in America/Santiago · generated 2026-12-04 20:56 America/Santiago"
+        in page
+    )
+    assert " UTC" not in page
 
 
 def test_promises_disputes_and_rule_decisions_are_figures_not_placeholders(

@@ -16,6 +16,7 @@ from receivables.ledger import ContactKey
 from receivables.sii_documents import (
     Cession,
     SiiDocumentError,
+    SiiImportReport,
     TaxInvoice,
     import_sii_documents,
     read_sii_file,
@@ -203,3 +204,15 @@ def test_import_sii_command_prints_what_it_applied_and_fails_on_a_refused_file(
     assert code == 0
     assert "2336600 payment_form 1" in output.out
     assert "folio 2336600" in output.out and "not in the store" in output.out
+
+
+def test_the_summary_counts_one_fact_and_one_file_in_the_singular() -> None:
+    refused = SiiDocumentError(
+        Path("nc.xml"), "a credit note", "record it with pay --credit"
+    )
+    one_each = SiiImportReport(applied=["2336600 payment_form 1"], refused=[refused])
+
+    assert one_each.summary().splitlines()[-1] == (
+        "1 fact applied, 1 file refused; the refused file changed nothing"
+    )
+    assert SiiImportReport().summary() == "0 facts applied, 0 files refused"

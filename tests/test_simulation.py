@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import logging
 import shutil
 import time as wall_clock
 from datetime import date, timedelta
@@ -32,6 +33,7 @@ from receivables.simulation import (
     dispute_category,
     in_timeline_order,
     plan_dispute,
+    replay_runtime,
     simulate,
 )
 from receivables.store import as_utc, find_invoice, make_engine, session_scope
@@ -453,3 +455,24 @@ def test_reminders_by_step_read_in_timeline_order() -> None:
         "R-10 6, R-7 3, R-1 5, R-1@2026-05-31 1, R+1 4, R+7 2, R+8 2, R+8#2 1, "
         "R+30 1, CALL 1"
     )
+
+
+def test_replays_keep_the_test_server_capability_warning_out_and_every_other_one_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    core_log = logging.getLogger("temporalio.core")
+    known = (
+        "[sdk_core::temporalio_sdk_core::worker] Temporal Server 1.16.0 or newer is "
+        "required to guarantee that the latest heartbeat details are preserved when an "
+        "activity fails; the server did not advertise the "
+        "activity_failure_include_heartbeat capability, so heartbeat details may be lost"
+    )
+
+    assert replay_runtime() is replay_runtime()
+    with caplog.at_level(logging.WARNING, logger="temporalio.core"):
+        core_log.warning(known)
+        core_log.warning("[sdk_core::temporalio_sdk_core::worker] poller failed")
+
+    assert [record.getMessage() for record in caplog.records] == [
+        "[sdk_core::temporalio_sdk_core::worker] poller failed"
+    ]
