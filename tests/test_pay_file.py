@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import select
+from temporalio.testing import WorkflowEnvironment
 
 import starter
+from receivables.case import Stage
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.operator_actions import OperatorAction
+from receivables.planning import local_date_of
+from receivables.schema import migrate
 from receivables.store import Payment, find_invoice, make_engine, session_scope
-from tests.case_helpers import add_invoice
+from tests.case_helpers import (
+    add_invoice,
+    open_case,
+    policy_with_steps,
+    running_worker,
+    unique_number,
+)
+from workflows.invoice import InvoiceWorkflow
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 FIRST, SECOND = "0000000042", "0000000043"
@@ -166,3 +180,73 @@ def test_the_same_movement_twice_in_a_file_counts_once(
     assert "row 3: 0000000042 NC-1 400.000 CLP credit_note: same as row 2" in out
     assert references(store) == ["NC-1"]
     assert balance(store, FIRST) == 850_000
+
+
+@pytest.fixture
+def live_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_env: WorkflowEnvironment
+) -> tuple[Engine, str]:
+    """A scratch SQLite store of a tenant of its own, and the dev server, as commands see it."""
+    tenant = f"pay-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DUNNING_TENANT", tenant)
+    address = local_env.client.service_client.config.target_host
+    monkeypatch.setenv("TEMPORAL_ADDRESS", address)
+    url = f"sqlite:///{tmp_path / 'dunning.sqlite'}"
+    migrate(url)
+    sync_governance(make_engine(url), tenant, POLICIES / GOVERNANCE_FILE)
+    return make_engine(url), tenant
+
+
+async def test_a_good_file_records_every_row_tells_each_case_and_a_rerun_changes_nothing(
+    local_env: WorkflowEnvironment,
+    live_store: tuple[Engine, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine, tenant = live_store
+    now = await local_env.get_current_time()
+    today = local_date_of(now, "America/Santiago")
+    step = {"id": "R+15", "offset_days": 15, "channel": "email", "template": "x"}
+    folios = [unique_number(), unique_number()]
+    async with running_worker(local_env.client, engine) as (_, queue):
+        runs = []
+        for folio in folios:
+            invoice, customer = add_invoice(
+                engine,
+                invoice_number=folio,
+                issue_date=today,
+                due_date=today + timedelta(days=60),
+                amount_minor=250_000,
+                tenant=tenant,
+            )
+            policy = policy_with_steps(step)
+            runs.append(
+                await open_case(
+                    local_env.client, engine, invoice, customer, policy, queue, now
+                )
+            )
+        path = payments_file(
+            tmp_path,
+            f"{folios[0]};250.000;B-1;{today.isoformat()}",
+            f"{folios[1]};100.000;B-2;{today.isoformat()}",
+        )
+
+        code = await asyncio.to_thread(starter.main, ["pay-file", str(path), *BY])
+        paid = await runs[0].handle.result()
+        partly = await runs[1].handle.query(InvoiceWorkflow.state)
+        first_out = capsys.readouterr().out
+        again = await asyncio.to_thread(starter.main, ["pay-file", str(path), *BY])
+        partly_again = await runs[1].handle.query(InvoiceWorkflow.state)
+
+    second_out = capsys.readouterr().out
+    assert code == 0 and again == 0
+    assert paid.stage is Stage.PAID
+    assert partly.balance_minor == partly_again.balance_minor == 150_000
+    assert (
+        "2 rows, 2 recorded, 0 already recorded, 0 refused; recorded 350.000 CLP"
+        in (first_out)
+    )
+    assert "2 rows, 0 recorded, 2 already recorded, 0 refused; recorded nothing" in (
+        second_out
+    )
