@@ -13,11 +13,13 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from receivables.case import (
@@ -28,7 +30,9 @@ from receivables.case import (
     Stage,
 )
 from receivables.cases import (
+    CaseCommandRefused,
     CasesNotOpened,
+    StoredMoveResult,
     TemporalUnreachable,
     case_handle,
     change_due_date,
@@ -59,6 +63,13 @@ from receivables.logs import configure_logging
 from receivables.mapping import MappingError
 from receivables.messages import format_lint_report, lint_templates
 from receivables.money import MoneyError, format_amount, parse_operator_amount
+from receivables.payment_file import (
+    CLOCK_SKEW_ALLOWED,
+    PaymentFileError,
+    PaymentRow,
+    read_payment_file,
+    totals_by_currency,
+)
 from receivables.people_cli import add_people_commands
 from receivables.planning import calendar_date, format_local
 from receivables.policy import PolicyError, load_policy_book
@@ -273,11 +284,6 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# How far ahead of this machine's clock an instant may be: the clock of whoever read the
-# bank's time may run a little fast. Beyond it, the instant has not happened yet.
-CLOCK_SKEW_ALLOWED = timedelta(minutes=10)
-
-
 def _refuse_a_future_instant(at: datetime, flag: str, zone: str) -> None:
     """A fact that already happened cannot carry an instant still to come."""
     now = datetime.now(UTC)
@@ -301,6 +307,170 @@ def _tell_case_after_store(
             f"{stored} in the store, but its case was not told: {why}; run the same "
             "command again: it changes nothing in the store and tells the case"
         ) from None
+
+
+# -- a file of payments ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _RowRecorded:
+    """What the store made of one row of a payments file; None when it refused it."""
+
+    movement: PaymentRow
+    result: StoredMoveResult | None
+    refusal: str = ""  # why the store refused a row that passed the file's checks
+
+
+def cmd_pay_file(args: argparse.Namespace, settings: Settings) -> int:
+    """Record a file of payments row by row as 'pay' would, then tell each case."""
+    engine = make_engine(settings.resolved_database_url)
+    entered_by = _acting_person(args, settings)
+    checked = read_payment_file(
+        Path(args.file),
+        engine,
+        settings.tenant,
+        default_kind=PaymentKind.CREDIT_NOTE if args.credit else PaymentKind.PAYMENT,
+        allow_overpayment=args.allow_overpayment,
+        now=datetime.now(UTC),
+    )
+    refusals = [
+        (e.row, f"row {e.row}: refused: {e.describe(checked.name)}")
+        for e in checked.errors
+    ]
+    if refusals and not args.accept_valid:
+        _print_by_row(refusals)
+        print(
+            f"{checked.name}: {checked.rows_read} rows, "
+            f"{len(checked.refused_rows())} refused; nothing was recorded: correct those "
+            "rows and run the command again, or add --accept-valid to record only the "
+            "valid rows"
+        )
+        return 2
+    recorded = [
+        _record_row(engine, settings.tenant, row, entered_by) for row in checked.rows
+    ]
+    _print_by_row(refusals + [(r.movement.row, _recorded_line(r)) for r in recorded])
+    untold = _tell_cases_of_rows(settings, recorded)
+    print(_pay_file_summary(checked.name, checked.rows_read, recorded))
+    if untold:
+        raise OperatorError(
+            f"{untold} the store keeps every row it accepted; run the same pay-file command "
+            "again: it records nothing twice and tells the cases"
+        )
+    return 0
+
+
+def _print_by_row(lines: list[tuple[int, str]]) -> None:
+    for _, line in sorted(lines, key=lambda numbered: numbered[0]):
+        print(line)
+
+
+def _record_row(
+    engine: Engine, tenant: str, movement: PaymentRow, entered_by: str
+) -> _RowRecorded:
+    """The same store transaction and operator-actions line as 'pay' writes."""
+    if movement.repeat_of_row is not None:
+        return _RowRecorded(movement, None)
+    try:
+        result = commit_money_movement(
+            engine,
+            tenant,
+            movement.folio,
+            kind=movement.kind,
+            reference=movement.reference,
+            amount_minor=movement.amount_minor,
+            currency=movement.currency,
+            at=movement.received_at,
+            entered_by=entered_by,
+        )
+    except (CaseCommandRefused, LookupError) as error:
+        # Checked a moment ago; only a change made since (a closing, say) refuses it now.
+        return _RowRecorded(movement, None, refusal=str(error))
+    return _RowRecorded(movement, result)
+
+
+def _recorded_line(recorded: _RowRecorded) -> str:
+    movement = recorded.movement
+    what = (
+        f"{movement.folio} {movement.reference} "
+        f"{format_amount(movement.amount_minor, movement.currency)} {movement.kind}"
+    )
+    if movement.repeat_of_row is not None:
+        return f"row {movement.row}: {what}: same as row {movement.repeat_of_row}, counted once"
+    if recorded.result is None:
+        return f"row {movement.row}: {what}: refused: {recorded.refusal}"
+    balance = format_amount(recorded.result.balance_minor, movement.currency)
+    outcome = "recorded" if recorded.result.applied else "already recorded"
+    line = f"row {movement.row}: {what}: {outcome}; balance {balance}, {recorded.result.status}"
+    if recorded.result.overpaid_minor:
+        overpaid = format_amount(recorded.result.overpaid_minor, movement.currency)
+        line += f"; overpaid by {overpaid}: refund it or apply it to another invoice"
+    return line
+
+
+def _tell_cases_of_rows(settings: Settings, rows: list[_RowRecorded]) -> str:
+    """Tell each stored row's case, as 'pay' does; say which were not told, and why."""
+    stored = [row for row in rows if row.result is not None]
+    untold: list[int] = []
+    reasons: list[str] = []
+
+    async def tell_all() -> None:
+        client = await connect(settings.temporal)
+        for position, row in enumerate(stored):
+            try:
+                await _tell_case_of_row(client, settings.tenant, row)
+            except RPCError as error:
+                untold.append(row.movement.row)
+                reasons.append(f"row {row.movement.row}: {_explain(error)}")
+                if error.status in (
+                    RPCStatusCode.UNAVAILABLE,
+                    RPCStatusCode.DEADLINE_EXCEEDED,
+                ):
+                    # The server went away mid-file: the rest would only wait and fail.
+                    untold.extend(
+                        later.movement.row for later in stored[position + 1 :]
+                    )
+                    return
+
+    try:
+        asyncio.run(tell_all())
+    except TemporalUnreachable as error:
+        untold = [row.movement.row for row in stored]
+        reasons = [str(error)]
+    if not untold:
+        return ""
+    return (
+        f"rows {', '.join(map(str, untold))} are recorded in the store, but their cases "
+        f"were not told ({'; '.join(reasons)});"
+    )
+
+
+async def _tell_case_of_row(client: Client, tenant: str, row: _RowRecorded) -> None:
+    movement, result = row.movement, row.result
+    assert result is not None
+    handle = case_handle(client, tenant, movement.folio)
+    facts = (movement.reference, movement.amount_minor, movement.currency)
+    repeat = not result.applied
+    if movement.kind == PaymentKind.CREDIT_NOTE:
+        credit = CreditApplied(*facts, movement.received_at)
+        await tell_case(handle, InvoiceWorkflow.apply_credit, credit, repeat=repeat)
+    else:
+        payment = PaymentReceived(*facts, movement.received_at)
+        await tell_case(handle, InvoiceWorkflow.record_payment, payment, repeat=repeat)
+
+
+def _pay_file_summary(name: str, rows_read: int, rows: list[_RowRecorded]) -> str:
+    applied = [r for r in rows if r.result is not None and r.result.applied]
+    repeats = [r for r in rows if r.result is not None and not r.result.applied]
+    repeats += [r for r in rows if r.movement.repeat_of_row is not None]
+    refused = rows_read - len(applied) - len(repeats)
+    total = totals_by_currency(
+        (r.movement.amount_minor, r.movement.currency) for r in applied
+    )
+    return (
+        f"{name}: {rows_read} rows, {len(applied)} recorded, {len(repeats)} already "
+        f"recorded, {refused} refused; recorded {total}"
+    )
 
 
 def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
@@ -889,6 +1059,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pay.set_defaults(handler=cmd_pay)
 
+    pay_file = commands.add_parser(
+        "pay-file", help="record a CSV of payments received, row by row as pay does"
+    )
+    pay_file.add_argument(
+        "file",
+        help="CSV with columns folio, amount, reference, received (YYYY-MM-DD, "
+        "DD-MM-YYYY or ISO instant with offset) and optionally kind; Spanish headers "
+        "folio, monto, referencia, fecha, tipo also work",
+    )
+    pay_file.add_argument(
+        PERSON_FLAG, metavar="PERSON", help=f"who entered it: {PERSON_HELP}"
+    )
+    pay_file.add_argument(
+        "--accept-valid",
+        action="store_true",
+        help="record the valid rows of a file with errors",
+    )
+    pay_file.add_argument(
+        "--credit",
+        action="store_true",
+        help="rows without a kind are credit notes, not payments",
+    )
+    pay_file.add_argument(
+        "--allow-overpayment",
+        action="store_true",
+        help="record amounts above the open balance (the excess is reported)",
+    )
+    pay_file.set_defaults(handler=cmd_pay_file)
+
     move = commands.add_parser("move-due", help="change an invoice's due date")
     move.add_argument("invoice", metavar="FOLIO", help="the invoice number")
     move.add_argument("new_due_date", help="the new due date, YYYY-MM-DD")
@@ -1027,6 +1226,7 @@ USER_ERRORS = (
     TemporalUnreachable,
     PolicyError,
     PortfolioFileError,
+    PaymentFileError,
     MappingError,
     MoneyError,
     ValueError,
