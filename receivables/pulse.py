@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from receivables.kpis import DEFAULT_TIME_ZONE
 from receivables.money import format_amount
 from receivables.store import (
+    ContactAttempt,
     ContactLedgerEntry,
     ContactStatus,
     Invoice,
@@ -66,11 +67,9 @@ class Pulse:
     contacts: tuple[tuple[str, int], ...]  # (ledger status, entries)
     open_tasks: int
     late_tasks: int  # open past their SLA
-
-    @property
-    def sent(self) -> int:
-        """Contacts that reached a channel."""
-        return dict(self.contacts).get(ContactStatus.SENT, 0)
+    # Attempts a channel took, ever: a bounce later turns its entry from sent to failed,
+    # so the entries' statuses cannot say how many went out since the last line.
+    sends: int = 0
 
 
 def read_pulse(engine: Engine, tenant: str, at: datetime) -> Pulse:
@@ -93,6 +92,18 @@ def read_pulse(engine: Engine, tenant: str, at: datetime) -> Pulse:
                 .group_by(col(ContactLedgerEntry.status))
             ).all()
         )
+        sends = session.exec(
+            select(func.count())
+            .select_from(ContactAttempt)
+            .join(
+                ContactLedgerEntry,
+                col(ContactAttempt.ledger_entry_id) == col(ContactLedgerEntry.id),
+            )
+            .where(
+                ContactLedgerEntry.tenant == tenant,
+                ContactAttempt.outcome == ContactStatus.SENT,
+            )
+        ).one()
         tasks = session.exec(
             select(col(HumanTask.due_at)).where(
                 HumanTask.tenant == tenant, col(HumanTask.status).in_(OPEN_STATUSES)
@@ -114,6 +125,7 @@ def read_pulse(engine: Engine, tenant: str, at: datetime) -> Pulse:
         ),
         open_tasks=len(tasks),
         late_tasks=sum(1 for due_at in tasks if as_utc(due_at) < at),
+        sends=int(sends),
     )
 
 
@@ -131,10 +143,12 @@ def pulse_line(
     if pulse == previous:
         return None
     balance = " + ".join(format_amount(total, cur) for cur, total in pulse.balances)
-    cases = f"{pulse.open_cases} cases open" + (f" ({balance} due)" if balance else "")
+    cases = f"{_count(pulse.open_cases, 'case')} open" + (
+        f" ({balance} due)" if balance else ""
+    )
     if pulse.closed_cases:
         cases += f", {pulse.closed_cases} paid or closed"
-    new_sends = pulse.sent - (previous.sent if previous else 0)
+    new_sends = pulse.sends - (previous.sends if previous else 0)
     contacts = ", ".join(f"{count} {status}" for status, count in pulse.contacts)
     if previous is not None and new_sends > 0:
         contacts += f" ({new_sends} sent since the last line)"
@@ -167,3 +181,7 @@ async def report_pulse(
         if line is not None:
             write(line)
             previous = pulse
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -6,10 +6,12 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from receivables.ledger import ContactKey, ContactLedger
 from receivables.pulse import pulse_line, read_pulse, report_pulse
 from receivables.store import (
+    ContactLedgerEntry,
     ContactStatus,
     InvoiceStatus,
     find_invoice,
@@ -76,7 +78,7 @@ def test_the_pulse_counts_cases_balances_contacts_and_late_tasks(
     pulse = read_pulse(engine, "test", NOW)
     line = pulse_line(pulse, None, NOW)
 
-    assert (pulse.open_cases, pulse.closed_cases, pulse.sent) == (2, 1, 1)
+    assert (pulse.open_cases, pulse.closed_cases, pulse.sends) == (2, 1, 1)
     assert line == (
         "12:00:00 America/Santiago · 2 cases open (450.000 CLP due), 1 paid or closed · "
         "contacts: 1 sent, 1 deferred · tasks: 1 open, 1 past their SLA"
@@ -108,6 +110,43 @@ def test_a_line_only_when_something_changed_and_new_sends_are_counted(
     assert (
         line is not None and "2 sent, 1 deferred (1 sent since the last line)" in line
     )
+
+
+def test_a_send_is_counted_even_when_an_earlier_one_bounced_in_the_same_minute(
+    sqlite_url: str,
+) -> None:
+    engine = make_engine(sqlite_url)
+    portfolio(engine)
+    first = read_pulse(engine, "test", NOW)
+
+    decide(engine, "1002", "R+7", ContactStatus.SENT)
+    with session_scope(engine) as session:
+        # The provider reports 1001's R+1 bounced: its entry is sent no more.
+        [bounced] = session.exec(
+            select(ContactLedgerEntry).where(
+                ContactLedgerEntry.invoice_number == "1001"
+            )
+        ).all()
+        bounced.status = ContactStatus.FAILED
+        session.add(bounced)
+    line = pulse_line(read_pulse(engine, "test", NOW), first, NOW)
+
+    assert line is not None and "(1 sent since the last line)" in line
+
+
+def test_one_case_is_one_case(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    add_invoice(
+        engine,
+        invoice_number="2001",
+        issue_date=date(2026, 3, 1),
+        due_date=date(2026, 3, 31),
+        amount_minor=10_000,
+    )
+
+    line = pulse_line(read_pulse(engine, "test", NOW), None, NOW)
+
+    assert line is not None and " · 1 case open (10.000 CLP due) · " in line
 
 
 async def test_report_pulse_stays_quiet_while_nothing_changes(sqlite_url: str) -> None:
