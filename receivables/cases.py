@@ -656,21 +656,25 @@ async def change_due_date(
         waiting = invoice.status == InvoiceStatus.NEEDS_DUE_DATE
         if not waiting:
             _refuse_unless_open(invoice, "move the due date of")
-        # The log keeps every earlier due date; due_date_rule only says who set this one.
-        record_action(
-            session,
-            tenant=tenant,
-            customer_id=invoice.customer_id,
-            invoice_number=invoice_number,
-            kind=ActionKind.MOVE_DUE,
-            person_id=change.changed_by,
-            reason=change.reason,
-            before=invoice.due_date or "none",
-            after=change.new_due_date,
-            effective_on=change.new_due_date,
-        )
-        invoice.due_date = change.new_due_date
-        invoice.due_date_rule = f"set by {change.changed_by}: {change.reason}"
+        # The store already has this date: a first run may have stopped before its case
+        # heard it, so the case is told again, but nothing moved and nothing is logged.
+        unchanged = invoice.due_date == change.new_due_date
+        if not unchanged:
+            # The log keeps every earlier due date; due_date_rule says who set this one.
+            record_action(
+                session,
+                tenant=tenant,
+                customer_id=invoice.customer_id,
+                invoice_number=invoice_number,
+                kind=ActionKind.MOVE_DUE,
+                person_id=change.changed_by,
+                reason=change.reason,
+                before=invoice.due_date or "none",
+                after=change.new_due_date,
+                effective_on=change.new_due_date,
+            )
+            invoice.due_date = change.new_due_date
+            invoice.due_date_rule = f"set by {change.changed_by}: {change.reason}"
         invoice.status = InvoiceStatus.OPEN
         session.add(invoice)
         customer = find_customer(session, tenant, invoice.customer_id)
@@ -682,6 +686,11 @@ async def change_due_date(
     await case_handle(client, tenant, invoice_number).signal(
         InvoiceWorkflow.change_due_date, change
     )
+    if unchanged:
+        return (
+            f"the due date is already {change.new_due_date}; nothing moved (its case "
+            "was told again, in case an earlier run stopped before telling it)"
+        )
     return "due date moved; the case re-planned its steps"
 
 

@@ -232,3 +232,27 @@ def test_the_case_file_lists_the_log_in_order_in_the_debtors_time(
         ),
         ("cancel", "by sup-01: duplicate (open → cancelled)"),
     ]
+
+
+async def test_moving_a_due_date_to_the_one_it_has_logs_nothing_and_tells_the_case(
+    engine: Engine, invoice: str
+) -> None:
+    client = _Client()
+    same = DueDateChanged(date(2026, 2, 4), "confirmado con el cliente", "exec-01")
+
+    said = await change_due_date(
+        client,  # type: ignore[arg-type]
+        engine,
+        load_policy_book(POLICIES),
+        "test",
+        invoice,
+        same,
+        task_queue="unused",
+    )
+
+    assert "already 2026-02-04; nothing moved" in said
+    assert client.case.signals == [same]
+    assert logged(engine) == []
+    with session_scope(engine) as session:
+        stored = find_invoice(session, "test", invoice)
+    assert stored is not None and "confirmado" not in (stored.due_date_rule or "")
