@@ -260,7 +260,7 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
             args.by,
             credit,
             args.note or "",
-            credit_reference=args.credit_note or "",
+            credit_reference=(args.credit_note or "").strip(),
         )
         if credit:
             # The credit is stored before the case hears of it; a resolution the case

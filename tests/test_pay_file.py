@@ -275,6 +275,21 @@ def test_a_repeat_of_a_refused_row_is_refused_too(
     assert references(store) == ["TRX-2"]
 
 
+def test_a_reference_typed_with_spaces_to_pay_is_the_files_reference(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Pasted from a mail with a space at its end; the bank's file has it without.
+    starter.main(["pay", FIRST, "400.000", "--reference", " TRX-1 ", *BY])
+    path = payments_file(tmp_path, f"{FIRST};400.000;TRX-1;2026-03-30")
+
+    starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert "row 2: 0000000042 TRX-1 400.000 CLP payment: already recorded" in out
+    assert references(store) == ["TRX-1"]
+    assert balance(store, FIRST) == 850_000
+
+
 @pytest.fixture
 def live_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_env: WorkflowEnvironment
