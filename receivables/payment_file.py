@@ -439,10 +439,12 @@ def received_instant(text: str, time_zone: str) -> datetime:
 
 
 def _same_movement(first: PaymentRow, again: PaymentRow) -> bool:
-    return (first.folio, first.kind, first.amount_minor) == (
+    # The day counts too: one reference on two days is two movements, or a typo to see.
+    return (first.folio, first.kind, first.amount_minor, first.received_at) == (
         again.folio,
         again.kind,
         again.amount_minor,
+        again.received_at,
     )
 
 

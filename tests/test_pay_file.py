@@ -290,6 +290,24 @@ def test_a_reference_typed_with_spaces_to_pay_is_the_files_reference(
     assert balance(store, FIRST) == 850_000
 
 
+def test_one_reference_on_two_days_is_two_movements_to_tell_apart_not_one(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = payments_file(
+        tmp_path,
+        f"{FIRST};100.000;TRX-1;2026-03-30",
+        f"{FIRST};100.000;TRX-1;2026-04-30",
+    )
+
+    code = starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "pagos.csv row 3, column 'referencia' (reference) 'TRX-1': row 2" in out
+    assert "counted once" not in out
+    assert references(store) == []
+
+
 @pytest.fixture
 def live_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_env: WorkflowEnvironment
