@@ -230,6 +230,8 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     at = _instant(args.at)
     _refuse_a_future_instant(at, "--at", _debtor_zone(settings, invoice))
     kind = PaymentKind.CREDIT_NOTE if args.credit else PaymentKind.PAYMENT
+    # Pasted with a space, it would not match the same reference in a bank's file.
+    reference = args.reference.strip()
     if amount > invoice.balance_minor > 0 and not args.allow_overpayment:
         # An extra digit typed would settle the invoice and end its case on the spot.
         raise OperatorError(
@@ -244,7 +246,7 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         settings.tenant,
         args.invoice,
         kind=kind,
-        reference=args.reference,
+        reference=reference,
         amount_minor=amount,
         currency=invoice.currency,
         at=at,
@@ -256,17 +258,15 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         handle = case_handle(client, settings.tenant, args.invoice)
         repeat = not result.applied
         if args.credit:
-            credit = CreditApplied(args.reference, amount, invoice.currency, at)
+            credit = CreditApplied(reference, amount, invoice.currency, at)
             await tell_case(handle, InvoiceWorkflow.apply_credit, credit, repeat=repeat)
         else:
-            payment = PaymentReceived(args.reference, amount, invoice.currency, at)
+            payment = PaymentReceived(reference, amount, invoice.currency, at)
             await tell_case(
                 handle, InvoiceWorkflow.record_payment, payment, repeat=repeat
             )
 
-    _tell_case_after_store(
-        send, f"{args.reference} is recorded on invoice {args.invoice}"
-    )
+    _tell_case_after_store(send, f"{reference} is recorded on invoice {args.invoice}")
     note = (
         ""
         if result.applied

@@ -98,7 +98,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """
     migrate(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
-    client = await connect(settings.temporal)
+    stop = stop or asyncio.Event()
+    client = await _connect_unless_stopped(settings, stop)
+    if client is None:
+        return
     worker = build_worker(client, engine, settings)
     log.info(
         "worker polling %s on %s/%s (workflow sandbox %s)",
@@ -114,10 +117,29 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         else asyncio.create_task(TaskGauges(runtime.metric_meter, engine).keep_fresh())
     )
     try:
-        await _poll_until(worker, stop or asyncio.Event())
+        await _poll_until(worker, stop)
     finally:
         if gauges is not None:
             gauges.cancel()
+
+
+async def _connect_unless_stopped(
+    settings: Settings, stop: asyncio.Event
+) -> Client | None:
+    """The client, or None when told to stop first.
+
+    A server that accepts the connection and never answers holds the SDK's connect for
+    about 30 s, longer than a service manager waits after its SIGTERM.
+    """
+    connecting = asyncio.create_task(connect(settings.temporal))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if connecting.done():
+        return connecting.result()
+    connecting.cancel()
+    log.info("worker stopped before Temporal at %s answered", settings.temporal.address)
+    return None
 
 
 class WorkerStopTimedOut(RuntimeError):

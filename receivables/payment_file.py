@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "reference": ("reference", "referencia", "ref"),
     "received": ("received", "fecha", "date", "received_at", "fecha_pago"),
     "kind": ("kind", "tipo"),
+    "currency": ("currency", "moneda", "divisa"),
 }
 REQUIRED_COLUMNS = ("folio", "amount", "reference", "received")
 KIND_NAMES = {
@@ -46,6 +48,7 @@ KIND_NAMES = {
 }
 _DAY_FIRST = re.compile(r"([0-9]{2})[-/]([0-9]{2})[-/]([0-9]{4})")
 _YEAR_FIRST = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_OUTSIDE_THE_CALENDAR = "is outside the calendar the store keeps; check the year"
 DATE_HINT = (
     "write the day received as YYYY-MM-DD or DD-MM-YYYY, or the instant with its "
     "offset, like 2026-03-30T15:20-03:00"
@@ -103,19 +106,21 @@ def read_payment_file(
     now: datetime,
 ) -> CheckedFile:
     """Read every row and check it against the store; nothing is written."""
-    header, records = _read_table(path)
+    header, delimiter, records = _read_table(path)
     columns = _columns(header, path.name)
     checked = CheckedFile(path.name, rows_read=len(records))
-    facts = _store_facts(engine, tenant, records, columns)
-    checker = _RowChecker(checked, facts, columns, default_kind, now)
-    for number, cells in enumerate(records, start=2):
+    facts = _store_facts(engine, tenant, [cells for _, cells in records], columns)
+    shape = (len(header), delimiter)
+    checker = _RowChecker(checked, facts, columns, default_kind, now, shape)
+    for number, cells in records:
         checker.check(number, cells)
     if not allow_overpayment:
-        _refuse_overpayments(checked, facts, columns["amount"][1])
+        _refuse_overpayments(checked, facts, columns)
     return checked
 
 
-def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read_table(path: Path) -> tuple[list[str], str, list[tuple[int, list[str]]]]:
+    """The header, the delimiter, and each non-blank row numbered as a spreadsheet shows it."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -125,7 +130,7 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
         ) from None
     except OSError as error:
         raise PaymentFileError(f"cannot read {path}: {error.strerror}") from None
-    lines = text.splitlines()
+    lines = text.splitlines()  # only to look at the header line
     if not lines or not lines[0].strip():
         raise PaymentFileError(
             f"{path.name} has no header row; its first line names the columns: "
@@ -133,9 +138,14 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
         )
     # A cartola saved by a Spanish spreadsheet separates with ';', since ',' is decimal.
     delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
-    table = list(csv.reader(lines, delimiter=delimiter))
-    records = [cells for cells in table[1:] if any(cell.strip() for cell in cells)]
-    return table[0], records
+    # Blank lines keep their number, so a row is named as the spreadsheet shows it.
+    table = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    records = [
+        (number, cells)
+        for number, cells in enumerate(table[1:], start=2)
+        if any(cell.strip() for cell in cells)
+    ]
+    return table[0], delimiter, records
 
 
 def _columns(header: list[str], file_name: str) -> dict[str, tuple[int, str]]:
@@ -212,9 +222,11 @@ class _RowChecker:
         columns: dict[str, tuple[int, str]],
         default_kind: PaymentKind,
         now: datetime,
+        header: tuple[int, str],  # how many columns, and the file's delimiter
     ) -> None:
         self.checked, self.facts, self.columns = checked, facts, columns
         self.default_kind, self.now = default_kind, now
+        self.header_width, self.delimiter = header
         self.first_row_of: dict[str, PaymentRow] = {}
 
     def fail(self, row: int, name: str, value: str, reason: str, hint: str) -> None:
@@ -228,7 +240,9 @@ class _RowChecker:
         """Check one row; a row fit to record joins the file's rows."""
         text = {name: _cell(cells, self.columns, name) for name in COLUMN_NAMES}
         errors_before = len(self.checked.errors)
+        self._width(row, cells)
         invoice = self._invoice(row, text["folio"])
+        self._currency(row, text["currency"], invoice)
         kind = self._kind(row, text["kind"])
         reference = self._reference(row, text["reference"])
         amount = self._amount(row, text["amount"], invoice)
@@ -296,6 +310,34 @@ class _RowChecker:
             "check the folio; a payment beyond the invoice is a refund to decide",
         )
         return False
+
+    def _width(self, row: int, cells: list[str]) -> None:
+        """A cell beyond the header is a separator inside a value: 1,500 read as 1 and 500."""
+        if not any(cell.strip() for cell in cells[self.header_width :]):
+            return
+        self.checked.errors.append(
+            RowError(
+                row,
+                "cells beyond the header",
+                self.delimiter.join(cells[self.header_width :]),
+                f"the row has {len(cells)} cells but the header names "
+                f"{self.header_width} columns",
+                'a separator inside a value splits it: quote that cell ("1,500") or '
+                "write the amount without thousands separators",
+            )
+        )
+
+    def _currency(self, row: int, text: str, invoice: Invoice | None) -> None:
+        if invoice is None or not text or text.upper() == invoice.currency:
+            return
+        self.fail(
+            row,
+            "currency",
+            text,
+            f"invoice {invoice.invoice_number} is in {invoice.currency}",
+            "record a movement in the invoice's currency; convert it first if the bank "
+            "received another one",
+        )
 
     def _invoice(self, row: int, folio: str) -> Invoice | None:
         invoice = self.facts.invoices.get(folio)
@@ -386,16 +428,23 @@ def received_instant(text: str, time_zone: str) -> datetime:
         instant = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError("is not a date") from None
+    except OverflowError:
+        raise ValueError(_OUTSIDE_THE_CALENDAR) from None
     if instant.tzinfo is None:
         raise ValueError("is an instant without its UTC offset")
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(_OUTSIDE_THE_CALENDAR) from None
 
 
 def _same_movement(first: PaymentRow, again: PaymentRow) -> bool:
-    return (first.folio, first.kind, first.amount_minor) == (
+    # The day counts too: one reference on two days is two movements, or a typo to see.
+    return (first.folio, first.kind, first.amount_minor, first.received_at) == (
         again.folio,
         again.kind,
         again.amount_minor,
+        again.received_at,
     )
 
 
@@ -412,19 +461,28 @@ def _as_repeat(movement: PaymentRow, first_row: int) -> PaymentRow:
     )
 
 
-def _refuse_overpayments(checked: CheckedFile, facts: _StoreFacts, column: str) -> None:
+def _refuse_overpayments(
+    checked: CheckedFile, facts: _StoreFacts, columns: dict[str, tuple[int, str]]
+) -> None:
     """Refuse a row that would take a folio below zero, counting the file's earlier rows."""
     open_balance = {
         folio: invoice.balance_minor for folio, invoice in facts.invoices.items()
     }
     kept: list[PaymentRow] = []
+    refused: set[int] = set()
     for movement in checked.rows:
+        if movement.repeat_of_row in refused:
+            checked.errors.append(_repeat_of_refused(movement, columns["reference"][1]))
+            continue
         if not _new_money(movement, facts):
             kept.append(movement)
             continue
         balance = open_balance[movement.folio]
         if movement.amount_minor > balance:
-            checked.errors.append(_overpayment(movement, balance, facts, column))
+            checked.errors.append(
+                _overpayment(movement, balance, facts, columns["amount"][1])
+            )
+            refused.add(movement.row)
             continue
         open_balance[movement.folio] = balance - movement.amount_minor
         kept.append(movement)
@@ -434,6 +492,18 @@ def _refuse_overpayments(checked: CheckedFile, facts: _StoreFacts, column: str) 
 def _new_money(movement: PaymentRow, facts: _StoreFacts) -> bool:
     """Neither already in the store nor a second line of a movement earlier in the file."""
     return movement.repeat_of_row is None and movement.reference not in facts.recorded
+
+
+def _repeat_of_refused(movement: PaymentRow, column: str) -> RowError:
+    return RowError(
+        movement.row,
+        "reference",
+        movement.reference,
+        f"repeats row {movement.repeat_of_row}, which is refused",
+        f"correct row {movement.repeat_of_row}; this row then counts as the same movement",
+        movement.folio,
+        column,
+    )
 
 
 def _overpayment(

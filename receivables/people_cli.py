@@ -246,13 +246,21 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
                 "--credit-note names the credit note of an upheld dispute: give its "
                 "amount with --credit too; nothing was recorded"
             )
+        if credit and args.resolution != DisputeResolution.UPHELD:
+            # The case credits only an upheld dispute; stored anyway, the store's balance
+            # would drop while the case kept collecting the whole amount.
+            raise ValueError(
+                f"--credit goes with an upheld dispute, and {args.id} is being "
+                f"{args.resolution}: leave --credit out, or resolve it as upheld; "
+                "nothing was recorded"
+            )
         update = DisputeResolved(
             args.id,
             DisputeResolution(args.resolution),
             args.by,
             credit,
             args.note or "",
-            credit_reference=args.credit_note or "",
+            credit_reference=(args.credit_note or "").strip(),
         )
         if credit:
             # The credit is stored before the case hears of it; a resolution the case

@@ -191,6 +191,21 @@ def test_a_dispute_resolution_that_fails_records_no_credit(
     assert movements(store) == []
 
 
+def test_a_credit_on_a_rejected_dispute_is_refused_before_anything_is_stored(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The case applies a credit only to an upheld dispute: stored here, it would lower
+    # the store's balance while the case kept collecting the full amount.
+    resolving = ["dispute", "resolve", FOLIO, "D1", "rejected", "--credit", "100000"]
+
+    code = main([*resolving, "--by", "exec-01"])
+
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "--credit" in error and "upheld" in error and "cannot reach" not in error
+    assert movements(store) == []
+
+
 def test_a_command_for_a_case_that_ended_says_so_instead_of_no_case_exists() -> None:
     ended = RPCError(
         "workflow execution already completed", RPCStatusCode.NOT_FOUND, b""

@@ -182,6 +182,132 @@ def test_the_same_movement_twice_in_a_file_counts_once(
     assert balance(store, FIRST) == 850_000
 
 
+def test_a_refused_row_is_named_by_its_spreadsheet_row_after_blank_lines(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = payments_file(
+        tmp_path,
+        f"{FIRST};400.000;TRX-1;2026-03-30",
+        "",
+        ";;;",
+        f"{FIRST};12x;TRX-2;2026-03-30",
+    )
+
+    code = starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "pagos.csv row 5, column 'monto' (amount) '12x'" in out
+    assert "2 rows, 1 refused" in out
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused_not_cut_short(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An unquoted thousands comma splits 1,500 in two: read as is, it would record 1 CLP.
+    path = payments_file(
+        tmp_path,
+        f"{FIRST},TRX-1,2026-03-30,1,500",
+        header="folio,reference,received,amount",
+    )
+
+    code = starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "pagos.csv row 2, cells beyond the header '500': the row has 5 cells" in out
+    assert "4 columns" in out
+    assert references(store) == []
+
+
+@pytest.mark.parametrize(
+    "received", ["0001-01-01T00:00+05:00", "9999-12-31T23:00-05:00"]
+)
+def test_a_received_instant_outside_the_calendar_is_a_row_error(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], received: str
+) -> None:
+    path = payments_file(tmp_path, f"{FIRST};1.000;TRX-1;{received}")
+
+    code = starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    assert f"pagos.csv row 2, column 'fecha' (received) {received!r}" in out
+    assert references(store) == []
+
+
+def test_a_row_in_another_currency_than_its_invoice_is_refused(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = payments_file(
+        tmp_path,
+        f"{FIRST};1.000;USD;TRX-1;2026-03-30",
+        f"{SECOND};1.000;clp;TRX-2;2026-03-30",
+        header="folio;monto;moneda;referencia;fecha",
+    )
+
+    code = starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "pagos.csv row 2, column 'moneda' (currency) 'USD'" in out
+    assert "0000000042 is in CLP" in out
+    assert "row 3" not in out
+    assert references(store) == []
+
+
+def test_a_repeat_of_a_refused_row_is_refused_too(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = payments_file(
+        tmp_path,
+        f"{FIRST};2.000.000;TRX-1;2026-03-30",
+        f"{FIRST};2.000.000;TRX-1;2026-03-30",
+        f"{SECOND};1.000;TRX-2;2026-03-30",
+    )
+
+    starter.main(["pay-file", str(path), "--accept-valid", *BY])
+
+    out = capsys.readouterr().out
+    assert "counted once" not in out
+    assert "pagos.csv row 3, column 'referencia' (reference) 'TRX-1'" in out
+    assert "3 rows, 1 recorded, 0 already recorded, 2 refused" in out
+    assert references(store) == ["TRX-2"]
+
+
+def test_a_reference_typed_with_spaces_to_pay_is_the_files_reference(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Pasted from a mail with a space at its end; the bank's file has it without.
+    starter.main(["pay", FIRST, "400.000", "--reference", " TRX-1 ", *BY])
+    path = payments_file(tmp_path, f"{FIRST};400.000;TRX-1;2026-03-30")
+
+    starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert "row 2: 0000000042 TRX-1 400.000 CLP payment: already recorded" in out
+    assert references(store) == ["TRX-1"]
+    assert balance(store, FIRST) == 850_000
+
+
+def test_one_reference_on_two_days_is_two_movements_to_tell_apart_not_one(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = payments_file(
+        tmp_path,
+        f"{FIRST};100.000;TRX-1;2026-03-30",
+        f"{FIRST};100.000;TRX-1;2026-04-30",
+    )
+
+    code = starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "pagos.csv row 3, column 'referencia' (reference) 'TRX-1': row 2" in out
+    assert "counted once" not in out
+    assert references(store) == []
+
+
 @pytest.fixture
 def live_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_env: WorkflowEnvironment

@@ -128,3 +128,20 @@ async def test_a_stop_that_temporal_never_acknowledges_ends_after_the_wait(
 
     with pytest.raises(worker.WorkerStopTimedOut, match="did not answer within"):
         await asyncio.wait_for(worker._poll_until(StuckWorker(), stop), 5)  # type: ignore[arg-type]
+
+
+async def test_a_stop_while_temporal_is_still_being_connected_ends_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A server that accepts the connection and never answers holds the SDK's connect for
+    # about 30 s: longer than a service manager waits after its SIGTERM.
+    async def never_answers(_: object) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(worker, "connect", never_answers)
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DUNNING_DATABASE_URL", f"sqlite:///{tmp_path / 'store.sqlite'}")
+    stop = asyncio.Event()
+    stop.set()
+
+    await asyncio.wait_for(worker.run_worker(worker.load_settings(), stop), 5)
