@@ -64,14 +64,13 @@ from receivables.mapping import MappingError
 from receivables.messages import format_lint_report, lint_templates
 from receivables.money import MoneyError, format_amount, parse_operator_amount
 from receivables.payment_file import (
-    CLOCK_SKEW_ALLOWED,
     PaymentFileError,
     PaymentRow,
     read_payment_file,
     totals_by_currency,
 )
 from receivables.people_cli import add_people_commands
-from receivables.planning import calendar_date, format_local
+from receivables.planning import CLOCK_SKEW_ALLOWED, calendar_date, format_local
 from receivables.policy import PolicyError, load_policy_book
 from receivables.pulse import PULSE_SECONDS, check_pulse_interval
 from receivables.schema import migrate

@@ -7,7 +7,7 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from receivables.importer import RowError
 from receivables.money import MoneyError, format_amount, parse_operator_amount
-from receivables.planning import format_local, local_instant
+from receivables.planning import CLOCK_SKEW_ALLOWED, format_local, local_instant
 from receivables.store import (
     Customer,
     Invoice,
@@ -24,10 +24,6 @@ from receivables.store import (
     PaymentKind,
     session_scope,
 )
-
-# How far ahead of this machine's clock an instant may be: the clock of whoever read the
-# bank's time may run a little fast. Beyond it, the instant has not happened yet.
-CLOCK_SKEW_ALLOWED = timedelta(minutes=10)
 
 # Each column under the names people give it, English first, then the Spanish of a cartola.
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {

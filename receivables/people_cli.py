@@ -254,6 +254,14 @@ def cmd_dispute(args: argparse.Namespace, settings: Settings) -> int:
                 f"{args.resolution}: leave --credit out, or resolve it as upheld; "
                 "nothing was recorded"
             )
+        if credit > invoice.balance_minor:
+            # As with pay: an extra digit would close the invoice by credit on the spot.
+            raise ValueError(
+                f"--credit {format_amount(credit, invoice.currency)} is more than the open "
+                f"balance of {args.invoice} "
+                f"({format_amount(invoice.balance_minor, invoice.currency)}); a credit note "
+                "for an upheld dispute credits at most what is owed; nothing was recorded"
+            )
         update = DisputeResolved(
             args.id,
             DisputeResolution(args.resolution),

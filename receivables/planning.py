@@ -9,6 +9,10 @@ from zoneinfo import ZoneInfo
 
 from receivables.policy import Anchor, Policy, PolicyStep, TaskSpec
 
+# How far ahead of this machine's clock a fact's instant may be: the clock of whoever read it
+# (the bank's, an operator's) may run a little fast. Beyond it, it has not happened yet.
+CLOCK_SKEW_ALLOWED = timedelta(minutes=10)
+
 
 @dataclass(frozen=True)
 class PlannedStep:

@@ -18,7 +18,7 @@ from receivables.jurisdictions import (
     StopCondition,
     StopRule,
 )
-from receivables.planning import local_date_of
+from receivables.planning import CLOCK_SKEW_ALLOWED, local_date_of
 from receivables.policy import load_policy_book
 from receivables.store import (
     Customer,
@@ -88,7 +88,7 @@ def record_stop_fact(
                 )
             customer_id, invoice_number = invoice.customer_id, invoice.invoice_number
             debtor = find_customer(session, tenant, customer_id)
-            _refuse_a_future_date(fact, on, debtor.time_zone if debtor else "UTC")
+            refuse_a_future_date(fact, on, debtor.time_zone if debtor else "UTC")
             if fact is StopFact.SII_RECEIVED:
                 already = invoice.sii_received_on is not None
                 if not already:
@@ -106,7 +106,7 @@ def record_stop_fact(
                     "give the customer id as imported"
                 )
             customer_id, invoice_number = customer.customer_id, None
-            _refuse_a_future_date(fact, on, customer.time_zone)
+            refuse_a_future_date(fact, on, customer.time_zone)
             field = (
                 "lawsuit_served_on"
                 if fact is StopFact.LAWSUIT_SERVED
@@ -133,10 +133,17 @@ def record_stop_fact(
     return StopFactChange(customer_id, invoice_number, fact, on, already)
 
 
-def _refuse_a_future_date(fact: StopFact, on: date, time_zone: str) -> None:
-    # A stop fact is something that happened: a date still to come is a typo, and would
-    # stop (or hold) contacts on a fact nobody can vouch for yet.
-    today = local_date_of(datetime.now(UTC), time_zone)
+def refuse_a_future_date(
+    fact: StopFact, on: date, time_zone: str, now: datetime | None = None
+) -> None:
+    """A stop fact is something that happened: a date still to come is refused.
+
+    It is a typo, and would stop (or hold) contacts on a fact nobody can vouch for yet.
+    The day is the debtor's, read on a clock allowed to run a few minutes slow: an
+    operator just past midnight there is already on the new day.
+    """
+    moment = (now or datetime.now(UTC)) + CLOCK_SKEW_ALLOWED
+    today = local_date_of(moment, time_zone)
     if on > today:
         raise StopFactRefused(
             f"--on {on} is in the future (today is {today} in {time_zone}, the debtor's "
@@ -217,7 +224,8 @@ def stop_facts_today(
     engine: Engine, policies_dir: Path, invoice: Invoice, time_zone: str
 ) -> list[StopFactShown]:
     """The invoice's stop facts as they stand on the debtor's date of now."""
-    today = local_date_of(datetime.now(UTC), time_zone)
+    # A few minutes past the debtor's midnight on a fast clock is still today.
+    today = local_date_of(datetime.now(UTC) + CLOCK_SKEW_ALLOWED, time_zone)
     return stop_facts_shown(engine, invoice, case_profile(policies_dir, invoice), today)
 
 

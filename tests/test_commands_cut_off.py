@@ -13,7 +13,9 @@ from temporalio.service import RPCError, RPCStatusCode
 import starter
 from receivables.cases import TemporalUnreachable
 from receivables.governance import GOVERNANCE_FILE, sync_governance
+from receivables.planning import CLOCK_SKEW_ALLOWED
 from receivables.schema import migrate
+from receivables.stop_facts import StopFact, StopFactRefused, refuse_a_future_date
 from receivables.store import (
     InvoiceStatus,
     Payment,
@@ -206,6 +208,20 @@ def test_a_credit_on_a_rejected_dispute_is_refused_before_anything_is_stored(
     assert movements(store) == []
 
 
+def test_a_dispute_credit_above_the_open_balance_is_refused_before_anything_is_stored(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resolving = ["dispute", "resolve", FOLIO, "D1", "upheld", "--credit", "9000000"]
+
+    code = main([*resolving, "--by", "sup-01"])
+
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "--credit 9.000.000 CLP is more than the open balance" in error
+    assert "(900.000 CLP)" in error and "cannot reach" not in error
+    assert movements(store) == []
+
+
 def test_a_command_for_a_case_that_ended_says_so_instead_of_no_case_exists() -> None:
     ended = RPCError(
         "workflow execution already completed", RPCStatusCode.NOT_FOUND, b""
@@ -260,7 +276,10 @@ def test_a_payment_a_few_minutes_ahead_of_this_clock_is_taken_as_clock_skew(
 def test_a_stop_fact_dated_after_today_in_the_debtors_zone_is_refused(
     store: str, capsys: pytest.CaptureFixture[str], fact: str, target: str
 ) -> None:
-    santiago_today = datetime.now(ZoneInfo("America/Santiago")).date()
+    # Today as the refusal reads it: on a clock allowed to run a few minutes slow.
+    santiago_today = (
+        datetime.now(ZoneInfo("America/Santiago")) + CLOCK_SKEW_ALLOWED
+    ).date()
     tomorrow = (santiago_today + timedelta(days=1)).isoformat()
 
     code = main(["stop-fact", fact, target, "--on", tomorrow, "--reason", "x", *BY])
@@ -287,3 +306,22 @@ def test_a_stop_fact_dated_today_in_the_debtors_zone_is_recorded(store: str) -> 
     with session_scope(make_engine(store)) as session:
         invoice = find_invoice(session, "test", FOLIO)
     assert invoice is not None and str(invoice.sii_received_on) == today
+
+
+def test_a_stop_fact_of_the_next_day_is_taken_minutes_before_midnight() -> None:
+    # 23:55 in Santiago here; the operator's clock already says 00:01 of the next day.
+    just_before_midnight = datetime(2026, 6, 1, 3, 55, tzinfo=UTC)
+
+    refuse_a_future_date(
+        StopFact.SII_RECEIVED,
+        date(2026, 6, 1),
+        "America/Santiago",
+        just_before_midnight,
+    )
+    with pytest.raises(StopFactRefused, match="is in the future"):
+        refuse_a_future_date(
+            StopFact.SII_RECEIVED,
+            date(2026, 6, 2),
+            "America/Santiago",
+            just_before_midnight,
+        )
