@@ -133,7 +133,9 @@ def _read_table(path: Path) -> tuple[list[str], str, list[tuple[int, list[str]]]
             "folio, amount, reference, received (and optionally kind)"
         )
     # A cartola saved by a Spanish spreadsheet separates with ';', since ',' is decimal.
-    delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
+    # The header's commonest separator: spreadsheets export ';' where ',' is the decimal
+    # mark, banks often tabs.
+    delimiter = max((",", ";", "\t"), key=lines[0].count)
     # Blank lines keep their number, so a row is named as the spreadsheet shows it.
     table = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     records = [

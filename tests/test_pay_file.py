@@ -376,3 +376,21 @@ async def test_a_good_file_records_every_row_tells_each_case_and_a_rerun_changes
     assert "2 rows, 0 recorded, 2 already recorded, 0 refused; recorded nothing" in (
         second_out
     )
+
+
+def test_a_tab_separated_bank_export_is_read_like_a_csv(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = payments_file(
+        tmp_path,
+        f"{FIRST}\t400.000\tTRX-1\t30-03-2026",
+        header="folio\tmonto\treferencia\tfecha",
+    )
+
+    code = starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    # Recorded; its case cannot be told here (Temporal is a closed loopback port).
+    assert code == 2
+    assert "row 2: 0000000042 TRX-1 400.000 CLP payment: recorded" in out
+    assert references(store) == ["TRX-1"]
