@@ -70,7 +70,12 @@ from receivables.payment_file import (
     totals_by_currency,
 )
 from receivables.people_cli import add_people_commands
-from receivables.planning import CLOCK_SKEW_ALLOWED, calendar_date, format_local
+from receivables.planning import (
+    CLOCK_SKEW_ALLOWED,
+    calendar_date,
+    format_local,
+    local_date_of,
+)
 from receivables.policy import PolicyError, load_policy_book
 from receivables.pulse import PULSE_SECONDS, check_pulse_interval
 from receivables.schema import migrate
@@ -228,6 +233,12 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     amount = parse_operator_amount(args.amount, invoice.currency)
     at = _instant(args.at)
     _refuse_a_future_instant(at, "--at", _debtor_zone(settings, invoice))
+    if local_date_of(at, _debtor_zone(settings, invoice)) < invoice.issue_date:
+        raise OperatorError(
+            f"--at {format_local(at, _debtor_zone(settings, invoice))} is before invoice "
+            f"{args.invoice} was issued ({invoice.issue_date}); check the year (an advance "
+            "paid earlier is applied on or after the issue date); nothing was recorded"
+        )
     kind = PaymentKind.CREDIT_NOTE if args.credit else PaymentKind.PAYMENT
     # Pasted with a space, it would not match the same reference in a bank's file.
     reference = args.reference.strip()

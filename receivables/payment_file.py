@@ -15,7 +15,12 @@ from sqlmodel import col, select
 
 from receivables.importer import RowError
 from receivables.money import MoneyError, format_amount, parse_operator_amount
-from receivables.planning import CLOCK_SKEW_ALLOWED, format_local, local_instant
+from receivables.planning import (
+    CLOCK_SKEW_ALLOWED,
+    format_local,
+    local_date_of,
+    local_instant,
+)
 from receivables.store import (
     Customer,
     Invoice,
@@ -403,6 +408,19 @@ class _RowChecker:
                 text,
                 f"is in the future (it is {format_local(self.now, zone)} now)",
                 "record a payment once it was received; leave this row for a later file",
+            )
+            return None
+        if local_date_of(received, zone) < invoice.issue_date:
+            # Before the invoice existed: most often a mistyped year. An advance paid
+            # earlier is applied to the invoice once it is issued, on or after that day.
+            self.fail(
+                row,
+                "received",
+                text,
+                f"is before invoice {invoice.invoice_number} was issued "
+                f"({invoice.issue_date})",
+                "check the year; an advance paid earlier is applied on or after the issue "
+                "date",
             )
             return None
         return received

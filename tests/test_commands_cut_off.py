@@ -325,3 +325,18 @@ def test_a_stop_fact_of_the_next_day_is_taken_minutes_before_midnight() -> None:
             "America/Santiago",
             just_before_midnight,
         )
+
+
+def test_a_payment_dated_before_its_invoice_was_issued_is_refused(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The invoice was issued 2026-03-01; 2025 is a mistyped year.
+    at = "2025-03-30T10:00-03:00"
+
+    code = main(["pay", FOLIO, "100", "--reference", "A", "--at", at, *BY])
+
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "is before invoice 0000000042 was issued (2026-03-01)" in error
+    assert "check the year" in error and "nothing was recorded" in error
+    assert movements(store) == []

@@ -394,3 +394,18 @@ def test_a_tab_separated_bank_export_is_read_like_a_csv(
     assert code == 2
     assert "row 2: 0000000042 TRX-1 400.000 CLP payment: recorded" in out
     assert references(store) == ["TRX-1"]
+
+
+def test_a_payment_received_before_its_invoice_was_issued_is_a_row_error(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = payments_file(tmp_path, f"{FIRST};400.000;TRX-1;30-03-1926")
+
+    code = starter.main(["pay-file", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "pagos.csv row 2, column 'fecha' (received) '30-03-1926'" in out
+    assert "is before invoice 0000000042 was issued" in out
+    assert "check the year" in out.lower()
+    assert references(store) == []
