@@ -68,13 +68,12 @@ from receivables.payment_file import (
     PaymentRow,
     read_payment_file,
     totals_by_currency,
+    why_not_received,
 )
 from receivables.people_cli import add_people_commands
 from receivables.planning import (
-    CLOCK_SKEW_ALLOWED,
     calendar_date,
     format_local,
-    local_date_of,
 )
 from receivables.policy import PolicyError, load_policy_book
 from receivables.pulse import PULSE_SECONDS, check_pulse_interval
@@ -232,12 +231,13 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     entered_by = _acting_person(args, settings)
     amount = parse_operator_amount(args.amount, invoice.currency)
     at = _instant(args.at)
-    _refuse_a_future_instant(at, "--at", _debtor_zone(settings, invoice))
-    if local_date_of(at, _debtor_zone(settings, invoice)) < invoice.issue_date:
+    zone = _debtor_zone(settings, invoice)
+    refusal = why_not_received(at, invoice, zone, datetime.now(UTC))
+    if refusal is not None:
+        later = ", with the instant it arrived, or leave --at out for now"
         raise OperatorError(
-            f"--at {format_local(at, _debtor_zone(settings, invoice))} is before invoice "
-            f"{args.invoice} was issued ({invoice.issue_date}); check the year (an advance "
-            "paid earlier is applied on or after the issue date); nothing was recorded"
+            f"--at {format_local(at, zone)} {refusal.reason}; {refusal.hint}"
+            f"{later if refusal.not_yet else ''}; nothing was recorded"
         )
     kind = PaymentKind.CREDIT_NOTE if args.credit else PaymentKind.PAYMENT
     # Pasted with a space, it would not match the same reference in a bank's file.
@@ -292,17 +292,6 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         f"{result.status}{note}"
     )
     return 0
-
-
-def _refuse_a_future_instant(at: datetime, flag: str, zone: str) -> None:
-    """A fact that already happened cannot carry an instant still to come."""
-    now = datetime.now(UTC)
-    if at > now + CLOCK_SKEW_ALLOWED:
-        raise OperatorError(
-            f"{flag} {format_local(at, zone)} is in the future (it is "
-            f"{format_local(now, zone)} now); record a payment once it was received, "
-            f"with the instant it arrived, or leave {flag} out for now; nothing was recorded"
-        )
 
 
 def _tell_case_after_store(

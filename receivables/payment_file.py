@@ -401,29 +401,46 @@ class _RowChecker:
         except ValueError as error:
             self.fail(row, "received", text, str(error), DATE_HINT)
             return None
-        if received > self.now + CLOCK_SKEW_ALLOWED:
-            self.fail(
-                row,
-                "received",
-                text,
-                f"is in the future (it is {format_local(self.now, zone)} now)",
-                "record a payment once it was received; leave this row for a later file",
-            )
-            return None
-        if local_date_of(received, zone) < invoice.issue_date:
-            # Before the invoice existed: most often a mistyped year. An advance paid
-            # earlier is applied to the invoice once it is issued, on or after that day.
-            self.fail(
-                row,
-                "received",
-                text,
-                f"is before invoice {invoice.invoice_number} was issued "
-                f"({invoice.issue_date})",
-                "check the year; an advance paid earlier is applied on or after the issue "
-                "date",
-            )
+        refusal = why_not_received(received, invoice, zone, self.now)
+        if refusal is not None:
+            later = "; leave this row for a later file" if refusal.not_yet else ""
+            self.fail(row, "received", text, refusal.reason, refusal.hint + later)
             return None
         return received
+
+
+@dataclass(frozen=True)
+class ReceivedRefusal:
+    """Why an instant cannot be when a payment was received, and what to do."""
+
+    reason: str
+    hint: str
+    not_yet: bool = False  # in the future: it may still arrive, and be recorded then
+
+
+def why_not_received(
+    received: datetime, invoice: Invoice, time_zone: str, now: datetime
+) -> ReceivedRefusal | None:
+    """The rules a received instant keeps, for pay and pay-file alike; None when it may.
+
+    It has happened (with a few minutes of clock skew), and not before the invoice
+    existed: that is most often a mistyped year, and an advance paid earlier is applied
+    to the invoice once it is issued, on or after that day.
+    """
+    if received > now + CLOCK_SKEW_ALLOWED:
+        return ReceivedRefusal(
+            f"is in the future (it is {format_local(now, time_zone)} now)",
+            "record a payment once it was received",
+            not_yet=True,
+        )
+    if local_date_of(received, time_zone) < invoice.issue_date:
+        return ReceivedRefusal(
+            f"is before invoice {invoice.invoice_number} was issued "
+            f"({invoice.issue_date})",
+            "check the year; an advance paid earlier is applied on or after the issue "
+            "date",
+        )
+    return None
 
 
 def received_instant(text: str, time_zone: str) -> datetime:
