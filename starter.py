@@ -70,7 +70,7 @@ from receivables.payment_file import (
     totals_by_currency,
     why_not_received,
 )
-from receivables.people_cli import add_people_commands
+from receivables.people_cli import FOLIO_HELP, add_people_commands
 from receivables.planning import (
     calendar_date,
     format_local,
@@ -1034,9 +1034,7 @@ def build_parser() -> argparse.ArgumentParser:
     pay = commands.add_parser(
         "pay", help="record a payment (or --credit note) for an invoice"
     )
-    pay.add_argument(
-        "invoice", metavar="FOLIO", help="the invoice number, leading zeros included"
-    )
+    pay.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)
     pay.add_argument(
         "amount", help="in the invoice's currency: 340320 or 340.320 (CLP), 55.94 (USD)"
     )
@@ -1088,7 +1086,7 @@ def build_parser() -> argparse.ArgumentParser:
     pay_file.set_defaults(handler=cmd_pay_file)
 
     move = commands.add_parser("move-due", help="change an invoice's due date")
-    move.add_argument("invoice", metavar="FOLIO", help="the invoice number")
+    move.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)
     move.add_argument("new_due_date", help="the new due date, YYYY-MM-DD")
     move.add_argument("--reason", required=True, help="why, for the case file")
     move.add_argument(
@@ -1100,7 +1098,7 @@ def build_parser() -> argparse.ArgumentParser:
         close = commands.add_parser(
             name, help=f"{name.replace('-', ' ')} an invoice: no further contact"
         )
-        close.add_argument("invoice", metavar="FOLIO", help="the invoice number")
+        close.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)
         close.add_argument("--reason", required=True, help="why, for the case file")
         close.add_argument(
             PERSON_FLAG, metavar="PERSON", help=f"who decided it: {PERSON_HELP}"
@@ -1144,7 +1142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sii.set_defaults(handler=cmd_import_sii)
 
     case = commands.add_parser("case", help="show one case: stage, timeline, ledger")
-    case.add_argument("invoice", metavar="FOLIO", help="the invoice number")
+    case.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)
     case.set_defaults(handler=cmd_case)
 
     outbox = commands.add_parser("outbox", help="messages the outbox channel holds")
