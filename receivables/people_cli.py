@@ -42,6 +42,7 @@ from receivables.governance import (
     reassign_customer,
     sync_governance,
 )
+from receivables.importer import counted
 from receivables.money import format_amount, parse_operator_amount
 from receivables.planning import calendar_date, format_local
 from receivables.settings import Settings
@@ -379,7 +380,7 @@ def cmd_supervise(args: argparse.Namespace, settings: Settings) -> int:
         for folio in folios:
             print(f"would {args.action} {folio}")
         print(
-            f"{len(folios)} case{'' if len(folios) == 1 else 's'} would be told to "
+            f"{counted(len(folios), 'case')} would be told to "
             f"{args.action}; nothing was sent (run it again without --dry-run to act)"
         )
         return 0

@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from receivables.importer import counted
 from receivables.kpis import DEFAULT_TIME_ZONE
 from receivables.money import format_amount
 from receivables.store import (
@@ -143,7 +144,7 @@ def pulse_line(
     if pulse == previous:
         return None
     balance = " + ".join(format_amount(total, cur) for cur, total in pulse.balances)
-    cases = f"{_count(pulse.open_cases, 'case')} open" + (
+    cases = f"{counted(pulse.open_cases, 'case')} open" + (
         f" ({balance} due)" if balance else ""
     )
     if pulse.closed_cases:
@@ -181,7 +182,3 @@ async def report_pulse(
         if line is not None:
             write(line)
             previous = pulse
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
