@@ -42,6 +42,15 @@ ALL_SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     DUNNING_ASSIGNEE,
 )
 
+# The attributes a case reads back from those it was started with: its first publish skips
+# an upsert that would only repeat them. A worker keeps just these of each cached run's
+# start (receivables/workflow_runner.py); the rest are the server's to show.
+READ_BACK_FROM_START: tuple[SearchAttributeKey[Any], ...] = (
+    DUNNING_STAGE,
+    DUNNING_AMOUNT_DUE,
+    DUNNING_NEXT_ACTION_AT,
+)
+
 # The names the Temporal CLI accepts after KEY= in --search-attribute.
 _CLI_TYPE_NAMES = {
     SearchAttributeIndexedValueType.TEXT: "Text",

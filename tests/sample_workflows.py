@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from receivables.search_attributes import DUNNING_STAGE
+from receivables.search_attributes import DUNNING_SEGMENT, DUNNING_STAGE
 
 
 @workflow.defn(name="TestMemoEcho")
@@ -26,6 +26,26 @@ class MemoEcho:
         memo = workflow.memo_value("folio", type_hint=str)
         last = workflow.get_last_completion_result(type_hint=str)
         return [greeting, memo, str(last), workflow.info().workflow_type]
+
+
+@workflow.defn(name="TestStartAttributesEcho")
+class StartAttributesEcho:
+    """Answers with the search attributes a run sees of its start, then after an upsert."""
+
+    @workflow.run
+    async def run(self) -> list[list[str]]:
+        """Name each attribute the run's info holds, with its value, before and after."""
+        at_start = _attribute_lines()
+        workflow.upsert_search_attributes([DUNNING_SEGMENT.value_set("high-risk")])
+        await workflow.sleep(timedelta(seconds=1))
+        return [at_start, _attribute_lines()]
+
+
+def _attribute_lines() -> list[str]:
+    return [
+        f"{pair.key.name}={pair.value}"
+        for pair in workflow.info().typed_search_attributes
+    ]
 
 
 @workflow.defn

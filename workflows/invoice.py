@@ -1347,6 +1347,8 @@ class InvoiceWorkflow:
         )
 
     def _started_with(self, stage: Stage) -> bool:
+        # The worker keeps only sa.READ_BACK_FROM_START of the start's attributes: a key
+        # read here must be one of them.
         started = workflow.info().typed_search_attributes
         # A step found late at opening moves to its send time, which the start could not
         # know: the first publish corrects DunningNextActionAt then.
