@@ -88,6 +88,7 @@ from receivables.reconciliation import (
     reconciled_before,
     resolve_recorded_by_hand,
     save_decisions,
+    shown_amount,
     summary,
     unmatched_movements,
 )
@@ -99,6 +100,7 @@ from receivables.store import (
     Invoice,
     InvoiceStatus,
     OutboxMessage,
+    Payment,
     PaymentKind,
     as_utc,
     find_customer,
@@ -541,7 +543,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _as_recorded(
-    movement: BankMovement, payments: Sequence[Any], outcome: Outcome
+    movement: BankMovement, payments: Sequence[Payment], outcome: Outcome
 ) -> Decision:
     allocations = tuple(Allocation(p.invoice_number, p.amount_minor) for p in payments)
     how = "recorded earlier under its reference" if payments else ""
@@ -631,7 +633,7 @@ def _list_unmatched(engine: Engine, tenant: str, *, dry_run: bool) -> int:
     resolved = 0 if dry_run else resolve_recorded_by_hand(engine, tenant)
     waiting = unmatched_movements(engine, tenant)
     for row in waiting:
-        amount = format_amount(row.amount_minor, row.currency)
+        amount = shown_amount(row.amount_minor, row.currency)
         print(
             f"{row.source_file} {row.place} ({row.booking_date}) {amount}: {row.reason}"
         )

@@ -17,7 +17,7 @@ from sqlmodel import Field, SQLModel, col, or_, select
 
 from receivables.bank_matching import Allocation, Decision, Outcome
 from receivables.bank_movements import BankMovement
-from receivables.money import format_amount
+from receivables.money import MoneyError, format_amount
 from receivables.store import Payment, session_scope, utc_now
 
 REFERENCE_PREFIX = "BANK:"
@@ -180,7 +180,7 @@ def resolve_recorded_by_hand(engine: Engine, tenant: str) -> int:
 def describe(decision: Decision, *, person: str = "PERSON") -> list[str]:
     """The report's lines for one movement: what it is, what became of it, and why."""
     movement = decision.movement
-    amount = format_amount(movement.amount_minor, movement.currency)
+    amount = shown_amount(movement.amount_minor, movement.currency)
     line = f"  {movement.place} ({movement.booking_date}) {amount}"
     if decision.outcome is Outcome.APPLIED:
         parts = ", ".join(
@@ -199,6 +199,14 @@ def describe(decision: Decision, *, person: str = "PERSON") -> list[str]:
         f"{REFERENCE_PREFIX}{movement.transaction_id} --by {person}"
     )
     return lines
+
+
+def shown_amount(minor_units: int, currency: str) -> str:
+    """An amount as operators read it; a currency the store never invoices keeps 2 decimals."""
+    try:
+        return format_amount(minor_units, currency)
+    except MoneyError:
+        return f"{minor_units / 100:.2f} {currency}"
 
 
 def summary(decisions: Sequence[Decision], repeats: int, name: str) -> str:

@@ -324,3 +324,19 @@ def test_an_unmatched_line_recorded_by_hand_with_its_reference_is_resolved(
     assert code == 0
     assert "0 unmatched, 1 resolved by pay since the last look" in out
     assert outcomes(store) == [("row 2", "applied")]
+
+
+def test_the_camt053_split_credit_in_chf_is_reported_unmatched_not_crashing(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = BANK / "oca_test-camt053-txdtls.xml"
+
+    code = starter.main(["reconcile", str(path), "--dry-run", *BY])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert (
+        "entry 1, detail 1 (2017-03-22) 2187.00 CHF from 'Banque Cantonale Vaudoise'"
+        in out
+    )
+    assert "2 movements: 0 applied, 2 unmatched" in out
