@@ -22,6 +22,9 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from receivables.bank_matching import Allocation, Decision, OpenItems, Outcome, decide
+from receivables.bank_movements import BankMovement
+from receivables.bank_statements import StatementFormat, read_bank_statement
 from receivables.case import (
     CaseClosed,
     CreditApplied,
@@ -67,6 +70,7 @@ from receivables.payment_file import (
     PaymentFileError,
     PaymentRow,
     read_payment_file,
+    received_instant,
     totals_by_currency,
     why_not_received,
 )
@@ -77,6 +81,17 @@ from receivables.planning import (
 )
 from receivables.policy import PolicyError, load_policy_book
 from receivables.pulse import PULSE_SECONDS, check_pulse_interval
+from receivables.reconciliation import (
+    describe,
+    payment_reference,
+    payments_of,
+    reconciled_before,
+    resolve_recorded_by_hand,
+    save_decisions,
+    shown_amount,
+    summary,
+    unmatched_movements,
+)
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
 from receivables.simulation import DisputeTiming
@@ -85,6 +100,7 @@ from receivables.store import (
     Invoice,
     InvoiceStatus,
     OutboxMessage,
+    Payment,
     PaymentKind,
     as_utc,
     find_customer,
@@ -470,6 +486,162 @@ def _pay_file_summary(name: str, rows_read: int, rows: list[_RowRecorded]) -> st
         f"{name}: {rows_read} rows, {len(applied)} recorded, {len(repeats)} already "
         f"recorded, {refused} refused; recorded {total}"
     )
+
+
+# -- a bank statement ----------------------------------------------------------------------
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """Match a bank statement's credits to open invoices and record them as pay-file does."""
+    engine = make_engine(settings.resolved_database_url)
+    if args.list_unmatched:
+        return _list_unmatched(engine, settings.tenant, dry_run=args.dry_run)
+    if not args.file:
+        raise OperatorError("name the statement FILE, or use --list-unmatched")
+    person = _acting_person(args, settings)
+    path = Path(args.file)
+    chosen = StatementFormat(args.format) if args.format else None
+    movements = read_bank_statement(path, chosen)
+    held = reconciled_before(engine, settings.tenant, movements)
+    items = OpenItems(engine, settings.tenant)
+    decisions: list[Decision] = []
+    repeats: list[Decision] = []  # reconciled by an earlier run: their cases told again
+    for movement in movements:
+        earlier = held.get(movement.transaction_id)
+        recorded = payments_of(engine, settings.tenant, movement)
+        if earlier is not None and earlier.outcome != Outcome.UNMATCHED:
+            repeats.append(_as_recorded(movement, recorded, Outcome(earlier.outcome)))
+        elif recorded:
+            # A run cut short after paying, or a person who recorded it by hand with pay.
+            decisions.append(_as_recorded(movement, recorded, Outcome.APPLIED))
+        else:
+            decisions.append(
+                decide(movement, items, allow_overpayment=args.allow_overpayment)
+            )
+    if args.dry_run:
+        _print_reconciliation(path.name, decisions, len(repeats), args.by)
+        print("dry run: nothing was recorded")
+        return 1 if _unmatched(decisions) else 0
+    told: list[_RowRecorded] = []
+    decisions = [
+        _apply_decision(engine, settings, decision, person, told)
+        for decision in decisions
+    ]
+    for repeat in repeats:
+        _apply_decision(engine, settings, repeat, person, told)
+    save_decisions(
+        engine, settings.tenant, decisions, source_file=path.name, person=person
+    )
+    _print_reconciliation(path.name, decisions, len(repeats), person)
+    untold = _tell_cases_of_rows(settings, told)
+    if untold:
+        raise OperatorError(
+            f"{untold} the store keeps every payment it applied; run the same reconcile "
+            "command again: it records nothing twice and tells the cases"
+        )
+    return 1 if _unmatched(decisions) else 0
+
+
+def _as_recorded(
+    movement: BankMovement, payments: Sequence[Payment], outcome: Outcome
+) -> Decision:
+    allocations = tuple(Allocation(p.invoice_number, p.amount_minor) for p in payments)
+    how = "recorded earlier under its reference" if payments else ""
+    return Decision(movement, outcome, matched_by=how, allocations=allocations)
+
+
+def _apply_decision(
+    engine: Engine,
+    settings: Settings,
+    decision: Decision,
+    person: str,
+    told: list[_RowRecorded],
+) -> Decision:
+    """Record an applied decision's payments as pay-file does; a refusal leaves it unmatched."""
+    if decision.outcome is not Outcome.APPLIED:
+        return decision
+    movement = decision.movement
+    rows: list[_RowRecorded] = []
+    for allocation in decision.allocations:
+        invoice = _invoice(settings, allocation.folio)
+        zone = _debtor_zone(settings, invoice)
+        # The day the bank booked it, from its start where the debtor is, as pay-file reads
+        # a day alone: sure to have passed, so never refused as a future payment.
+        received = received_instant(movement.booking_date.isoformat(), zone)
+        refusal = why_not_received(received, invoice, zone, datetime.now(UTC))
+        reference = payment_reference(movement, allocation, len(decision.allocations))
+        if refusal is not None:
+            recorded = _RowRecorded(_payment_row(movement, allocation, reference), None)
+            rows.append(dataclasses.replace(recorded, refusal=refusal.reason))
+            continue
+        row = _payment_row(movement, allocation, reference, received)
+        rows.append(_record_row(engine, settings.tenant, row, person))
+    told.extend(row for row in rows if row.result is not None)
+    refused = [row for row in rows if row.result is None]
+    if not refused:
+        return decision
+    # Limit: a split whose first part was recorded keeps it; the line is left unmatched
+    # for a person, who sees the part recorded under its reference.
+    reasons = "; ".join(f"{r.movement.folio}: {r.refusal}" for r in refused)
+    return Decision(
+        movement, Outcome.UNMATCHED, reason=f"the store refused it ({reasons})"
+    )
+
+
+def _payment_row(
+    movement: BankMovement,
+    allocation: Allocation,
+    reference: str,
+    received: datetime | None = None,
+) -> PaymentRow:
+    return PaymentRow(
+        movement.line,
+        allocation.folio,
+        allocation.amount_minor,
+        movement.currency,
+        reference,
+        received or datetime.now(UTC),
+        PaymentKind.PAYMENT,
+    )
+
+
+def _unmatched(decisions: Sequence[Decision]) -> list[Decision]:
+    return [d for d in decisions if d.outcome is Outcome.UNMATCHED]
+
+
+def _print_reconciliation(
+    name: str, decisions: Sequence[Decision], repeats: int, person: str
+) -> None:
+    for outcome in Outcome:
+        chosen = [d for d in decisions if d.outcome is outcome]
+        if chosen:
+            print(f"{outcome}:")
+        for decision in chosen:
+            print("\n".join(describe(decision, person=person)))
+    print(summary(decisions, repeats, name))
+    unmatched = len(_unmatched(decisions))
+    if unmatched:
+        print(
+            f"{unmatched} unmatched: find each one's invoice and record it with the pay "
+            "command shown under it; 'starter.py reconcile --list-unmatched' lists them "
+            "until then"
+        )
+
+
+def _list_unmatched(engine: Engine, tenant: str, *, dry_run: bool) -> int:
+    """The lines still waiting for a person; those since recorded with pay are resolved."""
+    resolved = 0 if dry_run else resolve_recorded_by_hand(engine, tenant)
+    waiting = unmatched_movements(engine, tenant)
+    for row in waiting:
+        amount = shown_amount(row.amount_minor, row.currency)
+        print(
+            f"{row.source_file} {row.place} ({row.booking_date}) {amount}: {row.reason}"
+        )
+        if row.candidates:
+            print(f"      candidates: {row.candidates}")
+        print(f"      reference: BANK:{row.bank_transaction_id}")
+    print(f"{len(waiting)} unmatched, {resolved} resolved by pay since the last look")
+    return 1 if waiting else 0
 
 
 def cmd_move_due(args: argparse.Namespace, settings: Settings) -> int:
@@ -1084,6 +1256,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="record amounts above the open balance (the excess is reported)",
     )
     pay_file.set_defaults(handler=cmd_pay_file)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="apply a bank statement's incoming payments to open invoices",
+    )
+    reconcile.add_argument(
+        "file",
+        nargs="?",
+        help="camt.053 XML, MT940, or a Banco de Chile cartola (.xlsx, even named .xls, "
+        "or CSV)",
+    )
+    reconcile.add_argument(
+        PERSON_FLAG, metavar="PERSON", help=f"who reconciles: {PERSON_HELP}"
+    )
+    reconcile.add_argument(
+        "--format",
+        choices=[str(f) for f in StatementFormat],
+        help="the statement's format; sniffed from its content when left out",
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="show what would happen; record nothing"
+    )
+    reconcile.add_argument(
+        "--allow-overpayment",
+        action="store_true",
+        help="apply a credit above its folio's open balance (the excess is reported)",
+    )
+    reconcile.add_argument(
+        "--list-unmatched",
+        action="store_true",
+        help="list the lines still waiting for a person, instead of reading a file",
+    )
+    reconcile.set_defaults(handler=cmd_reconcile)
 
     move = commands.add_parser("move-due", help="change an invoice's due date")
     move.add_argument("invoice", metavar="FOLIO", help=FOLIO_HELP)

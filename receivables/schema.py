@@ -18,6 +18,7 @@ from receivables import (  # noqa: F401  (tables join METADATA)
     commitments,
     governance,
     operator_actions,
+    reconciliation,
     tasks,
 )
 from receivables.store import METADATA, make_engine

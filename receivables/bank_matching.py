@@ -1,0 +1,351 @@
+"""Which open invoice a bank credit pays: by a folio in its text, else by payer and amount.
+
+The rules, in the order they are tried, each leaving the line for a person when unsure:
+
+1. A folio written in the remittance text, as a whole token with its leading zeros
+   (``F-1234``, ``Fact 1234``, ``FACTURA N° 1234``, ``0000611365``). A bare number counts
+   from four characters; a shorter one only after an invoice word (F, Fact, Factura,
+   Folio, Invoice, N°), since 2 in "pago 2 facturas" is no folio. Parts of a date are
+   never folios. One open folio takes the credit (less than its balance is a partial
+   payment, more is an overpayment refused unless allowed); two or more open folios take
+   it only when their balances sum to the amount exactly, each its balance.
+2. Else the payer: a valid RUT (check digit verified) equal to a customer's id, or a
+   payer name equal to one customer's name (accents, case and punctuation aside). That
+   one customer must have exactly one open invoice whose balance is the amount.
+
+A credit in another currency than its invoice never matches: the store converts nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from receivables.bank_movements import BankMovement, Direction
+from receivables.money import format_amount
+from receivables.rut import normalise_rut, ruts_in
+from receivables.store import Customer, Invoice, InvoiceStatus, session_scope
+
+_DATE = re.compile(r"(?<![0-9])[0-9]{1,4}[./-][0-9]{1,2}[./-][0-9]{2,4}(?![0-9])")
+_TOKEN = r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)*"
+_RUN = re.compile(_TOKEN)
+_AFTER_INVOICE_WORD = re.compile(
+    r"(?<![A-Za-z0-9])"
+    r"(?:factura|fact|fac|fct|folio|invoice|inv|factuurnr|factuur|nro|no|f|n)(?![A-Za-z])"
+    rf"\s*[.:#°º-]?\s*(?:n\s*[°º.o]?\s*)?[:#]?\s*({_TOKEN})",
+    re.IGNORECASE,
+)
+SHORTEST_BARE_FOLIO = 4
+CANDIDATES_SHOWN = 5
+RETURN_REASON = "a returned payment: check whether it reverses one already applied"
+
+
+class Outcome(enum.StrEnum):
+    """What reconciliation made of one bank movement."""
+
+    APPLIED = "applied"
+    UNMATCHED = "unmatched"  # a person decides; it stays listed until then
+    SKIPPED = "skipped"  # not a payment: a debit, or nothing moved
+    RETURNED = "returned"  # a return or reversal; never applied as a payment
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The part of a credit applied to one invoice."""
+
+    folio: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one movement, how it was matched, or why not and what came close."""
+
+    movement: BankMovement
+    outcome: Outcome
+    matched_by: str = ""
+    reason: str = ""
+    allocations: tuple[Allocation, ...] = ()
+    candidates: tuple[str, ...] = ()
+
+
+def folio_tokens(text: str) -> set[str]:
+    """Every piece of the text that may be a folio, as written: leading zeros kept."""
+    text = _DATE.sub(" ", text)
+    tokens: set[str] = set()
+    for marked in _AFTER_INVOICE_WORD.finditer(text):
+        tokens.update(_with_parts(marked.group(1)))
+    for run in _RUN.findall(text):
+        tokens.update(t for t in _with_parts(run) if len(t) >= SHORTEST_BARE_FOLIO)
+    return tokens
+
+
+def _with_parts(token: str) -> list[str]:
+    # F-1234 may be the folio itself, or the letter F before folio 1234.
+    return [token, *re.split(r"[-/]", token)] if re.search(r"[-/]", token) else [token]
+
+
+def normalised_name(name: str) -> str:
+    """A name compared as people read it: no accents, case or punctuation."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", plain.lower()).split())
+
+
+@dataclass
+class OpenItems:
+    """The tenant's invoices and customers a statement may name, and balances as used so far.
+
+    Balances go down as the statement's earlier lines are matched, so two credits of one
+    folio in a file cannot both take its whole balance.
+    """
+
+    engine: Engine
+    tenant: str
+    balances: dict[str, int] = field(default_factory=dict)
+    _invoices: dict[str, Invoice] = field(default_factory=dict)
+    _customers_by_name: dict[str, list[str]] = field(default_factory=dict)
+    _customers_by_rut: dict[str, list[str]] = field(default_factory=dict)
+    _loaded_customers: bool = False
+
+    def invoices_named(self, tokens: Iterable[str]) -> list[Invoice]:
+        """The tenant's invoices whose folio is one of the tokens, in folio order."""
+        wanted = set(tokens) - set(self._invoices)
+        if wanted:
+            with session_scope(self.engine) as session:
+                found = session.exec(
+                    select(Invoice).where(
+                        Invoice.tenant == self.tenant,
+                        col(Invoice.invoice_number).in_(wanted),
+                    )
+                ).all()
+            for invoice in found:
+                self._remember(invoice)
+        named = [self._invoices[t] for t in set(tokens) if t in self._invoices]
+        return sorted(named, key=lambda invoice: invoice.invoice_number)
+
+    def open_invoices_of(self, customer_id: str) -> list[Invoice]:
+        """The customer's open invoices with money still owed, in folio order."""
+        with session_scope(self.engine) as session:
+            found = session.exec(
+                select(Invoice).where(
+                    Invoice.tenant == self.tenant,
+                    Invoice.customer_id == customer_id,
+                    Invoice.status == InvoiceStatus.OPEN,
+                )
+            ).all()
+        for invoice in found:
+            self._remember(invoice)
+        held = [self._invoices[i.invoice_number] for i in found]
+        return sorted(
+            (i for i in held if self.balances[i.invoice_number] > 0),
+            key=lambda invoice: invoice.invoice_number,
+        )
+
+    def customers_paying(self, movement: BankMovement) -> tuple[list[str], str]:
+        """The customers the payer's RUT or name points to, and which of the two did."""
+        self._load_customers()
+        ruts = ruts_in(
+            " ".join((movement.payer_id, movement.payer_name, movement.remittance))
+        )
+        by_rut = sorted(
+            {c for rut in ruts for c in self._customers_by_rut.get(rut, [])}
+        )
+        if by_rut:
+            return by_rut, f"payer RUT {', '.join(ruts)}"
+        name = normalised_name(movement.payer_name)
+        by_name = sorted(self._customers_by_name.get(name, [])) if name else []
+        return by_name, f"payer name {movement.payer_name!r}"
+
+    def take(self, allocations: Iterable[Allocation]) -> None:
+        """Count the allocations against the balances, for the statement's later lines."""
+        for allocation in allocations:
+            self.balances[allocation.folio] -= allocation.amount_minor
+
+    def _remember(self, invoice: Invoice) -> None:
+        if invoice.invoice_number not in self._invoices:
+            self._invoices[invoice.invoice_number] = invoice
+            self.balances[invoice.invoice_number] = invoice.balance_minor
+
+    def _load_customers(self) -> None:
+        # Limit: every customer's name and id is read once per statement; a tenant with
+        # millions of debtors would want a normalised-name column with an index instead.
+        if self._loaded_customers:
+            return
+        with session_scope(self.engine) as session:
+            rows = session.exec(
+                select(Customer.customer_id, Customer.name).where(
+                    Customer.tenant == self.tenant
+                )
+            ).all()
+        for customer_id, name in rows:
+            self._customers_by_name.setdefault(normalised_name(name), []).append(
+                customer_id
+            )
+            rut = normalise_rut(customer_id)
+            if rut is not None:
+                self._customers_by_rut.setdefault(rut, []).append(customer_id)
+        self._loaded_customers = True
+
+
+def decide(
+    movement: BankMovement, items: OpenItems, *, allow_overpayment: bool
+) -> Decision:
+    """What to do with one movement; a matched one is counted against the balances."""
+    if movement.returned:
+        return Decision(movement, Outcome.RETURNED, reason=RETURN_REASON)
+    if movement.direction is Direction.DEBIT:
+        return Decision(
+            movement, Outcome.SKIPPED, reason="a debit: money out, no payment"
+        )
+    if movement.amount_minor == 0:
+        return Decision(movement, Outcome.SKIPPED, reason="no money moved")
+    named = items.invoices_named(folio_tokens(movement.remittance))
+    if named:
+        decision = _by_folio(movement, named, items, allow_overpayment)
+    else:
+        decision = _by_payer(movement, items)
+    items.take(decision.allocations)
+    return decision
+
+
+def _by_folio(
+    movement: BankMovement,
+    named: list[Invoice],
+    items: OpenItems,
+    allow_overpayment: bool,
+) -> Decision:
+    folios = tuple(invoice.invoice_number for invoice in named)
+    payable = [
+        i
+        for i in named
+        if i.status == InvoiceStatus.OPEN and items.balances[i.invoice_number] > 0
+    ]
+    if not payable:
+        states = ", ".join(f"{i.invoice_number} is {i.status}" for i in named)
+        return _unmatched(
+            movement,
+            f"the text names {states}: a refund, or money for another invoice",
+            folios,
+        )
+    foreign = [i for i in payable if i.currency != movement.currency]
+    if foreign:
+        return _unmatched(
+            movement,
+            f"a credit in {movement.currency}, but invoice {foreign[0].invoice_number} is in "
+            f"{foreign[0].currency}: convert it and record it with pay",
+            folios,
+        )
+    if len(payable) == 1:
+        return _one_folio(movement, payable[0], items, allow_overpayment)
+    balances = [items.balances[i.invoice_number] for i in payable]
+    shown = _with_balances(payable, items)
+    if sum(balances) != movement.amount_minor:
+        total = format_amount(sum(balances), movement.currency)
+        return _unmatched(
+            movement,
+            f"the text names several open folios, whose balances sum to {total}, not "
+            "this amount",
+            shown,
+        )
+    return Decision(
+        movement,
+        Outcome.APPLIED,
+        matched_by=f"folios {', '.join(i.invoice_number for i in payable)} in the text, "
+        "their balances summing to the amount",
+        allocations=tuple(
+            Allocation(i.invoice_number, b)
+            for i, b in zip(payable, balances, strict=True)
+        ),
+    )
+
+
+def _one_folio(
+    movement: BankMovement, invoice: Invoice, items: OpenItems, allow_overpayment: bool
+) -> Decision:
+    folio = invoice.invoice_number
+    balance = items.balances[folio]
+    amount = movement.amount_minor
+    if amount > balance and not allow_overpayment:
+        return _unmatched(
+            movement,
+            f"more than the open balance of {folio} "
+            f"({format_amount(balance, movement.currency)}): check it, or run again with "
+            "--allow-overpayment if the debtor did pay more",
+            _with_balances([invoice], items),
+        )
+    how = f"folio {folio} in the text"
+    if amount < balance:
+        left = format_amount(balance - amount, movement.currency)
+        how += f", partial payment ({left} left)"
+    elif amount > balance:
+        how += f", overpaid by {format_amount(amount - balance, movement.currency)}"
+    return Decision(
+        movement,
+        Outcome.APPLIED,
+        matched_by=how,
+        allocations=(Allocation(folio, amount),),
+    )
+
+
+def _by_payer(movement: BankMovement, items: OpenItems) -> Decision:
+    customers, how = items.customers_paying(movement)
+    if not customers:
+        return _unmatched(
+            movement, "no folio in the text, and the payer is no customer of the store"
+        )
+    if len(customers) > 1:
+        return _unmatched(
+            movement,
+            f"no folio in the text; the {how} fits several customers",
+            tuple(customers[:CANDIDATES_SHOWN]),
+        )
+    owed = items.open_invoices_of(customers[0])
+    in_currency = [i for i in owed if i.currency == movement.currency]
+    exact = [
+        i
+        for i in in_currency
+        if items.balances[i.invoice_number] == movement.amount_minor
+    ]
+    if len(exact) == 1:
+        return Decision(
+            movement,
+            Outcome.APPLIED,
+            matched_by=f"{how} (customer {customers[0]}) and the exact open balance",
+            allocations=(Allocation(exact[0].invoice_number, movement.amount_minor),),
+        )
+    if exact:
+        reason = (
+            f"no folio in the text; customer {customers[0]} has {len(exact)} open invoices "
+            "of exactly this amount"
+        )
+        return _unmatched(movement, reason, _with_balances(exact, items))
+    if owed and not in_currency:
+        reason = (
+            f"a credit in {movement.currency}, but customer {customers[0]} owes only in "
+            f"{owed[0].currency}: convert it and record it with pay"
+        )
+    else:
+        reason = (
+            f"no folio in the text; customer {customers[0]} ({how}) has no open invoice "
+            "of exactly this amount"
+        )
+    return _unmatched(movement, reason, _with_balances(owed, items))
+
+
+def _with_balances(invoices: list[Invoice], items: OpenItems) -> tuple[str, ...]:
+    return tuple(
+        f"{i.invoice_number} ({format_amount(items.balances[i.invoice_number], i.currency)})"
+        for i in invoices[:CANDIDATES_SHOWN]
+    )
+
+
+def _unmatched(
+    movement: BankMovement, reason: str, candidates: tuple[str, ...] = ()
+) -> Decision:
+    return Decision(movement, Outcome.UNMATCHED, reason=reason, candidates=candidates)

@@ -1,0 +1,95 @@
+"""One line of a bank statement as reconciliation sees it, whatever the bank's format."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from receivables.money import CURRENCY_EXPONENTS
+
+
+class Direction(enum.StrEnum):
+    """Money into the account (a credit) or out of it (a debit)."""
+
+    CREDIT = "credit"
+    DEBIT = "debit"
+
+
+@dataclass(frozen=True)
+class BankMovement:
+    """A booked movement: when, how much, which way, who paid and what they wrote."""
+
+    line: int  # the movement's number in the file, 1 for the first
+    place: str  # where a person finds it in the file: "entry 3, detail 2", "row 29"
+    transaction_id: str  # stable across re-runs of the same statement
+    account: str
+    booking_date: date
+    value_date: date
+    amount_minor: int  # always positive; direction says which way it went
+    currency: str
+    direction: Direction
+    returned: bool = False  # a return or reversal of an earlier movement
+    payer_name: str = ""
+    payer_id: str = ""  # what the bank gives as the payer's tax id or account
+    remittance: str = ""  # the text the payer wrote, as the bank passes it on
+
+
+class StatementError(ValueError):
+    """A statement that cannot be read: says the file, the entry and field, and what to do."""
+
+    def __init__(self, path: Path, where: str, problem: str, hint: str) -> None:
+        super().__init__(f"{path.name} {where}: {problem}; {hint}")
+
+
+def statement_minor_units(text: str, currency: str) -> int | None:
+    """A statement's decimal amount (``3483.00``) in minor units; None when it is not one.
+
+    A bank books currencies the store may never invoice in (CHF, GBP): those take the
+    two decimals ISO 4217 gives most currencies, and then simply match no invoice.
+    """
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    scaled = value.scaleb(CURRENCY_EXPONENTS.get(currency, 2))
+    if not value.is_finite() or scaled != scaled.to_integral_value() or value < 0:
+        return None
+    return int(scaled)
+
+
+def on_account(account: str, reference: str) -> str:
+    """A transaction id unique across the tenant's accounts: two banks may reuse a reference."""
+    return f"{account}:{reference}" if account else reference
+
+
+def fallback_transaction_id(
+    account: str, booking_date: date, signed_minor: int, currency: str, ordinal: int
+) -> str:
+    """An id for a movement the bank gives no reference for, stable for the same statement.
+
+    The ordinal counts the movements of the same account, day and amount before this one:
+    unlike the position in the file, it stays the same when the bank sends that day again
+    inside a longer statement.
+    """
+    key = f"{account}|{booking_date.isoformat()}|{signed_minor}|{currency}|{ordinal}"
+    return "H" + hashlib.sha256(key.encode()).hexdigest()[:20].upper()
+
+
+class FallbackIds:
+    """Hands out fallback ids in file order, counting repeats of account, day and amount."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[tuple[str, date, int, str]] = Counter()
+
+    def next_id(
+        self, account: str, booking_date: date, signed_minor: int, currency: str
+    ) -> str:
+        """The id of the next movement with these facts."""
+        key = (account, booking_date, signed_minor, currency)
+        self.seen[key] += 1
+        return fallback_transaction_id(*key, self.seen[key])

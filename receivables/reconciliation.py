@@ -1,0 +1,221 @@
+"""The reconciled bank movements: what each statement line became, and the lines left open.
+
+A line is reconciled once per tenant (its bank transaction id is unique), so running the
+same statement again records nothing twice. Its payments carry the reference
+``BANK:<transaction id>`` (``/<folio>`` added to each part of a split), which ``pay`` can
+use too: an unmatched line a person records by hand with that reference is resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel, col, or_, select
+
+from receivables.bank_matching import Allocation, Decision, Outcome
+from receivables.bank_movements import BankMovement
+from receivables.money import MoneyError, format_amount
+from receivables.store import Payment, session_scope, utc_now
+
+REFERENCE_PREFIX = "BANK:"
+
+
+class ReconciledMovement(SQLModel, table=True):
+    """One bank movement as reconciliation left it; an unmatched one waits for a person."""
+
+    __table_args__ = (UniqueConstraint("tenant", "bank_transaction_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant: str = Field(index=True)
+    bank_transaction_id: str
+    account: str
+    booking_date: date
+    value_date: date
+    amount_minor: int = Field(sa_type=BigInteger)
+    currency: str
+    direction: str
+    outcome: str = Field(index=True)
+    invoice_numbers: str = ""  # space-separated folios a payment went to
+    matched_by: str = ""
+    reason: str = ""  # why unmatched, skipped or returned
+    candidates: str = ""  # the folios or customers that came close, for the person
+    remittance: str = ""
+    source_file: str
+    place: str  # where in the file: "entry 3, detail 2", "row 29"
+    reconciled_by: str
+    reconciled_at: datetime = Field(default_factory=utc_now)
+
+
+def payment_reference(
+    movement: BankMovement, allocation: Allocation, parts: int
+) -> str:
+    """The Payment reference of one part of a movement: the same on every run."""
+    reference = REFERENCE_PREFIX + movement.transaction_id
+    return f"{reference}/{allocation.folio}" if parts > 1 else reference
+
+
+def reconciled_before(
+    engine: Engine, tenant: str, movements: Sequence[BankMovement]
+) -> dict[str, ReconciledMovement]:
+    """The stored rows of these movements, by transaction id."""
+    ids = [movement.transaction_id for movement in movements]
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(ReconciledMovement).where(
+                ReconciledMovement.tenant == tenant,
+                col(ReconciledMovement.bank_transaction_id).in_(ids),
+            )
+        ).all()
+    return {row.bank_transaction_id: row for row in rows}
+
+
+def payments_of(engine: Engine, tenant: str, movement: BankMovement) -> list[Payment]:
+    """Payments already recorded under the movement's reference, by a run or by hand."""
+    reference = REFERENCE_PREFIX + movement.transaction_id
+    with session_scope(engine) as session:
+        return list(
+            session.exec(
+                select(Payment).where(
+                    Payment.tenant == tenant,
+                    or_(
+                        Payment.reference == reference,
+                        col(Payment.reference).startswith(
+                            reference + "/", autoescape=True
+                        ),
+                    ),
+                )
+            ).all()
+        )
+
+
+def save_decisions(
+    engine: Engine,
+    tenant: str,
+    decisions: Sequence[Decision],
+    *,
+    source_file: str,
+    person: str,
+) -> None:
+    """Write each decision's row, replacing an earlier unmatched row of the same movement."""
+    held = reconciled_before(engine, tenant, [d.movement for d in decisions])
+    with session_scope(engine) as session:
+        for decision in decisions:
+            movement = decision.movement
+            row = held.get(movement.transaction_id) or ReconciledMovement(
+                tenant=tenant,
+                bank_transaction_id=movement.transaction_id,
+                account=movement.account,
+                booking_date=movement.booking_date,
+                value_date=movement.value_date,
+                amount_minor=movement.amount_minor,
+                currency=movement.currency,
+                direction=str(movement.direction),
+                outcome=str(decision.outcome),
+                source_file=source_file,
+                place=movement.place,
+                reconciled_by=person,
+            )
+            row.outcome = str(decision.outcome)
+            row.invoice_numbers = " ".join(a.folio for a in decision.allocations)
+            row.matched_by = decision.matched_by
+            row.reason = decision.reason
+            row.candidates = "; ".join(decision.candidates)
+            row.remittance = movement.remittance[:500]
+            row.reconciled_by = person
+            row.reconciled_at = utc_now()
+            session.add(row)
+
+
+def unmatched_movements(engine: Engine, tenant: str) -> list[ReconciledMovement]:
+    """The lines still waiting for a person, oldest booking first."""
+    with session_scope(engine) as session:
+        return list(
+            session.exec(
+                select(ReconciledMovement)
+                .where(
+                    ReconciledMovement.tenant == tenant,
+                    ReconciledMovement.outcome == Outcome.UNMATCHED,
+                )
+                .order_by(
+                    col(ReconciledMovement.booking_date), col(ReconciledMovement.id)
+                )
+            ).all()
+        )
+
+
+def resolve_recorded_by_hand(engine: Engine, tenant: str) -> int:
+    """Mark applied the unmatched lines a person recorded with ``pay`` and their reference."""
+    resolved = 0
+    for row in unmatched_movements(engine, tenant):
+        reference = REFERENCE_PREFIX + row.bank_transaction_id
+        with session_scope(engine) as session:
+            payments = session.exec(
+                select(Payment).where(
+                    Payment.tenant == tenant,
+                    or_(
+                        Payment.reference == reference,
+                        col(Payment.reference).startswith(
+                            reference + "/", autoescape=True
+                        ),
+                    ),
+                )
+            ).all()
+            if not payments:
+                continue
+            row.outcome = Outcome.APPLIED
+            row.invoice_numbers = " ".join(sorted(p.invoice_number for p in payments))
+            row.matched_by = "recorded by hand with pay"
+            row.reason = ""
+            session.add(row)
+            resolved += 1
+    return resolved
+
+
+# -- the report a person reads --------------------------------------------------------------
+
+
+def describe(decision: Decision, *, person: str = "PERSON") -> list[str]:
+    """The report's lines for one movement: what it is, what became of it, and why."""
+    movement = decision.movement
+    amount = shown_amount(movement.amount_minor, movement.currency)
+    line = f"  {movement.place} ({movement.booking_date}) {amount}"
+    if decision.outcome is Outcome.APPLIED:
+        parts = ", ".join(
+            f"{a.folio} {format_amount(a.amount_minor, movement.currency)}"
+            for a in decision.allocations
+        )
+        return [f"{line} -> {parts}: {decision.matched_by}"]
+    if decision.outcome is not Outcome.UNMATCHED:
+        return [f"{line}: {decision.reason}"]
+    payer = f" from {movement.payer_name!r}" if movement.payer_name else ""
+    lines = [f"{line}{payer} {movement.remittance[:80]!r}: {decision.reason}"]
+    if decision.candidates:
+        lines.append(f"      candidates: {', '.join(decision.candidates)}")
+    lines.append(
+        f"      once decided: starter.py pay FOLIO AMOUNT --reference "
+        f"{REFERENCE_PREFIX}{movement.transaction_id} --by {person}"
+    )
+    return lines
+
+
+def shown_amount(minor_units: int, currency: str) -> str:
+    """An amount as operators read it; a currency the store never invoices keeps 2 decimals."""
+    try:
+        return format_amount(minor_units, currency)
+    except MoneyError:
+        return f"{minor_units / 100:.2f} {currency}"
+
+
+def summary(decisions: Sequence[Decision], repeats: int, name: str) -> str:
+    """``bank.xml: 8 movements: 2 applied, 1 unmatched, ...``."""
+    counts = {outcome: 0 for outcome in Outcome}
+    for decision in decisions:
+        counts[decision.outcome] += 1
+    shown = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+    return (
+        f"{name}: {len(decisions) + repeats} movements: {shown}, "
+        f"{repeats} already reconciled"
+    )

@@ -1,0 +1,194 @@
+"""Bank statements read from the real sample files: camt.053, MT940 and the cartola."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from receivables.bank_movements import BankMovement, Direction, StatementError
+from receivables.bank_statements import (
+    StatementFormat,
+    read_bank_statement,
+    sniff_format,
+)
+from receivables.rut import normalise_rut, ruts_in
+
+BANK = Path(__file__).resolve().parents[2] / "shared" / "data" / "bank"
+
+
+def facts(movement: BankMovement) -> tuple[object, ...]:
+    return (
+        movement.booking_date,
+        movement.amount_minor,
+        movement.currency,
+        movement.direction.value,
+        movement.returned,
+    )
+
+
+def test_camt053_reads_each_entry_with_its_direction_reversal_and_payer() -> None:
+    movements = read_bank_statement(BANK / "oca_test-camt053.xml")
+
+    assert [facts(m) for m in movements] == [
+        (date(2014, 1, 5), 75425, "EUR", "debit", False),
+        (date(2014, 1, 5), 56405, "EUR", "debit", True),
+        (date(2014, 1, 5), 10000, "EUR", "debit", True),
+        (date(2014, 1, 5), 140531, "EUR", "credit", False),
+    ]
+    credit = movements[3]
+    assert credit.transaction_id == "NL77ABNA0574908765:INNDNL2U20140105000217200000708"
+    assert credit.payer_name == "3rd party Media"
+    assert credit.remittance == "#RD PARTY MEDIA CUSNO 90782 4210773"
+    assert [m.place for m in movements[1:3]] == [
+        "entry 2, detail 1",
+        "entry 2, detail 2",
+    ]
+
+
+def test_camt053_one_credit_split_in_two_details_is_two_movements_with_ids_of_their_own() -> (
+    None
+):
+    movements = read_bank_statement(BANK / "oca_test-camt053-txdtls.xml")
+
+    assert [facts(m) for m in movements] == [
+        (date(2017, 3, 22), 218700, "CHF", "credit", False),
+        (date(2017, 3, 22), 129600, "CHF", "credit", False),
+    ]
+    assert [m.transaction_id for m in movements] == [
+        "CH1111000000123456789:123456CHCAFEBABE/1",
+        "CH1111000000123456789:123456CHCAFEBABE/2",
+    ]
+    assert movements[0].value_date == date(2017, 3, 23)
+    assert movements[0].remittance == "302388292000011111111111111 ?REJECT?0"
+
+
+def test_mt940_ing_reads_returns_wrapped_references_and_counterparty_names() -> None:
+    movements = read_bank_statement(BANK / "oca_test-ing.940")
+
+    assert [(m.amount_minor, m.direction.value, m.returned) for m in movements] == [
+        (156, "credit", False),
+        (157, "debit", False),
+        (157, "credit", True),
+        (114, "debit", False),
+        (145, "credit", False),
+        (1275, "debit", True),
+        (3200, "credit", False),
+        (11900, "debit", False),
+    ]
+    # The reference 00000000001005 is wrapped after its eleventh digit in the file.
+    assert movements[0].transaction_id == "NL77INGB0574908765:00000000001005"
+    assert movements[0].payer_name == "ING BANK NV INZAKE WEB"
+    returned = movements[2]
+    assert returned.payer_name == "J.Janssen"
+    assert returned.remittance == "Factuurnr 123456 Klantnr 00123 20120123456789"
+    assert {m.booking_date for m in movements} == {date(2014, 2, 20)}
+
+
+def test_mt940_sns_reads_free_text_and_gives_unreferenced_lines_stable_ids() -> None:
+    first = read_bank_statement(BANK / "oca_test-sns.940")
+    again = read_bank_statement(BANK / "oca_test-sns.940")
+
+    assert len(first) == 8
+    assert [m.transaction_id for m in first] == [m.transaction_id for m in again]
+    assert len({m.transaction_id for m in first}) == 8
+    assert first[1].transaction_id == "NL05SNSB0908244436:228ohu/972795"
+    assert first[0].payer_name == "gerrits glas en schilderwerk"
+    assert "Factuur 17227/248/20" in first[0].remittance
+    assert facts(first[5]) == (date(2017, 12, 28), 0, "EUR", "credit", False)
+
+
+def test_mt940_rabobank_reads_the_ordering_party_and_its_remittance() -> None:
+    movements = read_bank_statement(BANK / "oca_test-rabo.swi")
+
+    assert [facts(m) for m in movements] == [
+        (date(2014, 1, 2), 40000, "EUR", "credit", False),
+        (date(2014, 1, 1), 3461, "EUR", "debit", False),
+    ]
+    assert movements[0].payer_name == "R. SMITH"
+    assert movements[0].remittance == "Test money paid by other partner:"
+    assert movements[0].account == "NL34RABO0142623393"
+
+
+def test_cartola_xlsx_named_xls_reads_cargos_as_debits_and_abonos_as_credits() -> None:
+    movements = read_bank_statement(BANK / "bancochile_cartola_sample_xlsx-format.xls")
+
+    assert len(movements) == 10
+    credits = [m for m in movements if m.direction is Direction.CREDIT]
+    assert [(m.booking_date, m.amount_minor, m.payer_name) for m in credits] == [
+        (date(2026, 1, 3), 190578, "Farmacia Cruz Verde"),
+        (date(2026, 1, 5), 78462, "Farmacia Cruz Verde"),
+    ]
+    assert facts(movements[0]) == (date(2026, 1, 1), 197700, "CLP", "debit", False)
+    assert movements[0].account == "00-123-45678-90"
+    assert movements[0].place == "row 28"
+
+
+def test_cartola_csv_gives_the_same_movements_as_its_workbook() -> None:
+    from_csv = read_bank_statement(
+        BANK / "bancochile_cartola_sample_movements_DERIVED.csv"
+    )
+    from_xlsx = read_bank_statement(BANK / "bancochile_cartola_sample_xlsx-format.xls")
+
+    assert [facts(m) for m in from_csv] == [facts(m) for m in from_xlsx]
+    assert from_csv[1].place == "row 3"
+
+
+def test_a_legacy_binary_xls_is_refused_saying_to_save_it_as_xlsx_or_csv() -> None:
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(BANK / "bancochile_cartola_binary_sample.xls")
+
+    assert "legacy binary Excel workbook" in str(refused.value)
+    assert "as .xlsx or CSV" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("oca_test-camt053.xml", StatementFormat.CAMT053),
+        ("oca_test-rabo.swi", StatementFormat.MT940),
+        ("oca_test-sns.940", StatementFormat.MT940),
+        ("bancochile_cartola_sample_movements_DERIVED.csv", StatementFormat.CARTOLA),
+    ],
+)
+def test_the_format_is_sniffed_from_content(
+    name: str, expected: StatementFormat
+) -> None:
+    path = BANK / name
+    assert sniff_format(path, path.read_bytes()) is expected
+
+
+def test_an_unknown_file_is_refused_naming_the_formats_read(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+
+    with pytest.raises(StatementError, match=r"notes.txt file: is none of the formats"):
+        read_bank_statement(path)
+
+
+def test_a_bad_amount_names_file_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "cartola.csv"
+    path.write_text(
+        "Fecha,Descripción,Canal o Sucursal,Cargos (CLP),Abonos (CLP),Saldo (CLP)\n"
+        "03/01/2026,Pago,Internet,,19x,100\n"
+    )
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    assert str(refused.value).startswith("cartola.csv row 2, column Abonos: '19x'")
+
+
+def test_a_broken_mt940_line_names_its_file_line(tmp_path: Path) -> None:
+    path = tmp_path / "bank.940"
+    path.write_text(":20:X\n:25:CL123\n:60F:C260101CLP0,\n:61:26010X\n:86:x\n")
+
+    with pytest.raises(StatementError, match=r"bank.940 line 4, field :61:"):
+        read_bank_statement(path)
+
+
+def test_a_rut_is_normalised_and_its_check_digit_verified() -> None:
+    assert normalise_rut("76.086.428-5") == "76086428-5"
+    assert normalise_rut("76.086.428-4") is None
+    assert ruts_in("Transf. 12.345.678-5 y 12.345.678-9 fact 1234") == ["12345678-5"]

@@ -1,0 +1,342 @@
+"""starter.py reconcile: a bank statement's credits matched to open invoices and recorded."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+import starter
+from receivables.governance import GOVERNANCE_FILE, sync_governance
+from receivables.operator_actions import OperatorAction
+from receivables.reconciliation import ReconciledMovement
+from receivables.store import Payment, find_invoice, make_engine, session_scope
+from tests.case_helpers import add_invoice
+
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
+BANK = Path(__file__).resolve().parents[2] / "shared" / "data" / "bank"
+FIRST, SECOND = "0000000042", "0000000043"
+BY = ["--by", "exec-01"]
+HEADER = "Fecha,Descripción,Canal o Sucursal,Cargos (CLP),Abonos (CLP),Saldo (CLP)"
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Two open invoices of 1.250.000 CLP of one customer; Temporal is a closed port."""
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DUNNING_DATABASE_URL", database_url)
+    monkeypatch.setenv("DUNNING_TENANT", "test")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    engine = make_engine(database_url)
+    sync_governance(engine, "test", POLICIES / GOVERNANCE_FILE)
+    for folio in (FIRST, SECOND):
+        add_invoice(
+            engine,
+            invoice_number=folio,
+            issue_date=date(2025, 12, 1),
+            due_date=date(2025, 12, 31),
+            amount_minor=1_250_000,
+            customer_id="76086428-5",
+            customer_name="Comercial Andes SpA",
+        )
+    return database_url
+
+
+def cartola(tmp_path: Path, *credits: str) -> Path:
+    """A cartola CSV of credits written as 'description,amount' on 03/01/2026."""
+    path = tmp_path / "cartola.csv"
+    rows = [
+        f"03/01/2026,{line.rsplit(',', 1)[0]},Internet,,{line.rsplit(',', 1)[1]},0"
+        for line in credits
+    ]
+    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def payments(url: str) -> list[tuple[str, int]]:
+    with session_scope(make_engine(url)) as session:
+        return sorted(
+            (p.invoice_number, p.amount_minor) for p in session.exec(select(Payment))
+        )
+
+
+def outcomes(url: str) -> list[tuple[str, str]]:
+    with session_scope(make_engine(url)) as session:
+        rows = session.exec(select(ReconciledMovement)).all()
+        return sorted((r.place, r.outcome) for r in rows)
+
+
+def balance(url: str, folio: str) -> int:
+    with session_scope(make_engine(url)) as session:
+        invoice = find_invoice(session, "test", folio)
+    assert invoice is not None
+    return invoice.balance_minor
+
+
+def test_a_folio_in_the_text_is_applied_as_a_partial_payment_with_who_recorded_it(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, f"Pago FACTURA N° {FIRST},400000")
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    # Recorded; its case cannot be told here (Temporal is a closed loopback port).
+    assert code == 2
+    assert (
+        f"row 2 (2026-01-03) 400.000 CLP -> {FIRST} 400.000 CLP: folio {FIRST}" in out
+    )
+    assert "partial payment (850.000 CLP left)" in out
+    assert payments(store) == [(FIRST, 400_000)]
+    assert balance(store, FIRST) == 850_000
+    assert outcomes(store) == [("row 2", "applied")]
+    with session_scope(make_engine(store)) as session:
+        action = session.exec(select(OperatorAction)).one()
+    assert action.person_id == "exec-01" and action.reason.startswith("BANK:H")
+
+
+def test_running_the_same_statement_again_records_nothing_twice(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, f"F-{FIRST},400000", "Pago varios,1")
+
+    starter.main(["reconcile", str(path), *BY])
+    capsys.readouterr()
+    starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert "cartola.csv: 2 movements: 0 applied, 1 unmatched" in out
+    assert "1 already reconciled" in out
+    assert payments(store) == [(FIRST, 400_000)]
+    assert balance(store, FIRST) == 850_000
+    assert outcomes(store) == [("row 2", "applied"), ("row 3", "unmatched")]
+
+
+def test_dry_run_shows_the_match_and_records_nothing(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, f"Fact {FIRST},400000")
+
+    code = starter.main(["reconcile", str(path), "--dry-run", *BY])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"-> {FIRST} 400.000 CLP" in out and "dry run: nothing was recorded" in out
+    assert payments(store) == [] and outcomes(store) == []
+
+
+def test_the_payers_rut_and_an_exact_open_balance_identify_the_invoice(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = make_engine(store)
+    add_invoice(
+        engine,
+        invoice_number="0000000044",
+        issue_date=date(2025, 12, 1),
+        due_date=date(2025, 12, 31),
+        amount_minor=300_000,
+        customer_id="76086428-5",
+    )
+    path = cartola(tmp_path, "Transferencia de 76.086.428-5,300000")
+
+    starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert "-> 0000000044 300.000 CLP: payer RUT 76086428-5" in out
+    assert payments(store) == [("0000000044", 300_000)]
+
+
+def test_two_open_invoices_of_the_same_balance_leave_the_line_to_a_person(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, "Transf de Comercial Andes SpA,1250000")
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "customer 76086428-5 has 2 open invoices of exactly this amount" in out
+    assert f"candidates: {FIRST} (1.250.000 CLP), {SECOND} (1.250.000 CLP)" in out
+    assert "starter.py pay FOLIO AMOUNT --reference BANK:H" in out
+    assert "1 unmatched: find each one's invoice" in out
+    assert payments(store) == []
+    assert outcomes(store) == [("row 2", "unmatched")]
+
+
+def test_a_rut_with_a_wrong_check_digit_identifies_nobody(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, "Transferencia 76.086.428-4,1250000")
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    assert code == 1
+    assert "the payer is no customer of the store" in capsys.readouterr().out
+
+
+def test_more_than_the_open_balance_is_refused_unless_overpayment_is_allowed(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, f"F {FIRST},1300000")
+
+    refused = starter.main(["reconcile", str(path), *BY])
+    first = capsys.readouterr().out
+    allowed = starter.main(["reconcile", str(path), "--allow-overpayment", *BY])
+    second = capsys.readouterr().out
+
+    assert refused == 1
+    assert "more than the open balance of 0000000042 (1.250.000 CLP)" in first
+    assert "--allow-overpayment" in first
+    assert allowed == 2  # applied; its case cannot be told here
+    assert "overpaid by 50.000 CLP" in second
+    assert payments(store) == [(FIRST, 1_300_000)]
+
+
+def test_one_credit_naming_two_folios_whose_balances_sum_to_it_is_split(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, f"Pago F-{FIRST} y F-{SECOND},2500000")
+
+    starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert f"-> {FIRST} 1.250.000 CLP, {SECOND} 1.250.000 CLP" in out
+    assert payments(store) == [(FIRST, 1_250_000), (SECOND, 1_250_000)]
+    with session_scope(make_engine(store)) as session:
+        references = sorted(p.reference for p in session.exec(select(Payment)))
+    assert [r.rsplit("/", 1)[1] for r in references] == [FIRST, SECOND]
+
+
+def test_two_folios_whose_balances_do_not_sum_to_the_credit_are_unmatched(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, f"Pago F-{FIRST} y F-{SECOND},2000000")
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    assert code == 1
+    assert "balances sum to 2.500.000 CLP, not this amount" in capsys.readouterr().out
+    assert payments(store) == []
+
+
+def test_a_credit_in_another_currency_than_its_invoice_is_unmatched(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bank.940"
+    path.write_text(
+        ":20:S1\n:25:CL0012345\n:28C:1\n:60F:C260102EUR0,\n"
+        f":61:2601030103C100,00NTRFNONREF//B-77\n:86:/REMI/USTD//Factura {FIRST}/\n"
+        ":62F:C260103EUR100,\n"
+    )
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"a credit in EUR, but invoice {FIRST} is in CLP" in out
+    assert payments(store) == []
+
+
+def test_debits_are_skipped_and_returns_listed_for_a_person_from_the_ing_statement(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = starter.main(["reconcile", str(BANK / "oca_test-ing.940"), *BY])
+
+    out = capsys.readouterr().out
+    assert (
+        "oca_test-ing.940: 8 movements: 0 applied, 3 unmatched, 3 skipped, 2 returned"
+        in (out)
+    )
+    assert (
+        "line 17 (2014-02-20) 1,57 EUR: a returned payment: check whether it reverses"
+        in (out)
+    )
+    assert code == 1
+    assert payments(store) == []
+
+
+def test_the_real_cartola_matches_a_payer_by_name_and_exact_balance(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_invoice(
+        make_engine(store),
+        invoice_number="5001",
+        issue_date=date(2025, 12, 1),
+        due_date=date(2025, 12, 31),
+        amount_minor=190_578,
+        customer_id="C-FCV",
+        customer_name="FARMACIA CRUZ VERDE",
+    )
+    path = BANK / "bancochile_cartola_sample_xlsx-format.xls"
+
+    starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert "row 29 (2026-01-03) 190.578 CLP -> 5001 190.578 CLP: payer name" in out
+    assert "row 30 (2026-01-05) 78.462 CLP from 'Farmacia Cruz Verde'" in out
+    assert "has no open invoice of exactly this amount" in out
+    assert "10 movements: 1 applied, 1 unmatched, 8 skipped, 0 returned" in out
+    assert payments(store) == [("5001", 190_578)]
+
+
+def test_the_binary_xls_is_refused_saying_what_to_do(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = starter.main(
+        ["reconcile", str(BANK / "bancochile_cartola_binary_sample.xls"), *BY]
+    )
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "bancochile_cartola_binary_sample.xls file: is a legacy binary Excel" in err
+    assert "as .xlsx or CSV" in err
+    assert outcomes(store) == []
+
+
+def test_a_bad_line_refuses_the_whole_file_naming_row_and_column(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, f"F {FIRST},400000", f"F {SECOND},4x")
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    assert code == 2
+    assert "cartola.csv row 3, column Abonos: '4x'" in capsys.readouterr().err
+    assert payments(store) == [] and outcomes(store) == []
+
+
+def test_an_unmatched_line_recorded_by_hand_with_its_reference_is_resolved(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, "Pago sin detalle,100000")
+    starter.main(["reconcile", str(path), *BY])
+    with session_scope(make_engine(store)) as session:
+        row = session.exec(select(ReconciledMovement)).one()
+    reference = f"BANK:{row.bank_transaction_id}"
+    starter.main(["pay", FIRST, "100000", "--reference", reference, *BY])
+    capsys.readouterr()
+
+    code = starter.main(["reconcile", "--list-unmatched"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "0 unmatched, 1 resolved by pay since the last look" in out
+    assert outcomes(store) == [("row 2", "applied")]
+
+
+def test_the_camt053_split_credit_in_chf_is_reported_unmatched_not_crashing(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = BANK / "oca_test-camt053-txdtls.xml"
+
+    code = starter.main(["reconcile", str(path), "--dry-run", *BY])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert (
+        "entry 1, detail 1 (2017-03-22) 2187.00 CHF from 'Banque Cantonale Vaudoise'"
+        in out
+    )
+    assert "2 movements: 0 applied, 2 unmatched" in out
