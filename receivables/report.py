@@ -25,6 +25,7 @@ from receivables.kpis import (
     KpiReport,
     PortfolioFigures,
     PromiseFigures,
+    ReconciliationFigures,
     RecoveryCurve,
     RecoveryPoint,
     TaskFigures,
@@ -67,6 +68,13 @@ def percent(share: float | None) -> str:
 def days_text(days: float | None) -> str:
     """A number of days with one decimal, ``12,5 days``, or a dash when it is unknown."""
     return "—" if days is None else f"{_decimal_comma(f'{days:.1f}')} days"
+
+
+def whole_days(days: int | None) -> str:
+    """A whole number of days, ``1 day``, ``3 days``, or a dash when it is unknown."""
+    if days is None:
+        return "—"
+    return "1 day" if days == 1 else f"{days} days"
 
 
 def _decimal_comma(figure: str) -> str:
@@ -543,6 +551,7 @@ def headlines(kpis: KpiReport) -> list[Headline]:
         Headline(f"Paid within {FUNNEL_DAYS} days of a contact", str(paid_after)),
         *_task_headlines(figures.tasks),
         *_commitment_headlines(figures),
+        *_reconciliation_headlines(figures.reconciliation),
     ]
     return items
 
@@ -581,6 +590,24 @@ def _commitment_headlines(figures: PortfolioFigures) -> Iterator[Headline]:
         "Contacts deferred by a contact rule",
         str(by_rule["deferred"]),
         f"{by_rule['suppressed']} suppressed by a rule",
+    )
+
+
+def _reconciliation_headlines(lines: ReconciliationFigures) -> Iterator[Headline]:
+    yield Headline(
+        "Bank payments reconciled, median time",
+        days_text(lines.median_days),
+        f"{lines.applied} reconciled, nine in ten within {whole_days(lines.p90_days)}"
+        if lines.applied
+        else "no movements reconciled in the period",
+    )
+    yield Headline(
+        "Bank lines unmatched at the report date",
+        str(lines.unmatched_at_end),
+        f"the oldest booked {whole_days(lines.oldest_unmatched_days)} before the "
+        "report date"
+        if lines.unmatched_at_end
+        else "none waiting for a person",
     )
 
 
@@ -1150,6 +1177,42 @@ def _promises_section(kpis: KpiReport, compare: KpiReport | None, label: str) ->
     return _section("promises", "Promises and disputes", body)
 
 
+RECONCILIATION_NOTE = (
+    "Reconciled counts the incoming bank lines applied to an invoice in the period, by "
+    "starter.py reconcile or by hand with pay and the line's reference. Their time runs "
+    "in whole calendar days from the bank's booking date to the day the line was "
+    "reconciled; 0 is the same day. Unmatched lines are those booked by the report date "
+    "that still wait for a person, as they stand now."
+)
+
+
+def _reconciliation_row(name: str, lines: ReconciliationFigures) -> list[str]:
+    return [
+        name,
+        str(lines.applied),
+        days_text(lines.median_days),
+        whole_days(lines.p90_days),
+        str(lines.unmatched_at_end),
+        whole_days(lines.oldest_unmatched_days),
+    ]
+
+
+def _reconciliation_section(
+    kpis: KpiReport, compare: KpiReport | None, label: str
+) -> str:
+    reports = [("This report", kpis)] + ([(label, compare)] if compare else [])
+    rows = [_reconciliation_row(n, r.overall.reconciliation) for n, r in reports]
+    head = ["", "Reconciled", "Median time", "Nine in ten within", "Unmatched"]
+    table = _table(
+        "Incoming bank payments: booking to reconciliation",
+        [*head, "Oldest unmatched, since booking"],
+        rows,
+    )
+    body = f'<div class="wide">{table}</div>'
+    body += f'<p class="note">{escape(RECONCILIATION_NOTE)}</p>'
+    return _section("reconciliation", "Bank reconciliation", body)
+
+
 def _rules_section(kpis: KpiReport) -> str:
     decisions = kpis.overall.rule_decisions
     if not decisions:
@@ -1278,6 +1341,7 @@ def render_html(
         _reasons_section(kpis),
         _tasks_section(kpis, compare, label),
         _promises_section(kpis, compare, label),
+        _reconciliation_section(kpis, compare, label),
         _rules_section(kpis),
         _groups_section(kpis),
         _method_section(),
@@ -1474,6 +1538,21 @@ def _commitments_csv(figures: PortfolioFigures, scope: Scope) -> Iterator[KpiRow
         yield KpiRow("contacts_by_rule", where, str(item.count), "contacts")
 
 
+def _reconciliation_csv(figures: PortfolioFigures, scope: Scope) -> Iterator[KpiRow]:
+    lines, dim = figures.reconciliation, _dimension(*scope)
+    median, p90 = lines.median_days, lines.p90_days
+    oldest = lines.oldest_unmatched_days
+    yield KpiRow("reconciled_lines", dim, str(lines.applied), "lines")
+    median_text = "" if median is None else f"{median:.2f}"
+    yield KpiRow("reconciliation_median_days", dim, median_text, "days")
+    yield KpiRow(
+        "reconciliation_p90_days", dim, "" if p90 is None else str(p90), "days"
+    )
+    yield KpiRow("unmatched_lines", dim, str(lines.unmatched_at_end), "lines")
+    oldest_text = "" if oldest is None else str(oldest)
+    yield KpiRow("oldest_unmatched_days", dim, oldest_text, "days")
+
+
 def _figure_rows(
     figures: PortfolioFigures, scope: Scope, full: bool
 ) -> Iterator[KpiRow]:
@@ -1490,6 +1569,7 @@ def _figure_rows(
     yield from _contacts_csv(figures, scope)
     yield from _tasks_csv(figures, scope)
     yield from _commitments_csv(figures, scope)
+    yield from _reconciliation_csv(figures, scope)
 
 
 def kpi_rows(kpis: KpiReport) -> list[KpiRow]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,7 @@ from receivables.importer import import_portfolio
 from receivables.kpis import (
     AGING_BUCKETS,
     NO_PROMISES,
+    NO_RECONCILIATIONS,
     UNNAMED_RULE,
     DisputeFigures,
     GroupBy,
@@ -40,11 +42,13 @@ from receivables.kpis import (
     deciding_rule,
     default_period,
     month_ends,
+    nearest_rank,
     payment_date,
     portfolio_span,
     reason_group,
 )
 from receivables.ledger import ContactKey, ContactLedger
+from receivables.reconciliation import ReconciledMovement
 from receivables.store import (
     ContactAttempt,
     ContactLedgerEntry,
@@ -967,6 +971,7 @@ def test_an_empty_store_has_no_promise_dispute_or_rule_decision(
     assert report.overall.contacts_by_rule == {"deferred": 0, "suppressed": 0}
     assert report.overall.aging == () and report.overall.settlement.settled == 0
     assert report.overall.tasks.opened == 0 and report.overall.tasks.sla_share is None
+    assert report.overall.reconciliation == NO_RECONCILIATIONS
 
 
 # --- promises, disputes and contacts deferred or suppressed by a rule ---
@@ -1468,3 +1473,124 @@ def test_ibm_aging_on_a_date_matches_the_file(
     first_issue = min(us_date(r["InvoiceDate"]) for r in rows)
     assert span is not None and span[0] == first_issue
     assert customers == len({r["customerID"] for r in rows})
+
+
+# --- bank reconciliation time ---
+
+
+def store_bank_line(
+    engine: Engine,
+    line: str,
+    *,
+    booked: date,
+    outcome: str,
+    reconciled_at: datetime,
+    folios: str = "",
+) -> None:
+    """Commit one reconciled statement line as starter.py reconcile leaves it."""
+    with session_scope(engine) as session:
+        session.add(
+            ReconciledMovement(
+                tenant=TENANT,
+                bank_transaction_id=f"TX-{line}",
+                account="CL-001",
+                booking_date=booked,
+                value_date=booked,
+                amount_minor=10_000,
+                currency="CLP",
+                direction="credit",
+                outcome=outcome,
+                invoice_numbers=folios,
+                source_file="cartola.csv",
+                place=f"row {line}",
+                reconciled_by="exec-01",
+                reconciled_at=reconciled_at,
+            )
+        )
+
+
+def build_bank_lines(engine: Engine) -> None:
+    """Lines of March 2026 and around it; each comment gives its days, worked out by hand."""
+    for number, segment in (("K1", "alpha"), ("K2", "beta")):
+        store_invoice(
+            engine,
+            number,
+            issued=date(2026, 2, 1),
+            due=date(2026, 3, 3),
+            amount=50_000,
+            segment=segment,
+        )
+    applied = partial(store_bank_line, engine, outcome="applied")
+    same_day = local_noon(date(2026, 3, 2))
+    applied("1", booked=date(2026, 3, 2), reconciled_at=same_day, folios="K1")  # 0
+    # Booked on a Friday, reconciled on Monday: 3.
+    monday = local_noon(date(2026, 3, 9))
+    applied("2", booked=date(2026, 3, 6), reconciled_at=monday, folios="K1")
+    # 01:30 UTC on the 11th is 22:30 of the 10th in Santiago: 1 day, not 2.
+    late_evening = datetime(2026, 3, 11, 1, 30, tzinfo=UTC)
+    applied("3", booked=date(2026, 3, 9), reconciled_at=late_evening, folios="K2")
+    thursday = local_noon(date(2026, 3, 12))
+    applied("4", booked=date(2026, 3, 10), reconciled_at=thursday, folios="K2")  # 2
+    applied(
+        "5",
+        booked=date(2026, 3, 13),
+        reconciled_at=local_noon(date(2026, 3, 20)),
+        folios="K1 K2",  # a split credit: counts once, in each invoice's group
+    )
+    # Reconciled before the period and after the report date: neither counts.
+    applied("6", booked=date(2026, 2, 25), reconciled_at=local_noon(date(2026, 2, 27)))
+    applied("7", booked=date(2026, 3, 30), reconciled_at=local_noon(date(2026, 4, 1)))
+    waiting = partial(store_bank_line, engine, reconciled_at=local_noon(AS_OF))
+    waiting("8", booked=date(2026, 3, 2), outcome="unmatched")  # 29 days at AS_OF
+    waiting("9", booked=date(2026, 3, 25), outcome="unmatched")  # 6 days
+    waiting("10", booked=date(2026, 4, 2), outcome="unmatched")  # after AS_OF
+    waiting("11", booked=date(2026, 1, 15), outcome="returned")  # not waiting
+    waiting("12", booked=date(2026, 1, 15), outcome="skipped")
+
+
+def test_reconciliation_time_runs_from_booking_date_to_the_local_reconciled_date(
+    engine: Engine,
+) -> None:
+    build_bank_lines(engine)
+
+    lines = kpis_of(engine, AS_OF, MARCH).overall.reconciliation
+
+    # Days 0, 3, 1, 2 and 7: median 2; nine in ten within 7 (the 5th of 5 by rank).
+    assert lines.applied == 5
+    assert lines.median_days == 2
+    assert lines.p90_days == 7
+    assert (lines.unmatched_at_end, lines.oldest_unmatched_days) == (2, 29)
+
+
+def test_reconciliation_figures_of_an_earlier_report_date_stop_at_it(
+    engine: Engine,
+) -> None:
+    build_bank_lines(engine)
+
+    lines = kpis_of(engine, date(2026, 3, 10), MARCH).overall.reconciliation
+
+    # Lines 1 and 2 were reconciled by the 10th (0 and 3 days), line 3 on the 10th local.
+    assert (lines.applied, lines.median_days, lines.p90_days) == (3, 1, 3)
+    assert (lines.unmatched_at_end, lines.oldest_unmatched_days) == (1, 8)
+
+
+def test_reconciled_lines_count_in_the_group_of_their_invoice_unmatched_ones_in_none(
+    engine: Engine,
+) -> None:
+    build_bank_lines(engine)
+
+    report = kpis_of(engine, AS_OF, MARCH, group_by="segment")
+
+    groups = {g.key: g.figures.reconciliation for g in report.groups}
+    # alpha (K1): 0, 3 and 7 days; beta (K2): 1, 2 and 7. The split line is in both.
+    assert (groups["alpha"].applied, groups["alpha"].median_days) == (3, 3)
+    assert (groups["beta"].applied, groups["beta"].median_days) == (3, 2)
+    assert report.overall.reconciliation.applied == 5
+    assert groups["beta"].unmatched_at_end == 0
+    assert groups["alpha"].oldest_unmatched_days is None
+
+
+def test_nine_in_ten_is_the_nearest_rank_a_line_actually_took() -> None:
+    assert nearest_rank([5], 0.9) == 5
+    assert nearest_rank(list(range(10, 0, -1)), 0.9) == 9
+    assert nearest_rank([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12], 0.9) == 0

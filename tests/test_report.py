@@ -28,6 +28,7 @@ from receivables.report import (
     money,
     nice_ticks,
     percent,
+    whole_days,
     write_csv_export,
     write_html_report,
 )
@@ -40,6 +41,7 @@ from tests.test_kpis import (
     MARCH_END,
     TENANT,
     build_aging_portfolio,
+    build_bank_lines,
     build_commitment_portfolio,
     build_contact_portfolio,
     build_month_end_portfolio,
@@ -559,3 +561,67 @@ def test_bar_tooltips_read_as_amounts_not_scientific_notation(
     tips = re.findall(r"<title>([^<]*)</title></rect>", aging)
     assert tips and not any("e+" in tip for tip in tips)
     assert "31-60: 23.397.040 CLP" in tips
+
+
+# --- bank reconciliation ---
+
+
+def test_reconciliation_time_is_in_the_terminal_the_page_and_the_csv(
+    engine: Engine, tmp_path: Path
+) -> None:
+    build_bank_lines(engine)
+    kpis = report_of(engine)
+
+    text = " ".join(headline_text(kpis).split())
+    page, reader = read_page(write_html_report(kpis, tmp_path / "r.html", title="Q1"))
+    path = write_csv_export(kpis, tmp_path / "kpis.csv")
+
+    # Over the quarter the line of 27 February counts too: days 2, 0, 3, 1, 2 and 7.
+    assert (
+        "Bank payments reconciled, median time 2,0 days "
+        "(6 reconciled, nine in ten within 7 days)"
+    ) in text
+    assert (
+        "Bank lines unmatched at the report date 2 "
+        "(the oldest booked 29 days before the report date)"
+    ) in text
+    table = reader.tables["Incoming bank payments: booking to reconciliation"]
+    assert table[1] == ["This report", "6", "2,0 days", "7 days", "2", "29 days"]
+    assert 'id="reconciliation"' in page
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = {
+            row["metric"]: (row["value"], row["unit"])
+            for row in csv.DictReader(handle)
+            if not row["dimension"]
+        }
+    assert rows["reconciled_lines"] == ("6", "lines")
+    assert rows["reconciliation_median_days"] == ("2.00", "days")
+    assert rows["reconciliation_p90_days"] == ("7", "days")
+    assert rows["unmatched_lines"] == ("2", "lines")
+    assert rows["oldest_unmatched_days"] == ("29", "days")
+
+
+def test_no_bank_line_reads_as_no_movement_reconciled_and_dashes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    kpis = report_of(engine)
+
+    text = " ".join(headline_text(kpis).split())
+    _, reader = read_page(write_html_report(kpis, tmp_path / "r.html", title="Empty"))
+
+    assert (
+        "Bank payments reconciled, median time — (no movements reconciled in the period)"
+        in text
+    )
+    assert "Bank lines unmatched at the report date 0 (none waiting" in text
+    table = reader.tables["Incoming bank payments: booking to reconciliation"]
+    assert table[1] == ["This report", "0", "—", "—", "0", "—"]
+
+
+def test_whole_days_say_day_or_days_or_a_dash() -> None:
+    assert [whole_days(n) for n in (None, 0, 1, 29)] == [
+        "—",
+        "0 days",
+        "1 day",
+        "29 days",
+    ]
