@@ -169,6 +169,9 @@ def resolve_recorded_by_hand(engine: Engine, tenant: str) -> int:
             row.invoice_numbers = " ".join(sorted(p.invoice_number for p in payments))
             row.matched_by = "recorded by hand with pay"
             row.reason = ""
+            # The line stops waiting now; left alone, the KPI's reconciliation time would
+            # end when the line was first read unmatched, before anyone decided it.
+            row.reconciled_at = utc_now()
             session.add(row)
             resolved += 1
     return resolved

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,13 @@ import starter
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.operator_actions import OperatorAction
 from receivables.reconciliation import ReconciledMovement
-from receivables.store import Payment, find_invoice, make_engine, session_scope
+from receivables.store import (
+    Payment,
+    as_utc,
+    find_invoice,
+    make_engine,
+    session_scope,
+)
 from tests.case_helpers import add_invoice
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
@@ -317,6 +323,7 @@ def test_an_unmatched_line_recorded_by_hand_with_its_reference_is_resolved(
     reference = f"BANK:{row.bank_transaction_id}"
     starter.main(["pay", FIRST, "100000", "--reference", reference, *BY])
     capsys.readouterr()
+    before = datetime.now(UTC)
 
     code = starter.main(["reconcile", "--list-unmatched"])
 
@@ -324,6 +331,10 @@ def test_an_unmatched_line_recorded_by_hand_with_its_reference_is_resolved(
     assert code == 0
     assert "0 unmatched, 1 resolved by pay since the last look" in out
     assert outcomes(store) == [("row 2", "applied")]
+    with session_scope(make_engine(store)) as session:
+        resolved = session.exec(select(ReconciledMovement)).one()
+    # Reconciled when the person's payment was found, not when the line was first read.
+    assert as_utc(resolved.reconciled_at) >= before
 
 
 def test_the_camt053_split_credit_in_chf_is_reported_unmatched_not_crashing(
