@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import asyncio
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 import starter
+from receivables.case import Stage
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.operator_actions import OperatorAction
+from receivables.planning import local_date_of
 from receivables.reconciliation import ReconciledMovement
 from receivables.store import (
     Payment,
@@ -19,7 +28,16 @@ from receivables.store import (
     make_engine,
     session_scope,
 )
-from tests.case_helpers import add_invoice
+from tests.case_helpers import (
+    SANTIAGO,
+    add_invoice,
+    advance_to,
+    open_case,
+    policy_with_steps,
+    running_worker,
+    santiago,
+)
+from workflows.invoice import InvoiceWorkflow
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 BANK = Path(__file__).resolve().parents[2] / "shared" / "data" / "bank"
@@ -50,11 +68,11 @@ def store(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return database_url
 
 
-def cartola(tmp_path: Path, *credits: str) -> Path:
-    """A cartola CSV of credits written as 'description,amount' on 03/01/2026."""
+def cartola(tmp_path: Path, *credits: str, booked: date = date(2026, 1, 3)) -> Path:
+    """A cartola CSV of credits written as 'description,amount', booked on one day."""
     path = tmp_path / "cartola.csv"
     rows = [
-        f"03/01/2026,{line.rsplit(',', 1)[0]},Internet,,{line.rsplit(',', 1)[1]},0"
+        f"{booked:%d/%m/%Y},{line.rsplit(',', 1)[0]},Internet,,{line.rsplit(',', 1)[1]},0"
         for line in credits
     ]
     path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
@@ -351,3 +369,96 @@ def test_the_camt053_split_credit_in_chf_is_reported_unmatched_not_crashing(
         in out
     )
     assert "2 movements: 0 applied, 2 unmatched" in out
+
+
+# --- told to live cases ---
+
+
+REMINDER = {
+    "id": "R+1",
+    "offset_days": 1,
+    "channel": "email",
+    "template": "overdue-first",
+}
+
+
+def numeric_folio() -> str:
+    """A fresh folio of ten digits, which the matcher reads from remittance text."""
+    return f"{uuid.uuid4().int % 10**10:010d}"
+
+
+async def signals_heard(handle: WorkflowHandle[Any, Any]) -> int:
+    """How many payment signals a case's history holds."""
+    history = await handle.fetch_history()
+    return sum(
+        event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        and event.workflow_execution_signaled_event_attributes.signal_name
+        == "record_payment"
+        for event in history.events
+    )
+
+
+async def test_reconcile_tells_live_cases_and_a_rerun_tells_them_again_paying_nothing_twice(
+    time_skipping_env: WorkflowEnvironment,
+    engine: Engine,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = time_skipping_env
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DUNNING_DATABASE_URL", database_url)
+    monkeypatch.setenv("DUNNING_TENANT", "test")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", env.client.service_client.config.target_host)
+    sync_governance(engine, "test", POLICIES / GOVERNANCE_FILE)
+    now = await env.get_current_time()
+    # The store refuses a payment booked after the wall clock, and earlier tests may have
+    # moved the test server's clock ahead: the bank books on today's real date.
+    booked = local_date_of(datetime.now(UTC), SANTIAGO)
+    due = local_date_of(now, SANTIAGO) + timedelta(days=5)
+    paid, partly = numeric_folio(), numeric_folio()
+    async with running_worker(env.client, engine) as (_, queue):
+        runs = {}
+        for folio in (paid, partly):
+            invoice, customer = add_invoice(
+                engine,
+                invoice_number=folio,
+                issue_date=booked - timedelta(days=30),
+                due_date=due,
+                amount_minor=250_000,
+            )
+            policy = policy_with_steps(REMINDER)
+            runs[folio] = await open_case(
+                env.client, engine, invoice, customer, policy, queue, now
+            )
+        path = cartola(
+            tmp_path,
+            f"Pago FACTURA N° {paid},250000",
+            f"Abono factura {partly},100000",
+            booked=booked,
+        )
+
+        first = await asyncio.to_thread(starter.main, ["reconcile", str(path), *BY])
+        first_out = capsys.readouterr().out
+        ended = await runs[paid].handle.result()
+        state = await runs[partly].handle.query(InvoiceWorkflow.state)
+        again = await asyncio.to_thread(starter.main, ["reconcile", str(path), *BY])
+        again_out = capsys.readouterr().out
+        state_again = await runs[partly].handle.query(InvoiceWorkflow.state)
+        heard = await signals_heard(runs[partly].handle)
+        # Past the day the paid invoice's reminder would have gone out.
+        await advance_to(env, santiago(due + timedelta(days=2), time(12)))
+
+    assert (first, again) == (0, 0)
+    assert "2 movements: 2 applied, 0 unmatched" in first_out
+    assert "0 applied, 0 unmatched, 0 skipped, 0 returned, 2 already reconciled" in (
+        again_out
+    )
+    assert ended.stage is Stage.PAID and ended.balance_minor == 0
+    assert state.balance_minor == state_again.balance_minor == 150_000
+    assert heard == 2  # told on each run; the case counted the payment once
+    assert payments(database_url) == sorted([(paid, 250_000), (partly, 100_000)])
+    # The open one's reminder went out on that day; the paid one's never did.
+    assert [m.invoice_number for m in runs[partly].outbox()] == [partly]
+    assert runs[paid].outbox() == []
