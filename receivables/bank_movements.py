@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -93,3 +93,23 @@ class FallbackIds:
         key = (account, booking_date, signed_minor, currency)
         self.seen[key] += 1
         return fallback_transaction_id(*key, self.seen[key])
+
+
+def with_distinct_ids(movements: list[BankMovement]) -> list[BankMovement]:
+    """The movements with a reference the file repeats suffixed /2, /3... in file order.
+
+    Banks do reuse a reference inside one statement (two payments booked under one
+    batch reference). The store keeps one row per id, so two movements sharing one would
+    record the first and then fail on the second; the first keeps the bare reference,
+    as it would in a file where it appears alone.
+    """
+    taken: set[str] = set()
+    distinct = []
+    for movement in movements:
+        transaction_id, repeat = movement.transaction_id, 1
+        while transaction_id in taken:
+            repeat += 1
+            transaction_id = f"{movement.transaction_id}/{repeat}"
+        taken.add(transaction_id)
+        distinct.append(replace(movement, transaction_id=transaction_id))
+    return distinct

@@ -14,6 +14,7 @@ from receivables.bank_movements import (
     StatementError,
     on_account,
     statement_minor_units,
+    with_distinct_ids,
 )
 
 # Every version (001.02, 001.04, 001.08...) keeps these names; only the namespace differs.
@@ -49,7 +50,7 @@ def read_camt053(path: Path, data: bytes) -> list[BankMovement]:
             found = _entry_movements(path, entry, account, entries, ids)
             before = len(movements)
             movements.extend(replace(m, line=before + n) for n, m in found)
-    return movements
+    return with_distinct_ids(movements)
 
 
 def _entry_movements(

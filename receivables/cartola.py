@@ -26,6 +26,7 @@ from receivables.bank_movements import (
     StatementError,
     on_account,
     statement_minor_units,
+    with_distinct_ids,
 )
 
 _HINT = "download the cartola again from the bank's site, as .xlsx or CSV"
@@ -96,7 +97,7 @@ def _movements(
             continue
         movement = _movement(path, number, cells, columns, currency, account, ids)
         movements.append(replace(movement, line=len(movements) + 1))
-    return movements
+    return with_distinct_ids(movements)
 
 
 def _header(

@@ -13,6 +13,7 @@ from receivables.bank_movements import (
     StatementError,
     on_account,
     statement_minor_units,
+    with_distinct_ids,
 )
 
 _HINT = "download the statement again from the bank, as MT940"
@@ -66,7 +67,7 @@ def read_mt940(path: Path, text: str) -> list[BankMovement]:
         movements.append(
             _movement(path, pending, [], account, currency, ids, movements)
         )
-    return movements
+    return with_distinct_ids(movements)
 
 
 def _fields(text: str) -> list[tuple[int, str, list[str]]]:

@@ -192,3 +192,75 @@ def test_a_rut_is_normalised_and_its_check_digit_verified() -> None:
     assert normalise_rut("76.086.428-5") == "76086428-5"
     assert normalise_rut("76.086.428-4") is None
     assert ruts_in("Transf. 12.345.678-5 y 12.345.678-9 fact 1234") == ["12345678-5"]
+
+
+MT940_SAME_REFERENCE_TWICE = """\
+:20:STMT20261203
+:25:CL0012345678CLP
+:28C:3/1
+:60F:C261202CLP0,
+:61:2612031203C100000,NTRFNONREF//DUP001
+:86:/NAME/JOSE PEREZ/REMI/USTD//Pago Fact 2026
+:61:2612031203C10000,NTRFNONREF//DUP001
+:86:/NAME/PEQUENO CLIENTE/REMI/USTD//Pago Fact 123
+:62F:C261203CLP110000,
+-
+"""
+
+CAMT053_SAME_REFERENCE_TWICE = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>
+<Stmt><Id>S1</Id><Acct><Id><Othr><Id>00-123-45678-90</Id></Othr></Id></Acct>
+<Ntry><Amt Ccy="CLP">100000</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>
+<BookgDt><Dt>2026-12-01</Dt></BookgDt><AcctSvcrRef>R9</AcctSvcrRef>
+<NtryDtls><TxDtls><RmtInf><Ustrd>Factura 2026</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+<Ntry><Amt Ccy="CLP">10000</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>
+<BookgDt><Dt>2026-12-01</Dt></BookgDt><AcctSvcrRef>R9</AcctSvcrRef>
+<NtryDtls><TxDtls><RmtInf><Ustrd>Factura 123</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+</Stmt></BkToCstmrStmt></Document>
+"""
+
+CARTOLA_HEADER = (
+    "Fecha,Descripción,Canal o Sucursal,Cargos (CLP),Abonos (CLP),Saldo (CLP)\n"
+)
+
+
+def test_mt940_reference_repeated_in_one_file_gives_the_later_movement_a_suffix(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dupref.940"
+    path.write_text(MT940_SAME_REFERENCE_TWICE)
+
+    movements = read_bank_statement(path)
+
+    assert [m.transaction_id for m in movements] == [
+        "CL0012345678CLP:DUP001",
+        "CL0012345678CLP:DUP001/2",
+    ]
+    assert [m.transaction_id for m in read_bank_statement(path)] == [
+        m.transaction_id for m in movements
+    ]
+
+
+def test_camt053_reference_repeated_across_entries_gives_the_later_one_a_suffix(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dupref.xml"
+    path.write_text(CAMT053_SAME_REFERENCE_TWICE)
+
+    movements = read_bank_statement(path)
+
+    assert [m.transaction_id for m in movements] == [
+        "00-123-45678-90:R9",
+        "00-123-45678-90:R9/2",
+    ]
+
+
+def test_cartola_rows_identical_in_everything_get_distinct_ids(tmp_path: Path) -> None:
+    path = tmp_path / "cartola.csv"
+    row = "04/12/2026,Pago factura 1234,Internet,,100.000,0\n"
+    path.write_text(CARTOLA_HEADER + row + row)
+
+    movements = read_bank_statement(path)
+
+    assert len({m.transaction_id for m in movements}) == 2
