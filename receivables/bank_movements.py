@@ -67,30 +67,47 @@ def on_account(account: str, reference: str) -> str:
     return f"{account}:{reference}" if account else reference
 
 
-def fallback_transaction_id(
-    account: str, booking_date: date, signed_minor: int, currency: str, ordinal: int
-) -> str:
-    """An id for a movement the bank gives no reference for, stable for the same statement.
+def comparable_text(text: str) -> str:
+    """The text without the case and spacing that one export of a statement changes."""
+    return " ".join(text.casefold().split())
 
-    The ordinal counts the movements of the same account, day and amount before this one:
-    unlike the position in the file, it stays the same when the bank sends that day again
-    inside a longer statement.
+
+def fallback_transaction_id(
+    account: str,
+    booking_date: date,
+    signed_minor: int,
+    currency: str,
+    text: str,
+    repeat: int,
+) -> str:
+    """An id for a movement the bank gives no reference for, from the movement's own facts.
+
+    Nothing about the rest of the file goes in: a day the bank sends again inside a longer
+    statement, beside movements it did not hold before, gives each movement the id it had.
+    The repeat counts only movements identical in all these facts, which no text tells
+    apart; the text is compared without case or spacing, which exports change.
     """
-    key = f"{account}|{booking_date.isoformat()}|{signed_minor}|{currency}|{ordinal}"
+    words = comparable_text(text)
+    key = f"{account}|{booking_date.isoformat()}|{signed_minor}|{currency}|{words}|{repeat}"
     return "H" + hashlib.sha256(key.encode()).hexdigest()[:20].upper()
 
 
 class FallbackIds:
-    """Hands out fallback ids in file order, counting repeats of account, day and amount."""
+    """Hands out fallback ids in file order, counting movements identical in every fact."""
 
     def __init__(self) -> None:
-        self.seen: Counter[tuple[str, date, int, str]] = Counter()
+        self.seen: Counter[tuple[str, date, int, str, str]] = Counter()
 
     def next_id(
-        self, account: str, booking_date: date, signed_minor: int, currency: str
+        self,
+        account: str,
+        booking_date: date,
+        signed_minor: int,
+        currency: str,
+        text: str,
     ) -> str:
-        """The id of the next movement with these facts."""
-        key = (account, booking_date, signed_minor, currency)
+        """The id of the next movement with these facts and this payer's text."""
+        key = (account, booking_date, signed_minor, currency, comparable_text(text))
         self.seen[key] += 1
         return fallback_transaction_id(*key, self.seen[key])
 

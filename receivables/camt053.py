@@ -78,12 +78,16 @@ def _entry_movements(
             raise StatementError(path, f"{place}, Amt", f"{shown} is no amount", _HINT)
         sign = _text(detail, "CdtDbtInd") or _text(entry, "CdtDbtInd")
         direction = Direction.CREDIT if sign == "CRDT" else Direction.DEBIT
+        payer_name = _payer_name(detail, direction)
+        remittance = _remittance(detail)
         reference = references[position - 1]
         if references.count(reference) > 1:
             reference = f"{reference}/{position}"  # one reference for the whole batch
         if not reference:
             signed = amount if direction is Direction.CREDIT else -amount
-            reference = ids.next_id(account, booked, signed, currency)
+            reference = ids.next_id(
+                account, booked, signed, currency, f"{payer_name} {remittance}"
+            )
         movements.append(
             (
                 position,
@@ -98,9 +102,9 @@ def _entry_movements(
                     currency=currency,
                     direction=direction,
                     returned=entry_reversed or _find(detail, "RtrInf") is not None,
-                    payer_name=_payer_name(detail, direction),
+                    payer_name=payer_name,
                     payer_id=_payer_id(detail, direction),
-                    remittance=_remittance(detail),
+                    remittance=remittance,
                 ),
             )
         )

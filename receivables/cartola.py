@@ -4,7 +4,7 @@ The bank's site serves the .xlsx under a .xls name; it is read with the standard
 (a zip of XML sheets). The movements table starts at the row headed Fecha, Descripción,
 Canal o Sucursal, Cargos (CLP), Abonos (CLP), Saldo (CLP): a cargo is a debit, an abono
 a credit. The cartola gives no transaction reference, so each movement's id is derived
-from account, day, amount and its order among equal ones.
+from its day, amount and description, and its order among movements equal in all three.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from receivables.bank_movements import (
     Direction,
     FallbackIds,
     StatementError,
-    on_account,
     statement_minor_units,
     with_distinct_ids,
 )
@@ -79,8 +78,6 @@ def read_cartola_csv(path: Path, text: str) -> list[BankMovement]:
     delimiter = ";" if header.count(";") > header.count(",") else ","
     table = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = [(number, cells) for number, cells in enumerate(table, start=1)]
-    # Limit: a CSV carries no account number; movements of two accounts on the same day
-    # with the same amount would share ids. Reconcile one account's CSV per file.
     return _movements(path, rows, "")
 
 
@@ -149,12 +146,15 @@ def _movement(
     amount = _amount(path, f"{where}, column {column}", credit or debit, currency)
     description = cell("description")
     signed = amount if direction is Direction.CREDIT else -amount
+    # The account stays out of the id: the CSV the bank exports carries none, and the
+    # same cartola saved as .xlsx and as CSV must give the same ids, or a movement read
+    # from both would be paid twice. Limit: two accounts' cartolas holding the same day,
+    # amount and description of one tenant give one id, and the second is taken for one
+    # already read; an account column in the CSV would lift this.
     return BankMovement(
         line=0,
         place=where,
-        transaction_id=on_account(
-            account, ids.next_id(account, booked, signed, currency)
-        ),
+        transaction_id=ids.next_id("", booked, signed, currency, description),
         account=account,
         booking_date=booked,
         value_date=booked,

@@ -117,10 +117,14 @@ def _movement(
     direction = Direction.CREDIT if mark.endswith("C") else Direction.DEBIT
     text = _joined(information)
     subfields = _subfields(text)
+    payer_name = _payer_name(subfields, supplementary)
+    remittance = _remittance(text, subfields)
     reference = (found.group("bank") or "").strip()
     if not reference or reference.upper() == NO_REFERENCE:
         signed = amount if direction is Direction.CREDIT else -amount
-        reference = ids.next_id(account, booking_date, signed, currency)
+        reference = ids.next_id(
+            account, booking_date, signed, currency, f"{payer_name} {remittance}"
+        )
     return BankMovement(
         line=len(earlier) + 1,
         place=f"line {number}",
@@ -133,8 +137,8 @@ def _movement(
         direction=direction,
         # RC/RD reverse an earlier credit or debit; /RTRN/ names a returned payment.
         returned=mark.startswith("R") or "RTRN" in subfields,
-        payer_name=_payer_name(subfields, supplementary),
-        remittance=_remittance(text, subfields),
+        payer_name=payer_name,
+        remittance=remittance,
     )
 
 

@@ -264,3 +264,44 @@ def test_cartola_rows_identical_in_everything_get_distinct_ids(tmp_path: Path) -
     movements = read_bank_statement(path)
 
     assert len({m.transaction_id for m in movements}) == 2
+
+
+def test_overlapping_cartolas_give_each_movement_one_id_whatever_else_the_day_holds(
+    tmp_path: Path,
+) -> None:
+    yesterday = tmp_path / "yesterday.csv"
+    yesterday.write_text(
+        CARTOLA_HEADER + "04/12/2026,Pago factura 0000001234,Internet,,100.000,0\n"
+    )
+    today = tmp_path / "today.csv"
+    today.write_text(
+        CARTOLA_HEADER
+        + "04/12/2026,Pago factura 2026,Internet,,100.000,0\n"
+        + "04/12/2026,Pago  FACTURA 0000001234,Internet,,100.000,0\n"
+        + "05/12/2026,Pago factura 12345,Internet,,50.000,0\n"
+    )
+
+    (seen_yesterday,) = read_bank_statement(yesterday)
+    new_payment, same_payment, next_day = read_bank_statement(today)
+
+    assert same_payment.transaction_id == seen_yesterday.transaction_id
+    assert new_payment.transaction_id != seen_yesterday.transaction_id
+    assert (
+        len(
+            {
+                new_payment.transaction_id,
+                same_payment.transaction_id,
+                next_day.transaction_id,
+            }
+        )
+        == 3
+    )
+
+
+def test_cartola_xlsx_and_its_csv_give_the_same_transaction_ids() -> None:
+    from_csv = read_bank_statement(
+        BANK / "bancochile_cartola_sample_movements_DERIVED.csv"
+    )
+    from_xlsx = read_bank_statement(BANK / "bancochile_cartola_sample_xlsx-format.xls")
+
+    assert [m.transaction_id for m in from_csv] == [m.transaction_id for m in from_xlsx]
