@@ -130,3 +130,36 @@ def with_distinct_ids(movements: list[BankMovement]) -> list[BankMovement]:
         taken.add(transaction_id)
         distinct.append(replace(movement, transaction_id=transaction_id))
     return distinct
+
+
+INCOMPLETE_HINT = (
+    "the file is cut short or altered; download the complete statement again"
+)
+
+
+def check_balance(
+    path: Path, where: str, currency: str, opening: int, moved: int, closing: int
+) -> None:
+    """Refuse a statement whose opening balance plus its movements is not its closing one.
+
+    A file cut short while downloading or copying still reads as movements; only the
+    balances tell that some are missing, and a missing payment would stay unreconciled.
+    """
+    if opening + moved == closing:
+        return
+    sign = "-" if moved < 0 else "+"
+    shown = [
+        _major_units(amount, currency)
+        for amount in (opening, abs(moved), opening + moved)
+    ]
+    raise StatementError(
+        path,
+        where,
+        f"the opening balance plus the movements, {shown[0]} {sign} {shown[1]} is "
+        f"{shown[2]}, not the closing {_major_units(closing, currency)} {currency}",
+        INCOMPLETE_HINT,
+    )
+
+
+def _major_units(minor: int, currency: str) -> str:
+    return str(Decimal(minor).scaleb(-CURRENCY_EXPONENTS.get(currency, 2)))

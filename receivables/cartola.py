@@ -17,9 +17,11 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from receivables.bank_movements import (
+    INCOMPLETE_HINT,
     BankMovement,
     Direction,
     FallbackIds,
@@ -41,6 +43,8 @@ _SENDER = re.compile(
     r"^(?:traspaso|transferencia|transf\.?)\s+de\s*:?\s*", re.IGNORECASE
 )
 _EXCEL_EPOCH = date(1899, 12, 30)
+# The totals the .xlsx states above the movements, by the direction each adds up.
+_TOTALS = {"total cargos": Direction.DEBIT, "total abonos": Direction.CREDIT}
 COLUMNS = {
     "date": "fecha",
     "description": "descripción",
@@ -68,7 +72,9 @@ def read_cartola_xlsx(path: Path, data: bytes) -> list[BankMovement]:
         label = (cells[0] if cells else "").strip().lower()
         if label == "cuenta:" and len(cells) > 1:
             account = cells[1].strip()
-    return _movements(path, rows, account)
+    movements = _movements(path, rows, account)
+    _check_totals(path, rows, movements)
+    return movements
 
 
 def read_cartola_csv(path: Path, text: str) -> list[BankMovement]:
@@ -95,6 +101,32 @@ def _movements(
         movement = _movement(path, number, cells, columns, currency, account, ids)
         movements.append(replace(movement, line=len(movements) + 1))
     return with_distinct_ids(movements)
+
+
+def _check_totals(
+    path: Path, rows: list[tuple[int, list[str]]], movements: list[BankMovement]
+) -> None:
+    """Refuse a workbook whose movements do not add up to the totals it states above them.
+
+    The bank's .xlsx heads the table with Total Cargos and Total Abonos: rows lost when
+    the file was cut short or edited show there. The CSV carries no totals nor opening
+    balance, so a CSV cut short cannot be told from a complete one.
+    """
+    for (_, titles), (number, values) in pairwise(rows):
+        for title, value in zip(titles, values, strict=False):
+            direction = _TOTALS.get(title.strip().lower())
+            if direction is None or not movements:
+                continue
+            currency = movements[0].currency
+            stated = _minor_units(value.strip(), currency)
+            added = sum(m.amount_minor for m in movements if m.direction is direction)
+            if stated != added:
+                raise StatementError(
+                    path,
+                    f"row {number}, {title.strip()}",
+                    f"is {value.strip()!r}, but the movements below add up to {added}",
+                    INCOMPLETE_HINT,
+                )
 
 
 def _header(
@@ -182,14 +214,18 @@ def _day(path: Path, where: str, text: str) -> date:
 
 
 def _amount(path: Path, where: str, text: str, currency: str) -> int:
-    # Pesos have no decimals, and the bank groups thousands with dots: 1.302.300.
-    plain = text.replace(".", "") if currency == "CLP" else text.replace(",", ".")
-    amount = statement_minor_units(plain, currency)
+    amount = _minor_units(text, currency)
     if amount is None or amount == 0:
         raise StatementError(
             path, where, f"{text!r} is not an amount in {currency}", _HINT
         )
     return amount
+
+
+def _minor_units(text: str, currency: str) -> int | None:
+    # Pesos have no decimals, and the bank groups thousands with dots: 1.302.300.
+    plain = text.replace(".", "") if currency == "CLP" else text.replace(",", ".")
+    return statement_minor_units(plain, currency)
 
 
 def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:

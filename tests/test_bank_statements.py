@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from datetime import date
 from pathlib import Path
 
@@ -305,3 +306,75 @@ def test_cartola_xlsx_and_its_csv_give_the_same_transaction_ids() -> None:
     from_xlsx = read_bank_statement(BANK / "bancochile_cartola_sample_xlsx-format.xls")
 
     assert [m.transaction_id for m in from_csv] == [m.transaction_id for m in from_xlsx]
+
+
+MT940_CUT_INSIDE_THE_LAST_INFORMATION = """\
+:20:STMT20261201
+:25:CL0012345678CLP
+:28C:1/1
+:60F:C261130CLP1000000,
+:61:2612011201C400000,NTRFNONREF//BCH0001
+:86:/NAME/COMERCIAL ANDES SPA/REMI/USTD//Factura 0000001234
+:61:2612011201C10000,NTRFNONREF//BCH0003
+:86:/NAME/NUNOA Y OHIGGINS/REMI/USTD//Fact 123
+"""
+
+
+def test_mt940_cut_before_its_closing_balance_is_refused_naming_the_statement(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cut.940"
+    path.write_text(MT940_CUT_INSIDE_THE_LAST_INFORMATION)
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    message = str(refused.value)
+    assert message.startswith("cut.940 statement STMT20261201 1/1")
+    assert "no closing balance" in message
+    assert "download the complete statement again" in message
+
+
+def test_mt940_whose_movements_do_not_add_up_to_the_closing_balance_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "short.940"
+    path.write_text(
+        MT940_CUT_INSIDE_THE_LAST_INFORMATION + ":62F:C261201CLP1610000,\n-\n"
+    )
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    assert "1000000 + 410000 is 1410000, not the closing 1610000" in str(refused.value)
+
+
+def test_camt053_statement_opened_but_never_closed_is_refused(tmp_path: Path) -> None:
+    complete = (BANK / "oca_test-camt053.xml").read_text()
+    path = tmp_path / "camt.xml"
+    path.write_text(complete.replace("<Cd>CLBD</Cd>", "<Cd>ITBD</Cd>"))
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    assert "statement 1234Test/1: has no closing balance (CLBD)" in str(refused.value)
+    assert "download the complete statement again" in str(refused.value)
+
+
+def test_cartola_xlsx_whose_rows_do_not_add_up_to_its_totals_is_refused(
+    tmp_path: Path,
+) -> None:
+    original = BANK / "bancochile_cartola_sample_xlsx-format.xls"
+    path = tmp_path / "cartola.xlsx"
+    with (
+        zipfile.ZipFile(original) as source,
+        zipfile.ZipFile(path, "w") as copy,
+    ):
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = data.replace(b">269040<", b">269041<")
+            copy.writestr(item, data)
+
+    with pytest.raises(StatementError, match="Total Abonos"):
+        read_bank_statement(path)
