@@ -10,7 +10,10 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from receivables.money import CURRENCY_EXPONENTS
+from receivables.money import CURRENCY_EXPONENTS, MoneyError, check_storable
+
+# Far above the largest amount accepted, which then says the limit; small enough for int().
+_MOST_DIGITS = 40
 
 
 class Direction(enum.StrEnum):
@@ -49,6 +52,8 @@ class StatementError(ValueError):
 def statement_minor_units(text: str, currency: str) -> int | None:
     """A statement's decimal amount (``3483.00``) in minor units; None when it is not one.
 
+    Raises MoneyError for an amount above the largest the store accepts.
+
     A bank books currencies the store may never invoice in (CHF, GBP): those take the
     two decimals ISO 4217 gives most currencies, and then simply match no invoice.
     """
@@ -56,10 +61,25 @@ def statement_minor_units(text: str, currency: str) -> int | None:
         value = Decimal(text.strip())
     except InvalidOperation:
         return None
-    scaled = value.scaleb(CURRENCY_EXPONENTS.get(currency, 2))
-    if not value.is_finite() or scaled != scaled.to_integral_value() or value < 0:
+    if not value.is_finite() or value < 0:
         return None
-    return int(scaled)
+    scaled = value.scaleb(CURRENCY_EXPONENTS.get(currency, 2))
+    if scaled != scaled.to_integral_value():
+        return None
+    # Refused before int(): 1E+999999999 would build a billion-digit number first.
+    if scaled.adjusted() > _MOST_DIGITS:
+        raise MoneyError(f"{text.strip()!r} has more digits than any amount accepted")
+    return check_storable(int(scaled), currency)
+
+
+def minor_units_at(
+    path: Path, where: str, text: str, currency: str, hint: str
+) -> int | None:
+    """The statement amount in minor units, refused naming its place when too large."""
+    try:
+        return statement_minor_units(text, currency)
+    except MoneyError as error:
+        raise StatementError(path, where, str(error), hint) from None
 
 
 def on_account(account: str, reference: str) -> str:

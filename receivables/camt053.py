@@ -13,8 +13,8 @@ from receivables.bank_movements import (
     Direction,
     FallbackIds,
     StatementError,
+    minor_units_at,
     on_account,
-    statement_minor_units,
     with_distinct_ids,
 )
 
@@ -94,7 +94,9 @@ def _entry_movements(
         if amount_element is None:
             raise StatementError(path, f"{place}, Amt", "is missing", _HINT)
         currency = amount_element.get("Ccy", "")
-        amount = statement_minor_units(amount_element.text or "", currency)
+        amount = minor_units_at(
+            path, f"{place}, Amt", amount_element.text or "", currency, _HINT
+        )
         if amount is None or not currency:
             shown = f"{amount_element.text!r} {currency!r}"
             raise StatementError(path, f"{place}, Amt", f"{shown} is no amount", _HINT)

@@ -26,7 +26,7 @@ from receivables.bank_movements import (
     Direction,
     FallbackIds,
     StatementError,
-    statement_minor_units,
+    minor_units_at,
     with_distinct_ids,
 )
 
@@ -117,13 +117,13 @@ def _check_totals(
             direction = _TOTALS.get(title.strip().lower())
             if direction is None or not movements:
                 continue
-            currency = movements[0].currency
-            stated = _minor_units(value.strip(), currency)
+            where = f"row {number}, {title.strip()}"
+            stated = _minor_units(path, where, value.strip(), movements[0].currency)
             added = sum(m.amount_minor for m in movements if m.direction is direction)
             if stated != added:
                 raise StatementError(
                     path,
-                    f"row {number}, {title.strip()}",
+                    where,
                     f"is {value.strip()!r}, but the movements below add up to {added}",
                     INCOMPLETE_HINT,
                 )
@@ -214,7 +214,7 @@ def _day(path: Path, where: str, text: str) -> date:
 
 
 def _amount(path: Path, where: str, text: str, currency: str) -> int:
-    amount = _minor_units(text, currency)
+    amount = _minor_units(path, where, text, currency)
     if amount is None or amount == 0:
         raise StatementError(
             path, where, f"{text!r} is not an amount in {currency}", _HINT
@@ -222,10 +222,10 @@ def _amount(path: Path, where: str, text: str, currency: str) -> int:
     return amount
 
 
-def _minor_units(text: str, currency: str) -> int | None:
+def _minor_units(path: Path, where: str, text: str, currency: str) -> int | None:
     # Pesos have no decimals, and the bank groups thousands with dots: 1.302.300.
     plain = text.replace(".", "") if currency == "CLP" else text.replace(",", ".")
-    return statement_minor_units(plain, currency)
+    return minor_units_at(path, where, plain, currency, _HINT)
 
 
 def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:

@@ -14,8 +14,8 @@ from receivables.bank_movements import (
     FallbackIds,
     StatementError,
     check_balance,
+    minor_units_at,
     on_account,
-    statement_minor_units,
     with_distinct_ids,
 )
 
@@ -123,16 +123,15 @@ def _balance(
 ) -> tuple[str, int]:
     """The currency and signed amount of a :60F:, :62F: or their intermediate kin."""
     text = "".join(lines).strip()
+    where = f"line {number}"
     found = _BALANCE.match(text)
-    amount = (
-        statement_minor_units(
-            found.group("amount").replace(",", "."), found.group("currency")
-        )
-        if found
-        else None
+    if found is None:
+        raise StatementError(path, where, f"{text!r} is no balance", _HINT)
+    amount = minor_units_at(
+        path, where, found.group("amount").replace(",", "."), found["currency"], _HINT
     )
-    if found is None or amount is None:
-        raise StatementError(path, f"line {number}", f"{text!r} is no balance", _HINT)
+    if amount is None:
+        raise StatementError(path, where, f"{text!r} is no balance", _HINT)
     return found.group("currency"), -amount if found.group("mark") == "D" else amount
 
 
@@ -177,7 +176,9 @@ def _movement(
         raise StatementError(path, where, "comes before any :60F: balance", _HINT)
     value_date = _date(path, where, found.group("value"))
     booking_date = _booking_date(path, where, value_date, found.group("entry"))
-    amount = statement_minor_units(found.group("amount").replace(",", "."), currency)
+    amount = minor_units_at(
+        path, where, found.group("amount").replace(",", "."), currency, _HINT
+    )
     if amount is None:
         raise StatementError(
             path, where, f"{found.group('amount')!r} is no amount", _HINT

@@ -378,3 +378,44 @@ def test_cartola_xlsx_whose_rows_do_not_add_up_to_its_totals_is_refused(
 
     with pytest.raises(StatementError, match="Total Abonos"):
         read_bank_statement(path)
+
+
+def test_cartola_amount_beyond_what_the_store_keeps_names_row_and_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cartola.csv"
+    path.write_text(
+        CARTOLA_HEADER
+        + '01/12/2026,Pago factura 12345,Internet,,"99.999.999.999.999.999.999",0\n'
+    )
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    message = str(refused.value)
+    assert message.startswith("cartola.csv row 2, column Abonos:")
+    assert "above the largest amount accepted" in message
+
+
+def test_mt940_amount_beyond_what_the_store_keeps_names_its_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.940"
+    path.write_text(
+        ":20:X\n:25:CL123\n:60F:C260101CLP0,\n"
+        ":61:2601010101C99999999999999999999,NTRFNONREF//B1\n:86:x\n"
+        ":62F:C260101CLP99999999999999999999,\n"
+    )
+
+    with pytest.raises(StatementError, match=r"big.940 line 4, field :61:: .*above"):
+        read_bank_statement(path)
+
+
+def test_camt053_amount_beyond_what_the_store_keeps_names_its_entry(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.xml"
+    path.write_text(CAMT053_SAME_REFERENCE_TWICE.replace(">100000<", ">1E+999999999<"))
+
+    with pytest.raises(StatementError, match=r"big.xml entry 1, Amt: .*digits"):
+        read_bank_statement(path)
