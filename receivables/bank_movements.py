@@ -63,12 +63,13 @@ def statement_minor_units(text: str, currency: str) -> int | None:
         return None
     if not value.is_finite() or value < 0:
         return None
+    # Refused before scaling: 1E+999999999 overflows the decimal context, and int() of it
+    # would build a billion-digit number.
+    if value.adjusted() > _MOST_DIGITS:
+        raise MoneyError(f"{text.strip()!r} has more digits than any amount accepted")
     scaled = value.scaleb(CURRENCY_EXPONENTS.get(currency, 2))
     if scaled != scaled.to_integral_value():
         return None
-    # Refused before int(): 1E+999999999 would build a billion-digit number first.
-    if scaled.adjusted() > _MOST_DIGITS:
-        raise MoneyError(f"{text.strip()!r} has more digits than any amount accepted")
     return check_storable(int(scaled), currency)
 
 
