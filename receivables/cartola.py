@@ -180,9 +180,9 @@ def _movement(
     signed = amount if direction is Direction.CREDIT else -amount
     # The account stays out of the id: the CSV the bank exports carries none, and the
     # same cartola saved as .xlsx and as CSV must give the same ids, or a movement read
-    # from both would be paid twice. Limit: two accounts' cartolas holding the same day,
-    # amount and description of one tenant give one id, and the second is taken for one
-    # already read; an account column in the CSV would lift this.
+    # from both would be paid twice. Limit: one tenant's cartolas of two accounts with a
+    # movement of the same day, amount and description give both one id, so the second is
+    # taken for one already read; an account column in the CSV would lift this.
     return BankMovement(
         line=0,
         place=where,
