@@ -4,7 +4,7 @@ The bank's site serves the .xlsx under a .xls name; it is read with the standard
 (a zip of XML sheets). The movements table starts at the row headed Fecha, Descripción,
 Canal o Sucursal, Cargos (CLP), Abonos (CLP), Saldo (CLP): a cargo is a debit, an abono
 a credit. The cartola gives no transaction reference, so each movement's id is derived
-from account, day, amount and its order among equal ones.
+from its day, amount and description, and its order among movements equal in all three.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from receivables.bank_movements import (
+    INCOMPLETE_HINT,
     BankMovement,
     Direction,
     FallbackIds,
     StatementError,
-    on_account,
-    statement_minor_units,
+    minor_units_at,
+    with_distinct_ids,
 )
 
 _HINT = "download the cartola again from the bank's site, as .xlsx or CSV"
@@ -41,6 +43,8 @@ _SENDER = re.compile(
     r"^(?:traspaso|transferencia|transf\.?)\s+de\s*:?\s*", re.IGNORECASE
 )
 _EXCEL_EPOCH = date(1899, 12, 30)
+# The totals the .xlsx states above the movements, by the direction each adds up.
+_TOTALS = {"total cargos": Direction.DEBIT, "total abonos": Direction.CREDIT}
 COLUMNS = {
     "date": "fecha",
     "description": "descripción",
@@ -68,7 +72,9 @@ def read_cartola_xlsx(path: Path, data: bytes) -> list[BankMovement]:
         label = (cells[0] if cells else "").strip().lower()
         if label == "cuenta:" and len(cells) > 1:
             account = cells[1].strip()
-    return _movements(path, rows, account)
+    movements = _movements(path, rows, account)
+    _check_totals(path, rows, movements)
+    return movements
 
 
 def read_cartola_csv(path: Path, text: str) -> list[BankMovement]:
@@ -78,8 +84,6 @@ def read_cartola_csv(path: Path, text: str) -> list[BankMovement]:
     delimiter = ";" if header.count(";") > header.count(",") else ","
     table = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = [(number, cells) for number, cells in enumerate(table, start=1)]
-    # Limit: a CSV carries no account number; movements of two accounts on the same day
-    # with the same amount would share ids. Reconcile one account's CSV per file.
     return _movements(path, rows, "")
 
 
@@ -96,7 +100,33 @@ def _movements(
             continue
         movement = _movement(path, number, cells, columns, currency, account, ids)
         movements.append(replace(movement, line=len(movements) + 1))
-    return movements
+    return with_distinct_ids(movements)
+
+
+def _check_totals(
+    path: Path, rows: list[tuple[int, list[str]]], movements: list[BankMovement]
+) -> None:
+    """Refuse a workbook whose movements do not add up to the totals it states above them.
+
+    The bank's .xlsx heads the table with Total Cargos and Total Abonos: rows lost when
+    the file was cut short or edited show there. The CSV carries no totals nor opening
+    balance, so a CSV cut short cannot be told from a complete one.
+    """
+    for (_, titles), (number, values) in pairwise(rows):
+        for title, value in zip(titles, values, strict=False):
+            direction = _TOTALS.get(title.strip().lower())
+            if direction is None or not movements:
+                continue
+            where = f"row {number}, {title.strip()}"
+            stated = _minor_units(path, where, value.strip(), movements[0].currency)
+            added = sum(m.amount_minor for m in movements if m.direction is direction)
+            if stated != added:
+                raise StatementError(
+                    path,
+                    where,
+                    f"is {value.strip()!r}, but the movements below add up to {added}",
+                    INCOMPLETE_HINT,
+                )
 
 
 def _header(
@@ -148,12 +178,15 @@ def _movement(
     amount = _amount(path, f"{where}, column {column}", credit or debit, currency)
     description = cell("description")
     signed = amount if direction is Direction.CREDIT else -amount
+    # The account stays out of the id: the CSV the bank exports carries none, and the
+    # same cartola saved as .xlsx and as CSV must give the same ids, or a movement read
+    # from both would be paid twice. Limit: one tenant's cartolas of two accounts with a
+    # movement of the same day, amount and description give both one id, so the second is
+    # taken for one already read; an account column in the CSV would lift this.
     return BankMovement(
         line=0,
         place=where,
-        transaction_id=on_account(
-            account, ids.next_id(account, booked, signed, currency)
-        ),
+        transaction_id=ids.next_id("", booked, signed, currency, description),
         account=account,
         booking_date=booked,
         value_date=booked,
@@ -181,14 +214,18 @@ def _day(path: Path, where: str, text: str) -> date:
 
 
 def _amount(path: Path, where: str, text: str, currency: str) -> int:
-    # Pesos have no decimals, and the bank groups thousands with dots: 1.302.300.
-    plain = text.replace(".", "") if currency == "CLP" else text.replace(",", ".")
-    amount = statement_minor_units(plain, currency)
+    amount = _minor_units(path, where, text, currency)
     if amount is None or amount == 0:
         raise StatementError(
             path, where, f"{text!r} is not an amount in {currency}", _HINT
         )
     return amount
+
+
+def _minor_units(path: Path, where: str, text: str, currency: str) -> int | None:
+    # Pesos have no decimals, and the bank groups thousands with dots: 1.302.300.
+    plain = text.replace(".", "") if currency == "CLP" else text.replace(",", ".")
+    return minor_units_at(path, where, plain, currency, _HINT)
 
 
 def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from receivables.bank_movements import (
+    INCOMPLETE_HINT,
     BankMovement,
     Direction,
     FallbackIds,
     StatementError,
+    check_balance,
+    minor_units_at,
     on_account,
-    statement_minor_units,
+    with_distinct_ids,
 )
 
 _HINT = "download the statement again from the bank, as MT940"
@@ -25,7 +29,9 @@ _STATEMENT_LINE = re.compile(
     r"(?P<amount>[0-9]+,[0-9]*)(?P<type>[NFS][A-Z0-9]{3})"
     r"(?P<customer>(?:(?!//).)*)(?://(?P<bank>.*))?"
 )
-_BALANCE = re.compile(r"[CD][0-9]{6}(?P<currency>[A-Z]{3})")
+_BALANCE = re.compile(
+    r"(?P<mark>[CD])[0-9]{6}(?P<currency>[A-Z]{3})(?P<amount>[0-9]+,[0-9]*)"
+)
 # The subfields banks write into :86: as /CODE/value (ING, Rabobank, ABN AMRO).
 _CODES = (
     "EREF|CNTP|REMI|RTRN|MARF|CSID|PREF|ORDP|BENM|NAME|ADDR|ISDT|IBAN|BIC|TRCD|PURP|"
@@ -33,6 +39,7 @@ _CODES = (
 )
 _SUBFIELD = re.compile(rf"/({_CODES})/")
 NO_REFERENCE = "NONREF"
+END_OF_MESSAGE = "-"  # stands for the line that ends a message: - alone, or -}
 
 
 def read_mt940(path: Path, text: str) -> list[BankMovement]:
@@ -40,33 +47,92 @@ def read_mt940(path: Path, text: str) -> list[BankMovement]:
     movements: list[BankMovement] = []
     ids = FallbackIds()
     account, currency = "", ""
+    statement = _Statement()
     pending: tuple[int, list[str]] | None = None  # a :61: waiting for its :86:
     for number, tag, lines in _fields(text):
-        if tag == "25":
+        if pending is not None:
+            information = lines if tag == "86" else []
+            movement = _movement(
+                path, pending, information, account, currency, ids, movements
+            )
+            movements.append(movement)
+            statement.add(movement)
+            pending = None
+        if tag == "20":
+            statement.require_closed(path)
+            statement = _Statement(reference="".join(lines).strip())
+        elif tag == "25":
             account = "".join(lines).split()[0] if "".join(lines).split() else ""
             account = (
                 re.sub(r"[A-Z]{3}$", "", account) if len(account) > 18 else account
             )
+        elif tag == "28C":
+            statement.sequence = "".join(lines).strip()
         elif tag in ("60F", "60M"):
-            found = _BALANCE.match("".join(lines))
-            currency = found.group("currency") if found else currency
-        if pending is not None and tag != "86":
-            movements.append(
-                _movement(path, pending, [], account, currency, ids, movements)
-            )
-            pending = None
-        if tag == "61":
+            currency, statement.opening = _balance(path, number, lines, currency)
+        elif tag in ("62F", "62M"):
+            _, closing = _balance(path, number, lines, currency)
+            statement.close(path, currency, closing)
+        elif tag == "61":
             pending = (number, lines)
-        elif tag == "86" and pending is not None:
-            movements.append(
-                _movement(path, pending, lines, account, currency, ids, movements)
-            )
-            pending = None
+        elif tag == END_OF_MESSAGE:
+            statement.ended = True
     if pending is not None:
         movements.append(
             _movement(path, pending, [], account, currency, ids, movements)
         )
-    return movements
+    statement.require_closed(path)
+    return with_distinct_ids(movements)
+
+
+@dataclass
+class _Statement:
+    """The statement being read: its name, opening balance, and what moved so far."""
+
+    reference: str = ""  # the :20: the bank gave the statement
+    sequence: str = ""  # its :28C: number and page
+    opening: int | None = None
+    moved: int = 0
+    closed: bool = False
+    ended: bool = False  # the bank closed the message, with or without a balance
+
+    def add(self, movement: BankMovement) -> None:
+        signed = movement.amount_minor
+        self.moved += signed if movement.direction is Direction.CREDIT else -signed
+
+    def close(self, path: Path, currency: str, closing: int) -> None:
+        opening = self.opening if self.opening is not None else closing - self.moved
+        check_balance(path, self.name, currency, opening, self.moved, closing)
+        self.closed = True
+
+    def require_closed(self, path: Path) -> None:
+        # A statement without :62F: is accepted only where the message's end marker
+        # shows the bank sent all of it: SNS leaves the last day's balance out so.
+        if self.reference and not self.closed and not self.ended:
+            raise StatementError(
+                path, self.name, "has no closing balance (:62F:)", INCOMPLETE_HINT
+            )
+
+    @property
+    def name(self) -> str:
+        return " ".join(("statement", self.reference, self.sequence)).strip()
+
+
+def _balance(
+    path: Path, number: int, lines: list[str], currency: str
+) -> tuple[str, int]:
+    """The currency and signed amount of a :60F:, :62F: or their intermediate kin."""
+    text = "".join(lines).strip()
+    where = f"line {number}"
+    found = _BALANCE.match(text)
+    if found is None:
+        raise StatementError(path, where, f"{text!r} is no balance", _HINT)
+    amount = minor_units_at(
+        path, where, found.group("amount").replace(",", "."), found["currency"], _HINT
+    )
+    if amount is None:
+        raise StatementError(path, where, f"{text!r} is no balance", _HINT)
+    return found.group("currency"), -amount if found.group("mark") == "D" else amount
 
 
 def _fields(text: str) -> list[tuple[int, str, list[str]]]:
@@ -76,7 +142,10 @@ def _fields(text: str) -> list[tuple[int, str, list[str]]]:
         line = raw.rstrip("\r")
         # The SWIFT envelope ({1:...}{2:...}{4:) and its end (-}) hold no movement.
         line = re.sub(r"^(\{[0-9]:[^{}]*\}?)+", "", line)
-        if line.startswith("-}") or line.strip() in ("-", ":940:"):
+        if line.startswith("-}") or line.strip() == "-":
+            fields.append((number, END_OF_MESSAGE, []))
+            continue
+        if line.strip() == ":940:":
             continue
         tagged = _TAG.match(line)
         if tagged:
@@ -107,19 +176,27 @@ def _movement(
         raise StatementError(path, where, "comes before any :60F: balance", _HINT)
     value_date = _date(path, where, found.group("value"))
     booking_date = _booking_date(path, where, value_date, found.group("entry"))
-    amount = statement_minor_units(found.group("amount").replace(",", "."), currency)
+    amount = minor_units_at(
+        path, where, found.group("amount").replace(",", "."), currency, _HINT
+    )
     if amount is None:
         raise StatementError(
             path, where, f"{found.group('amount')!r} is no amount", _HINT
         )
     mark = found.group("mark")
-    direction = Direction.CREDIT if mark.endswith("C") else Direction.DEBIT
+    # RC reverses a credit, so takes the money out again; RD gives back a debit.
+    credit = mark in ("C", "RD")
+    direction = Direction.CREDIT if credit else Direction.DEBIT
     text = _joined(information)
     subfields = _subfields(text)
+    payer_name = _payer_name(subfields, supplementary)
+    remittance = _remittance(text, subfields)
     reference = (found.group("bank") or "").strip()
     if not reference or reference.upper() == NO_REFERENCE:
         signed = amount if direction is Direction.CREDIT else -amount
-        reference = ids.next_id(account, booking_date, signed, currency)
+        reference = ids.next_id(
+            account, booking_date, signed, currency, f"{payer_name} {remittance}"
+        )
     return BankMovement(
         line=len(earlier) + 1,
         place=f"line {number}",
@@ -132,8 +209,8 @@ def _movement(
         direction=direction,
         # RC/RD reverse an earlier credit or debit; /RTRN/ names a returned payment.
         returned=mark.startswith("R") or "RTRN" in subfields,
-        payer_name=_payer_name(subfields, supplementary),
-        remittance=_remittance(text, subfields),
+        payer_name=payer_name,
+        remittance=remittance,
     )
 
 

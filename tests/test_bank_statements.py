@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from datetime import date
 from pathlib import Path
 
@@ -192,3 +193,229 @@ def test_a_rut_is_normalised_and_its_check_digit_verified() -> None:
     assert normalise_rut("76.086.428-5") == "76086428-5"
     assert normalise_rut("76.086.428-4") is None
     assert ruts_in("Transf. 12.345.678-5 y 12.345.678-9 fact 1234") == ["12345678-5"]
+
+
+MT940_SAME_REFERENCE_TWICE = """\
+:20:STMT20261203
+:25:CL0012345678CLP
+:28C:3/1
+:60F:C261202CLP0,
+:61:2612031203C100000,NTRFNONREF//DUP001
+:86:/NAME/JOSE PEREZ/REMI/USTD//Pago Fact 2026
+:61:2612031203C10000,NTRFNONREF//DUP001
+:86:/NAME/PEQUENO CLIENTE/REMI/USTD//Pago Fact 123
+:62F:C261203CLP110000,
+-
+"""
+
+CAMT053_SAME_REFERENCE_TWICE = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>
+<Stmt><Id>S1</Id><Acct><Id><Othr><Id>00-123-45678-90</Id></Othr></Id></Acct>
+<Ntry><Amt Ccy="CLP">100000</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>
+<BookgDt><Dt>2026-12-01</Dt></BookgDt><AcctSvcrRef>R9</AcctSvcrRef>
+<NtryDtls><TxDtls><RmtInf><Ustrd>Factura 2026</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+<Ntry><Amt Ccy="CLP">10000</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>
+<BookgDt><Dt>2026-12-01</Dt></BookgDt><AcctSvcrRef>R9</AcctSvcrRef>
+<NtryDtls><TxDtls><RmtInf><Ustrd>Factura 123</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+</Stmt></BkToCstmrStmt></Document>
+"""
+
+CARTOLA_HEADER = (
+    "Fecha,Descripción,Canal o Sucursal,Cargos (CLP),Abonos (CLP),Saldo (CLP)\n"
+)
+
+
+def test_mt940_reference_repeated_in_one_file_gives_the_later_movement_a_suffix(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dupref.940"
+    path.write_text(MT940_SAME_REFERENCE_TWICE)
+
+    movements = read_bank_statement(path)
+
+    assert [m.transaction_id for m in movements] == [
+        "CL0012345678CLP:DUP001",
+        "CL0012345678CLP:DUP001/2",
+    ]
+    assert [m.transaction_id for m in read_bank_statement(path)] == [
+        m.transaction_id for m in movements
+    ]
+
+
+def test_camt053_reference_repeated_across_entries_gives_the_later_one_a_suffix(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dupref.xml"
+    path.write_text(CAMT053_SAME_REFERENCE_TWICE)
+
+    movements = read_bank_statement(path)
+
+    assert [m.transaction_id for m in movements] == [
+        "00-123-45678-90:R9",
+        "00-123-45678-90:R9/2",
+    ]
+
+
+def test_cartola_rows_identical_in_everything_get_distinct_ids(tmp_path: Path) -> None:
+    path = tmp_path / "cartola.csv"
+    row = "04/12/2026,Pago factura 1234,Internet,,100.000,0\n"
+    path.write_text(CARTOLA_HEADER + row + row)
+
+    movements = read_bank_statement(path)
+
+    assert len({m.transaction_id for m in movements}) == 2
+
+
+def test_overlapping_cartolas_give_each_movement_one_id_whatever_else_the_day_holds(
+    tmp_path: Path,
+) -> None:
+    yesterday = tmp_path / "yesterday.csv"
+    yesterday.write_text(
+        CARTOLA_HEADER + "04/12/2026,Pago factura 0000001234,Internet,,100.000,0\n"
+    )
+    today = tmp_path / "today.csv"
+    today.write_text(
+        CARTOLA_HEADER
+        + "04/12/2026,Pago factura 2026,Internet,,100.000,0\n"
+        + "04/12/2026,Pago  FACTURA 0000001234,Internet,,100.000,0\n"
+        + "05/12/2026,Pago factura 12345,Internet,,50.000,0\n"
+    )
+
+    (seen_yesterday,) = read_bank_statement(yesterday)
+    new_payment, same_payment, next_day = read_bank_statement(today)
+
+    assert same_payment.transaction_id == seen_yesterday.transaction_id
+    assert new_payment.transaction_id != seen_yesterday.transaction_id
+    assert (
+        len(
+            {
+                new_payment.transaction_id,
+                same_payment.transaction_id,
+                next_day.transaction_id,
+            }
+        )
+        == 3
+    )
+
+
+def test_cartola_xlsx_and_its_csv_give_the_same_transaction_ids() -> None:
+    from_csv = read_bank_statement(
+        BANK / "bancochile_cartola_sample_movements_DERIVED.csv"
+    )
+    from_xlsx = read_bank_statement(BANK / "bancochile_cartola_sample_xlsx-format.xls")
+
+    assert [m.transaction_id for m in from_csv] == [m.transaction_id for m in from_xlsx]
+
+
+MT940_CUT_INSIDE_THE_LAST_INFORMATION = """\
+:20:STMT20261201
+:25:CL0012345678CLP
+:28C:1/1
+:60F:C261130CLP1000000,
+:61:2612011201C400000,NTRFNONREF//BCH0001
+:86:/NAME/COMERCIAL ANDES SPA/REMI/USTD//Factura 0000001234
+:61:2612011201C10000,NTRFNONREF//BCH0003
+:86:/NAME/NUNOA Y OHIGGINS/REMI/USTD//Fact 123
+"""
+
+
+def test_mt940_cut_before_its_closing_balance_is_refused_naming_the_statement(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cut.940"
+    path.write_text(MT940_CUT_INSIDE_THE_LAST_INFORMATION)
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    message = str(refused.value)
+    assert message.startswith("cut.940 statement STMT20261201 1/1")
+    assert "no closing balance" in message
+    assert "download the complete statement again" in message
+
+
+def test_mt940_whose_movements_do_not_add_up_to_the_closing_balance_is_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "short.940"
+    path.write_text(
+        MT940_CUT_INSIDE_THE_LAST_INFORMATION + ":62F:C261201CLP1610000,\n-\n"
+    )
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    assert "1000000 + 410000 is 1410000, not the closing 1610000" in str(refused.value)
+
+
+def test_camt053_statement_opened_but_never_closed_is_refused(tmp_path: Path) -> None:
+    complete = (BANK / "oca_test-camt053.xml").read_text()
+    path = tmp_path / "camt.xml"
+    path.write_text(complete.replace("<Cd>CLBD</Cd>", "<Cd>ITBD</Cd>"))
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    assert "statement 1234Test/1: has no closing balance (CLBD)" in str(refused.value)
+    assert "download the complete statement again" in str(refused.value)
+
+
+def test_cartola_xlsx_whose_rows_do_not_add_up_to_its_totals_is_refused(
+    tmp_path: Path,
+) -> None:
+    original = BANK / "bancochile_cartola_sample_xlsx-format.xls"
+    path = tmp_path / "cartola.xlsx"
+    with (
+        zipfile.ZipFile(original) as source,
+        zipfile.ZipFile(path, "w") as copy,
+    ):
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = data.replace(b">269040<", b">269041<")
+            copy.writestr(item, data)
+
+    with pytest.raises(StatementError, match="Total Abonos"):
+        read_bank_statement(path)
+
+
+def test_cartola_amount_beyond_what_the_store_keeps_names_row_and_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cartola.csv"
+    path.write_text(
+        CARTOLA_HEADER
+        + '01/12/2026,Pago factura 12345,Internet,,"99.999.999.999.999.999.999",0\n'
+    )
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(path)
+
+    message = str(refused.value)
+    assert message.startswith("cartola.csv row 2, column Abonos:")
+    assert "above the largest amount accepted" in message
+
+
+def test_mt940_amount_beyond_what_the_store_keeps_names_its_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.940"
+    path.write_text(
+        ":20:X\n:25:CL123\n:60F:C260101CLP0,\n"
+        ":61:2601010101C99999999999999999999,NTRFNONREF//B1\n:86:x\n"
+        ":62F:C260101CLP99999999999999999999,\n"
+    )
+
+    with pytest.raises(StatementError, match=r"big.940 line 4, field :61:: .*above"):
+        read_bank_statement(path)
+
+
+def test_camt053_amount_beyond_what_the_store_keeps_names_its_entry(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.xml"
+    path.write_text(CAMT053_SAME_REFERENCE_TWICE.replace(">100000<", ">1E+999999999<"))
+
+    with pytest.raises(StatementError, match=r"big.xml entry 1, Amt: .*digits"):
+        read_bank_statement(path)
