@@ -201,10 +201,18 @@ def _movement(
 
 def _day(path: Path, where: str, text: str) -> date:
     found = _DAY_FIRST.fullmatch(text)
-    try:
-        if found:
-            day, month, year = (int(part) for part in found.groups())
+    if found:
+        day, month, year = (int(part) for part in found.groups())
+        try:
             return date(year, month, day)
+        except ValueError:
+            raise StatementError(
+                path,
+                where,
+                f"{text!r} is not a calendar date",
+                "check the day and the month against the bank's statement",
+            ) from None
+    try:
         # A spreadsheet that took the day for a date stores its serial number.
         return _EXCEL_EPOCH + timedelta(days=int(float(text)))
     except (ValueError, OverflowError):

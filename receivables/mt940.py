@@ -268,11 +268,13 @@ def _remittance(text: str, subfields: dict[str, str]) -> str:
 
 
 def _date(path: Path, where: str, text: str) -> date:
+    if not (len(text) == 6 and text.isdigit()):
+        raise StatementError(path, where, f"{text!r} is not a date (YYMMDD)", _HINT)
     try:
         return date(2000 + int(text[:2]), int(text[2:4]), int(text[4:6]))
     except ValueError:
         raise StatementError(
-            path, where, f"{text!r} is not a date (YYMMDD)", _HINT
+            path, where, f"{text!r} (YYMMDD) is not a calendar date", _HINT
         ) from None
 
 

@@ -419,3 +419,53 @@ def test_camt053_amount_beyond_what_the_store_keeps_names_its_entry(
 
     with pytest.raises(StatementError, match=r"big.xml entry 1, Amt: .*digits"):
         read_bank_statement(path)
+
+
+CARTOLA_CSV = BANK / "bancochile_cartola_sample_movements_DERIVED.csv"
+
+
+def test_a_utf16_cartola_with_its_mark_reads_as_the_utf8_one(tmp_path: Path) -> None:
+    utf16 = tmp_path / "cartola-unicode.csv"
+    utf16.write_bytes(CARTOLA_CSV.read_text(encoding="utf-8").encode("utf-16"))
+
+    assert read_bank_statement(utf16) == read_bank_statement(CARTOLA_CSV)
+
+
+def test_utf16_without_its_mark_is_refused_naming_the_encoding(tmp_path: Path) -> None:
+    unmarked = tmp_path / "cartola.csv"
+    unmarked.write_bytes(CARTOLA_CSV.read_text(encoding="utf-8").encode("utf-16-le"))
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(unmarked)
+
+    assert "UTF-16 text without a byte-order mark" in str(refused.value)
+    assert "save it again as CSV in UTF-8" in str(refused.value)
+
+
+def test_a_day_that_is_not_in_the_calendar_says_so(tmp_path: Path) -> None:
+    lines = CARTOLA_CSV.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace("01/01/2026", "31/02/2026")
+    cartola = tmp_path / "cartola.csv"
+    cartola.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(cartola)
+
+    assert "cartola.csv row 2" in str(refused.value)
+    assert "'31/02/2026' is not a calendar date" in str(refused.value)
+
+
+def test_a_missing_file_is_named_as_missing(tmp_path: Path) -> None:
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(tmp_path / "cartloa.csv")
+
+    assert "cartloa.csv file: does not exist" in str(refused.value)
+    assert "bank's site" not in str(refused.value)
+
+
+def test_a_format_named_against_the_content_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StatementError) as refused:
+        read_bank_statement(CARTOLA_CSV, StatementFormat.MT940)
+
+    assert "reads as cartola, not as mt940" in str(refused.value)
+    assert "leave --format out" in str(refused.value)
