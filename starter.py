@@ -48,6 +48,12 @@ from receivables.cases import (
     stored_invoice,
     tell_case,
 )
+from receivables.debtor_data import (
+    Erasure,
+    erase_customer,
+    erase_settled_before,
+    export_customer,
+)
 from receivables.decision_text import brief_decisions
 from receivables.devserver import DevServerError
 from receivables.governance import (
@@ -1106,6 +1112,111 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- personal data rights ----------------------------------------------------------------
+
+
+def cmd_debtor_data(args: argparse.Namespace, settings: Settings) -> int:
+    """Answer a debtor's access request, or erase their data once nothing is owed."""
+    engine = make_engine(settings.resolved_database_url)
+    if args.debtor_data_command == "export":
+        return _export_debtor_data(args, settings, engine)
+    if (args.customer is None) == (args.settled_before is None):
+        raise OperatorError(
+            "name one CUSTOMER_ID, or --settled-before YYYY-MM-DD for every customer "
+            "settled before that day; not both"
+        )
+    by = _acting_person(args, settings)
+    if args.customer is not None:
+        erasure = erase_customer(
+            engine,
+            settings.tenant,
+            args.customer,
+            by=by,
+            reason=args.reason,
+            dry_run=args.dry_run,
+        )
+        print(_describe_erasure(erasure))
+        return 0
+    cutoff = calendar_date(args.settled_before, "--settled-before")
+    run = erase_settled_before(
+        engine, settings.tenant, cutoff, by=by, reason=args.reason, dry_run=args.dry_run
+    )
+    for erasure in run.erasures:
+        print(_describe_erasure(erasure))
+    for customer_id in run.refused:
+        print(f"customer {customer_id}: left, an invoice was reopened meanwhile")
+    changed = sum(1 for erasure in run.erasures if erasure.rows_changed)
+    print(
+        f"{len(run.erasures)} customers settled before {cutoff}: {changed} "
+        f"{'would be erased' if args.dry_run else 'erased'}, "
+        f"{len(run.erasures) - changed} erased before"
+    )
+    return 0
+
+
+def _export_debtor_data(
+    args: argparse.Namespace, settings: Settings, engine: Engine
+) -> int:
+    by = _acting_person(args, settings) if args.by else None
+    exported = export_customer(engine, settings.tenant, args.customer, requested_by=by)
+    text = json.dumps(exported, indent=2, ensure_ascii=False) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    Path(args.out).write_text(text, encoding="utf-8")
+    rows = sum(len(table) for table in exported["tables"].values())
+    print(
+        f"customer {args.customer}: {rows} rows written to {args.out}", file=sys.stderr
+    )
+    return 0
+
+
+def _describe_erasure(erasure: Erasure) -> str:
+    if not erasure.rows_changed:
+        return f"customer {erasure.customer_id}: already erased, nothing changed"
+    verb = "would change" if erasure.dry_run else "changed"
+    tables = ", ".join(f"{name} {count}" for name, count in erasure.changed.items())
+    return (
+        f"customer {erasure.customer_id}: {verb} {erasure.rows_changed} rows ({tables})"
+    )
+
+
+def add_debtor_data_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """The debtor-data export and erase subcommands."""
+    debtor = commands.add_parser(
+        "debtor-data",
+        help="a debtor's personal data: export it, or erase it when settled",
+    )
+    actions = debtor.add_subparsers(dest="debtor_data_command", required=True)
+    export = actions.add_parser("export", help="everything the store holds, as JSON")
+    export.add_argument("customer", metavar="CUSTOMER_ID")
+    export.add_argument("--out", help="write the JSON to this file, not to stdout")
+    export.add_argument(
+        PERSON_FLAG,
+        metavar="PERSON",
+        help=f"who answers the access request, to log it (optional): {PERSON_HELP}",
+    )
+    erase = actions.add_parser(
+        "erase", help="suppress the personal data of a customer who owes nothing"
+    )
+    erase.add_argument("customer", metavar="CUSTOMER_ID", nargs="?")
+    erase.add_argument(
+        "--settled-before",
+        metavar="YYYY-MM-DD",
+        help="every customer whose invoices are all closed, the last before this day",
+    )
+    erase.add_argument(
+        "--reason",
+        required=True,
+        help="why, for the log: the request or the retention rule, no personal data",
+    )
+    erase.add_argument(PERSON_FLAG, metavar="PERSON", help=f"who erases: {PERSON_HELP}")
+    erase.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    debtor.set_defaults(handler=cmd_debtor_data)
+
+
 # -- the parser --------------------------------------------------------------------------
 
 
@@ -1418,6 +1529,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", help="also write the figures as JSON here")
     bench.set_defaults(handler=cmd_bench)
+
+    add_debtor_data_commands(commands)
     return parser
 
 

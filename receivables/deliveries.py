@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from receivables.store import (
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 BOUNCED = "bounced"
 OPTED_OUT = "opted_out"
+# What an erased address becomes (receivables.debtor_data): the prefix and a hash.
+PSEUDONYM_PREFIX = "erased:"
 
 # The ContactAttempt outcome each report leaves; "delivery_failed" keeps a provider's later
 # report apart from the "failed" the send activity writes when a channel refuses at once.
@@ -67,6 +70,8 @@ class Suppression:
 
 def normalise_address(channel: str, address: str) -> str:
     """The form an address is closed and looked up under: lower-case mail, ``+`` and digits."""
+    if address.startswith(PSEUDONYM_PREFIX):
+        return address  # an erased address has no other form
     if channel == "email":
         return address.strip().casefold()
     if channel in ("sms", "whatsapp"):
@@ -75,6 +80,22 @@ def normalise_address(channel: str, address: str) -> str:
         digits = "".join(char for char in bare if char.isdigit())
         return ("+" if bare.startswith("+") else "") + digits
     return address.strip()
+
+
+def address_pseudonym(tenant: str, channel: str, address: str) -> str:
+    """What an address becomes when its debtor's data is erased: stable, and not the address.
+
+    The same address on the same channel always gives the same pseudonym, so a closed
+    address that comes back in a later import is still found closed (see closed_among).
+    """
+    normalised = normalise_address(channel, address)
+    if normalised.startswith(PSEUDONYM_PREFIX):
+        return normalised
+    # Limit: tenant and channel salt the hash but are no secret, so a phone number (a
+    # small space) can be found again by hashing every candidate. A key kept outside the
+    # store, given to the worker and the erase command alike, would lift this.
+    salted = "\x1f".join((tenant, channel, normalised)).encode("utf-8")
+    return PSEUDONYM_PREFIX + hashlib.sha256(salted).hexdigest()[:32]
 
 
 def suppress(
@@ -114,6 +135,7 @@ def closed_among(
             "tenant": tenant,
             "channel": channel,
             "address": normalise_address(channel, address),
+            "pseudonym": address_pseudonym(tenant, channel, address),
         }
         row = session.exec(_OPEN_SUPPRESSION, params=params).first()
         if row is not None:
@@ -290,10 +312,15 @@ def _reported_before(session: Session, entry_id: int, outcome: str) -> bool:
 def _suppression(
     tenant: str, channel: str, normalised: str
 ) -> SelectOfScalar[ContactSuppression]:
+    # An erased debtor's suppression keeps only the pseudonym: it must still close the address.
+    pseudonym = address_pseudonym(tenant, channel, normalised)
     return select(ContactSuppression).where(
         ContactSuppression.tenant == tenant,
         ContactSuppression.channel == channel,
-        ContactSuppression.address == normalised,
+        or_(
+            ContactSuppression.address == normalised,
+            ContactSuppression.address == pseudonym,
+        ),
     )
 
 
@@ -303,6 +330,7 @@ _OPEN_SUPPRESSION = select(
 ).where(
     ContactSuppression.tenant == bindparam("tenant"),
     ContactSuppression.channel == bindparam("channel"),
-    ContactSuppression.address == bindparam("address"),
+    # The address as written, or as it stands after its debtor's data was erased.
+    col(ContactSuppression.address).in_([bindparam("address"), bindparam("pseudonym")]),
     col(ContactSuppression.reopened_at).is_(None),
 )

@@ -19,6 +19,10 @@ class ActionKind(enum.StrEnum):
     MOVE_DUE = "move_due"
     PAYMENT = "payment"
     CREDIT_NOTE = "credit_note"
+    # A debtor's personal data rights (receivables.debtor_data): the request answered,
+    # with counts only, never the data itself.
+    EXPORT_PERSONAL_DATA = "export_personal_data"
+    ERASE_PERSONAL_DATA = "erase_personal_data"
 
 
 class OperatorAction(SQLModel, table=True):
