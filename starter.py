@@ -82,9 +82,13 @@ from receivables.planning import (
 from receivables.policy import PolicyError, load_policy_book
 from receivables.pulse import PULSE_SECONDS, check_pulse_interval
 from receivables.reconciliation import (
+    REFERENCE_PREFIX,
     describe,
+    how_to_record,
+    left_to_record,
     payment_reference,
     payments_of,
+    payments_under,
     reconciled_before,
     resolve_recorded_by_hand,
     save_decisions,
@@ -512,8 +516,9 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         if earlier is not None and earlier.outcome != Outcome.UNMATCHED:
             repeats.append(_as_recorded(movement, recorded, Outcome(earlier.outcome)))
         elif recorded:
-            # A run cut short after paying, or a person who recorded it by hand with pay.
-            decisions.append(_as_recorded(movement, recorded, Outcome.APPLIED))
+            # A run cut short after paying, a split refused in part, or a person who
+            # recorded it by hand with pay: applied only once the parts cover the line.
+            decisions.append(_as_recorded(movement, recorded))
         else:
             decisions.append(
                 decide(movement, items, allow_overpayment=args.allow_overpayment)
@@ -543,11 +548,24 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _as_recorded(
-    movement: BankMovement, payments: Sequence[Payment], outcome: Outcome
+    movement: BankMovement, payments: Sequence[Payment], outcome: Outcome | None = None
 ) -> Decision:
-    allocations = tuple(Allocation(p.invoice_number, p.amount_minor) for p in payments)
+    """A line's payments as recorded, each under the reference it already has."""
+    allocations = tuple(
+        Allocation(p.invoice_number, p.amount_minor, p.reference) for p in payments
+    )
+    parts = [(a.folio, a.amount_minor) for a in allocations]
+    if outcome is None and left_to_record(
+        movement.amount_minor, movement.currency, parts
+    ):
+        reason = "only part of it is recorded: record the rest with pay"
+        return Decision(
+            movement, Outcome.UNMATCHED, reason=reason, allocations=allocations
+        )
     how = "recorded earlier under its reference" if payments else ""
-    return Decision(movement, outcome, matched_by=how, allocations=allocations)
+    return Decision(
+        movement, outcome or Outcome.APPLIED, matched_by=how, allocations=allocations
+    )
 
 
 def _apply_decision(
@@ -557,8 +575,17 @@ def _apply_decision(
     person: str,
     told: list[_RowRecorded],
 ) -> Decision:
-    """Record an applied decision's payments as pay-file does; a refusal leaves it unmatched."""
+    """Record an applied decision's payments as pay-file does; a refusal leaves it unmatched.
+
+    Parts already recorded (an unmatched line's too) are recorded again under their own
+    reference, which changes nothing in the store and tells their cases once more.
+    """
     if decision.outcome is not Outcome.APPLIED:
+        recorded = [a for a in decision.allocations if a.reference]
+        for allocation in recorded:
+            reference = allocation.reference
+            row = _payment_row(decision.movement, allocation, reference)
+            told.append(_record_row(engine, settings.tenant, row, person))
         return decision
     movement = decision.movement
     rows: list[_RowRecorded] = []
@@ -580,11 +607,21 @@ def _apply_decision(
     refused = [row for row in rows if row.result is None]
     if not refused:
         return decision
-    # Limit: a split whose first part was recorded keeps it; the line is left unmatched
-    # for a person, who sees the part recorded under its reference.
+    # A split whose other parts were recorded keeps them: the line waits for a person,
+    # who is shown those parts, under their references, and what is left.
     reasons = "; ".join(f"{r.movement.folio}: {r.refusal}" for r in refused)
+    kept = tuple(
+        dataclasses.replace(
+            allocation, reference=payment_reference(movement, allocation, len(rows))
+        )
+        for allocation, row in zip(decision.allocations, rows, strict=True)
+        if row.result is not None
+    )
     return Decision(
-        movement, Outcome.UNMATCHED, reason=f"the store refused it ({reasons})"
+        movement,
+        Outcome.UNMATCHED,
+        reason=f"the store refused it ({reasons})",
+        allocations=kept,
     )
 
 
@@ -639,7 +676,12 @@ def _list_unmatched(engine: Engine, tenant: str, *, dry_run: bool) -> int:
         )
         if row.candidates:
             print(f"      candidates: {row.candidates}")
-        print(f"      reference: BANK:{row.bank_transaction_id}")
+        payments = payments_under(engine, tenant, row.bank_transaction_id)
+        parts = [(p.invoice_number, p.amount_minor) for p in payments]
+        if parts:
+            print(f"      {left_to_record(row.amount_minor, row.currency, parts)}")
+        reference = REFERENCE_PREFIX + row.bank_transaction_id
+        print("\n".join(how_to_record(reference, person="PERSON")))
     print(f"{len(waiting)} unmatched, {resolved} resolved by pay since the last look")
     return 1 if waiting else 0
 

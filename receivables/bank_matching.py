@@ -61,6 +61,7 @@ class Allocation:
 
     folio: str
     amount_minor: int
+    reference: str = ""  # the Payment's reference once recorded; kept on every rerun
 
 
 @dataclass(frozen=True)

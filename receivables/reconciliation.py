@@ -53,6 +53,8 @@ def payment_reference(
     movement: BankMovement, allocation: Allocation, parts: int
 ) -> str:
     """The Payment reference of one part of a movement: the same on every run."""
+    if allocation.reference:
+        return allocation.reference
     reference = REFERENCE_PREFIX + movement.transaction_id
     return f"{reference}/{allocation.folio}" if parts > 1 else reference
 
@@ -74,7 +76,12 @@ def reconciled_before(
 
 def payments_of(engine: Engine, tenant: str, movement: BankMovement) -> list[Payment]:
     """Payments already recorded under the movement's reference, by a run or by hand."""
-    reference = REFERENCE_PREFIX + movement.transaction_id
+    return payments_under(engine, tenant, movement.transaction_id)
+
+
+def payments_under(engine: Engine, tenant: str, transaction_id: str) -> list[Payment]:
+    """Payments recorded under ``BANK:<id>`` or one of its ``/FOLIO`` parts."""
+    reference = REFERENCE_PREFIX + transaction_id
     with session_scope(engine) as session:
         return list(
             session.exec(
@@ -146,25 +153,31 @@ def unmatched_movements(engine: Engine, tenant: str) -> list[ReconciledMovement]
         )
 
 
+def left_to_record(
+    amount_minor: int, currency: str, parts: Sequence[tuple[str, int]]
+) -> str:
+    """What a line's recorded (folio, amount) parts cover and what is left; empty if all."""
+    recorded = sum(amount for _, amount in parts)
+    if recorded >= amount_minor:
+        return ""
+    shown = ", ".join(
+        f"{folio} {format_amount(amount, currency)}" for folio, amount in parts
+    )
+    return (
+        f"{format_amount(recorded, currency)} recorded under its reference ({shown}); "
+        f"{format_amount(amount_minor - recorded, currency)} left"
+    )
+
+
 def resolve_recorded_by_hand(engine: Engine, tenant: str) -> int:
-    """Mark applied the unmatched lines a person recorded with ``pay`` and their reference."""
+    """Mark applied the unmatched lines whose payments under their reference cover them."""
     resolved = 0
     for row in unmatched_movements(engine, tenant):
-        reference = REFERENCE_PREFIX + row.bank_transaction_id
+        payments = payments_under(engine, tenant, row.bank_transaction_id)
+        parts = [(p.invoice_number, p.amount_minor) for p in payments]
+        if not payments or left_to_record(row.amount_minor, row.currency, parts):
+            continue
         with session_scope(engine) as session:
-            payments = session.exec(
-                select(Payment).where(
-                    Payment.tenant == tenant,
-                    or_(
-                        Payment.reference == reference,
-                        col(Payment.reference).startswith(
-                            reference + "/", autoescape=True
-                        ),
-                    ),
-                )
-            ).all()
-            if not payments:
-                continue
             row.outcome = Outcome.APPLIED
             row.invoice_numbers = " ".join(sorted(p.invoice_number for p in payments))
             row.matched_by = "recorded by hand with pay"
@@ -197,11 +210,24 @@ def describe(decision: Decision, *, person: str = "PERSON") -> list[str]:
     lines = [f"{line}{payer} {movement.remittance[:80]!r}: {decision.reason}"]
     if decision.candidates:
         lines.append(f"      candidates: {', '.join(decision.candidates)}")
-    lines.append(
-        f"      once decided: starter.py pay FOLIO AMOUNT --reference "
-        f"{REFERENCE_PREFIX}{movement.transaction_id} --by {person}"
+    parts = [(a.folio, a.amount_minor) for a in decision.allocations]
+    if parts:
+        left = left_to_record(movement.amount_minor, movement.currency, parts)
+        lines.append(f"      {left}")
+    lines.extend(
+        how_to_record(REFERENCE_PREFIX + movement.transaction_id, person=person)
     )
     return lines
+
+
+def how_to_record(reference: str, *, person: str) -> list[str]:
+    """The hint under an unmatched line: the pay command, and how to split it."""
+    return [
+        f"      once decided: starter.py pay FOLIO AMOUNT --reference {reference} "
+        f"--by {person}",
+        f"      paying several invoices: one pay each; add /FOLIO to the reference for "
+        f"each invoice ({reference}/FOLIO)",
+    ]
 
 
 def shown_amount(minor_units: int, currency: str) -> str:

@@ -462,3 +462,74 @@ async def test_reconcile_tells_live_cases_and_a_rerun_tells_them_again_paying_no
     # The open one's reminder went out on that day; the paid one's never did.
     assert [m.invoice_number for m in runs[partly].outbox()] == [partly]
     assert runs[paid].outbox() == []
+
+
+# --- a split recorded only in part ---
+
+
+LATER = (
+    "0000000045"  # issued after the statement's day: the store refuses paying it then
+)
+
+
+def reference_of(url: str) -> str:
+    with session_scope(make_engine(url)) as session:
+        row = session.exec(select(ReconciledMovement)).one()
+    return f"BANK:{row.bank_transaction_id}"
+
+
+def test_a_split_recorded_only_in_part_stays_unmatched_with_what_is_left(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_invoice(
+        make_engine(store),
+        invoice_number=LATER,
+        issue_date=date(2026, 2, 1),
+        due_date=date(2026, 3, 1),
+        amount_minor=100_000,
+        customer_id="76086428-5",
+    )
+    path = cartola(tmp_path, f"Pago facturas {FIRST} {LATER},1350000")
+
+    starter.main(["reconcile", str(path), *BY])
+    first = capsys.readouterr().out
+    again = starter.main(["reconcile", str(path), *BY])
+    second = capsys.readouterr().out
+    listed = starter.main(["reconcile", "--list-unmatched"])
+    listing = capsys.readouterr().out
+
+    for out in (first, second, listing):
+        assert (
+            f"1.250.000 CLP recorded under its reference ({FIRST} 1.250.000 CLP)" in out
+        )
+        assert "100.000 CLP left" in out
+    assert "add /FOLIO to the reference for each invoice" in first
+    # The recorded part's case is told again on the rerun; here it cannot be (exit 2).
+    assert again == 2 and listed == 1
+    assert "1 unmatched, 0 resolved by pay" in listing
+    assert outcomes(store) == [("row 2", "unmatched")]
+    with session_scope(make_engine(store)) as session:
+        recorded = session.exec(select(Payment)).one()
+    assert recorded.reference == f"{reference_of(store)}/{FIRST}"
+
+
+def test_a_line_recorded_by_hand_for_less_than_its_amount_is_not_resolved(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, "Pago sin detalle,300000")
+    starter.main(["reconcile", str(path), *BY])
+    reference = reference_of(store)
+    starter.main(["pay", FIRST, "200000", "--reference", f"{reference}/{FIRST}", *BY])
+    capsys.readouterr()
+
+    partly = starter.main(["reconcile", "--list-unmatched"])
+    partly_out = capsys.readouterr().out
+    starter.main(["pay", SECOND, "100000", "--reference", f"{reference}/{SECOND}", *BY])
+    capsys.readouterr()
+    whole = starter.main(["reconcile", "--list-unmatched"])
+    whole_out = capsys.readouterr().out
+
+    assert partly == 1 and "100.000 CLP left" in partly_out
+    assert "1 unmatched, 0 resolved by pay" in partly_out
+    assert whole == 0 and "0 unmatched, 1 resolved by pay" in whole_out
+    assert outcomes(store) == [("row 2", "applied")]
