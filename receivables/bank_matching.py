@@ -6,7 +6,8 @@ The rules, in the order they are tried, each leaving the line for a person when 
    (``F-1234``, ``Fact 1234``, ``FACTURA N° 1234``, ``0000611365``). A bare number counts
    from four characters; a shorter one only after an invoice word (F, Fact, Factura,
    Folio, Invoice, N°), since 2 in "pago 2 facturas" is no folio. Parts of a date are
-   never folios. One open folio takes the credit (less than its balance is a partial
+   never folios, nor a year beside its month (11/2026, 2026-11, noviembre 2026). A payer
+   identified as in rule 2 who is not the folio's customer leaves the line to a person. One open folio takes the credit (less than its balance is a partial
    payment, more is an overpayment refused unless allowed); two or more open folios take
    it only when their balances sum to the amount exactly, each its balance.
 2. Else the payer: a valid RUT (check digit verified) equal to a customer's id, or a
@@ -33,6 +34,22 @@ from receivables.rut import normalise_rut, ruts_in
 from receivables.store import Customer, Invoice, InvoiceStatus, session_scope
 
 _DATE = re.compile(r"(?<![0-9])[0-9]{1,4}[./-][0-9]{1,2}[./-][0-9]{2,4}(?![0-9])")
+_YEAR = r"(?:199[0-9]|20[0-9]{2}|2100)"
+_MONTH_NUMBER = r"(?:0?[1-9]|1[0-2])"
+_MONTH_NAME = (
+    r"(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|sept?iembre|octubre|noviembre"
+    r"|diciembre|january|february|march|april|june|july|august|september|october"
+    r"|november|december|ene|feb|mar|abr|may|jun|jul|ago|sept?|oct|nov|dic|jan|apr|aug|dec)"
+)
+# A month with its year, as remittance text gives a period paid: 11/2026, 2026-11,
+# "noviembre 2026", "diciembre de 2025". Its year is no folio.
+_MONTH_AND_YEAR = re.compile(
+    rf"(?<![0-9]){_MONTH_NUMBER}[./-]{_YEAR}(?![0-9])"
+    rf"|(?<![0-9]){_YEAR}[./-]{_MONTH_NUMBER}(?![0-9])"
+    rf"|(?<![A-Za-z]){_MONTH_NAME}\.?(?:\s+del?)?[\s,]+{_YEAR}(?![0-9])"
+    rf"|(?<![0-9]){_YEAR}[\s,]+{_MONTH_NAME}(?![A-Za-z])",
+    re.IGNORECASE,
+)
 _TOKEN = r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)*"
 _RUN = re.compile(_TOKEN)
 _AFTER_INVOICE_WORD = re.compile(
@@ -78,7 +95,7 @@ class Decision:
 
 def folio_tokens(text: str) -> set[str]:
     """Every piece of the text that may be a folio, as written: leading zeros kept."""
-    text = _DATE.sub(" ", text)
+    text = _MONTH_AND_YEAR.sub(" ", _DATE.sub(" ", text))
     tokens: set[str] = set()
     for marked in _AFTER_INVOICE_WORD.finditer(text):
         tokens.update(_with_parts(marked.group(1)))
@@ -234,6 +251,9 @@ def _by_folio(
             f"the text names {states}: a refund, or money for another invoice",
             folios,
         )
+    others = _of_another_payer(movement, payable, items)
+    if others:
+        return _unmatched(movement, others, folios)
     foreign = [i for i in payable if i.currency != movement.currency]
     if foreign:
         return _unmatched(
@@ -263,6 +283,22 @@ def _by_folio(
             Allocation(i.invoice_number, b)
             for i, b in zip(payable, balances, strict=True)
         ),
+    )
+
+
+def _of_another_payer(
+    movement: BankMovement, payable: list[Invoice], items: OpenItems
+) -> str:
+    """Why the payer the line identifies cannot be paying these folios; empty if it can."""
+    customers, how = items.customers_paying(movement)
+    strangers = [i for i in payable if customers and i.customer_id not in customers]
+    if not strangers:
+        return ""
+    folio = strangers[0]
+    return (
+        f"folio {folio.invoice_number} is customer {folio.customer_id}'s, but the {how} "
+        f"is customer {', '.join(customers)}: a folio mistyped, or a payment for "
+        "another's invoice"
     )
 
 

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 import starter
+from receivables.bank_matching import folio_tokens
 from receivables.case import Stage
 from receivables.governance import GOVERNANCE_FILE, sync_governance
 from receivables.operator_actions import OperatorAction
@@ -533,3 +534,47 @@ def test_a_line_recorded_by_hand_for_less_than_its_amount_is_not_resolved(
     assert "1 unmatched, 0 resolved by pay" in partly_out
     assert whole == 0 and "0 unmatched, 1 resolved by pay" in whole_out
     assert outcomes(store) == [("row 2", "applied")]
+
+
+# --- what is no folio ---
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Arriendo noviembre 2026 Comercial Andes",
+        "Pago cuota 11/2026",
+        "Cuota 2026-11",
+        "Mensualidad 03-2026",
+        "Pago de diciembre de 2025",
+        "Rent for Nov. 2026",
+    ],
+)
+def test_a_year_or_a_month_and_year_is_never_a_folio(text: str) -> None:
+    assert folio_tokens(text) & {"2025", "2026"} == set()
+
+
+def test_a_year_written_as_a_folio_after_an_invoice_word_still_counts() -> None:
+    assert "2026" in folio_tokens("Pago F 123 y F 2026")
+
+
+def test_a_folio_of_another_customer_than_the_identified_payer_is_left_to_a_person(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_invoice(
+        make_engine(store),
+        invoice_number="2026",
+        issue_date=date(2025, 12, 1),
+        due_date=date(2025, 12, 31),
+        amount_minor=100_000,
+        customer_id="12345678-5",
+        customer_name="José Pérez",
+    )
+    path = cartola(tmp_path, "Transferencia de 76.086.428-5 factura 2026,100000")
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "folio 2026 is customer 12345678-5's, but the payer RUT 76086428-5" in out
+    assert payments(store) == []
