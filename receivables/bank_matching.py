@@ -7,9 +7,10 @@ The rules, in the order they are tried, each leaving the line for a person when 
    from four characters; a shorter one only after an invoice word (F, Fact, Factura,
    Folio, Invoice, N°), since 2 in "pago 2 facturas" is no folio. Parts of a date are
    never folios, nor a year beside its month (11/2026, 2026-11, noviembre 2026). A payer
-   identified as in rule 2 who is not the folio's customer leaves the line to a person. One open folio takes the credit (less than its balance is a partial
-   payment, more is an overpayment refused unless allowed); two or more open folios take
-   it only when their balances sum to the amount exactly, each its balance.
+   identified as in rule 2 who is not the folio's customer leaves the line to a person.
+   One open folio takes the credit (less than its balance is a partial payment, more is
+   an overpayment refused unless allowed); two or more open folios take it only when
+   their balances sum to the amount exactly, each its balance.
 2. Else the payer: a valid RUT (check digit verified) equal to a customer's id, or a
    payer name equal to one customer's name (accents, case and punctuation aside). That
    one customer must have exactly one open invoice whose balance is the amount.
