@@ -246,11 +246,24 @@ def _by_folio(
         if i.status == InvoiceStatus.OPEN and items.balances[i.invoice_number] > 0
     ]
     if not payable:
-        states = ", ".join(f"{i.invoice_number} is {i.status}" for i in named)
+        states = ", ".join(f"{i.invoice_number} is {_state(i)}" for i in named)
         return _unmatched(
             movement,
             f"the text names {states}: a refund, or money for another invoice",
             folios,
+        )
+    closed = [i for i in named if i.status != InvoiceStatus.OPEN]
+    if closed:
+        # Applied wholly to the open folio, money meant in part for the closed one would
+        # be counted as this debtor's payment; only a person can tell how it divides.
+        states = ", ".join(
+            f"invoice {i.invoice_number}, which is {_state(i)}" for i in closed
+        )
+        return _unmatched(
+            movement,
+            f"the text also names {states}: check what the payer meant before recording "
+            "it on the open folio",
+            _with_balances(payable, items),
         )
     others = _of_another_payer(movement, payable, items)
     if others:
@@ -285,6 +298,10 @@ def _by_folio(
             for i, b in zip(payable, balances, strict=True)
         ),
     )
+
+
+def _state(invoice: Invoice) -> str:
+    return str(invoice.status).replace("_", " ")
 
 
 def _of_another_payer(

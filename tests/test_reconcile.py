@@ -23,6 +23,7 @@ from receivables.operator_actions import OperatorAction
 from receivables.planning import local_date_of
 from receivables.reconciliation import ReconciledMovement
 from receivables.store import (
+    InvoiceStatus,
     Payment,
     as_utc,
     find_invoice,
@@ -577,4 +578,27 @@ def test_a_folio_of_another_customer_than_the_identified_payer_is_left_to_a_pers
     out = capsys.readouterr().out
     assert code == 1
     assert "folio 2026 is customer 12345678-5's, but the payer RUT 76086428-5" in out
+    assert payments(store) == []
+
+
+def set_status(url: str, folio: str, status: InvoiceStatus) -> None:
+    with session_scope(make_engine(url)) as session:
+        invoice = find_invoice(session, "test", folio)
+        assert invoice is not None
+        invoice.status = status
+        session.add(invoice)
+
+
+def test_a_credit_naming_a_closed_folio_and_an_open_one_is_left_to_a_person(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_status(store, SECOND, InvoiceStatus.WRITTEN_OFF)
+    path = cartola(tmp_path, f"Pago facturas {SECOND} y {FIRST},100000")
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"the text also names invoice {SECOND}, which is written off" in out
+    assert "written_off" not in out
     assert payments(store) == []
