@@ -69,6 +69,7 @@ from receivables.money import MoneyError, format_amount, parse_operator_amount
 from receivables.payment_file import (
     PaymentFileError,
     PaymentRow,
+    ReceivedRefusal,
     read_payment_file,
     received_instant,
     totals_by_currency,
@@ -524,6 +525,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
                 decide(movement, items, allow_overpayment=args.allow_overpayment)
             )
     if args.dry_run:
+        decisions = [_checked(settings, decision) for decision in decisions]
         _print_reconciliation(path.name, decisions, len(repeats), args.by)
         print("dry run: nothing was recorded")
         return 1 if _unmatched(decisions) else 0
@@ -590,12 +592,7 @@ def _apply_decision(
     movement = decision.movement
     rows: list[_RowRecorded] = []
     for allocation in decision.allocations:
-        invoice = _invoice(settings, allocation.folio)
-        zone = _debtor_zone(settings, invoice)
-        # The day the bank booked it, from its start where the debtor is, as pay-file reads
-        # a day alone: sure to have passed, so never refused as a future payment.
-        received = received_instant(movement.booking_date.isoformat(), zone)
-        refusal = why_not_received(received, invoice, zone, datetime.now(UTC))
+        received, refusal = _receipt(settings, movement, allocation)
         reference = payment_reference(movement, allocation, len(decision.allocations))
         if refusal is not None:
             recorded = _RowRecorded(_payment_row(movement, allocation, reference), None)
@@ -622,6 +619,38 @@ def _apply_decision(
         Outcome.UNMATCHED,
         reason=f"the store refused it ({reasons})",
         allocations=kept,
+    )
+
+
+def _receipt(
+    settings: Settings, movement: BankMovement, allocation: Allocation
+) -> tuple[datetime, ReceivedRefusal | None]:
+    """When a part of a line was received, and why the store would refuse it, if it would."""
+    invoice = _invoice(settings, allocation.folio)
+    zone = _debtor_zone(settings, invoice)
+    # The day the bank booked it, from its start where the debtor is, as pay-file reads
+    # a day alone: sure to have passed, so never refused as a future payment.
+    received = received_instant(movement.booking_date.isoformat(), zone)
+    return received, why_not_received(received, invoice, zone, datetime.now(UTC))
+
+
+def _checked(settings: Settings, decision: Decision) -> Decision:
+    """A dry run's decision after the checks a real run makes before recording it."""
+    if decision.outcome is not Outcome.APPLIED or any(
+        a.reference for a in decision.allocations
+    ):
+        return decision
+    refusals = [
+        f"{allocation.folio}: {refusal.reason}"
+        for allocation in decision.allocations
+        if (refusal := _receipt(settings, decision.movement, allocation)[1]) is not None
+    ]
+    if not refusals:
+        return decision
+    return Decision(
+        decision.movement,
+        Outcome.UNMATCHED,
+        reason=f"the store would refuse it ({'; '.join(refusals)})",
     )
 
 

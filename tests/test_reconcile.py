@@ -602,3 +602,29 @@ def test_a_credit_naming_a_closed_folio_and_an_open_one_is_left_to_a_person(
     assert f"the text also names invoice {SECOND}, which is written off" in out
     assert "written_off" not in out
     assert payments(store) == []
+
+
+@pytest.mark.parametrize(
+    ("booked", "refusal"),
+    [
+        (date(2025, 11, 30), f"is before invoice {FIRST} was issued"),
+        (date.today() + timedelta(days=30), "is in the future"),
+    ],
+)
+def test_a_dry_run_refuses_what_the_real_run_would_refuse(
+    store: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    booked: date,
+    refusal: str,
+) -> None:
+    path = cartola(tmp_path, f"F {FIRST},400000", booked=booked)
+
+    dry = starter.main(["reconcile", str(path), "--dry-run", *BY])
+    dry_out = capsys.readouterr().out
+    real = starter.main(["reconcile", str(path), *BY])
+    real_out = capsys.readouterr().out
+
+    assert dry == real == 1
+    for out in (dry_out, real_out):
+        assert "0 applied, 1 unmatched" in out and refusal in out
