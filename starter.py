@@ -22,7 +22,14 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from receivables.bank_matching import Allocation, Decision, OpenItems, Outcome, decide
+from receivables.bank_matching import (
+    REFERENCE_PREFIX,
+    Allocation,
+    Decision,
+    OpenItems,
+    Outcome,
+    decide,
+)
 from receivables.bank_movements import BankMovement
 from receivables.bank_statements import StatementFormat, read_bank_statement
 from receivables.case import (
@@ -83,19 +90,20 @@ from receivables.planning import (
 from receivables.policy import PolicyError, load_policy_book
 from receivables.pulse import PULSE_SECONDS, check_pulse_interval
 from receivables.reconciliation import (
-    REFERENCE_PREFIX,
     describe,
     how_to_record,
     left_to_record,
+    mark_checked,
     payment_reference,
     payments_of,
     payments_under,
     reconciled_before,
     resolve_recorded_by_hand,
+    returned_details,
     save_decisions,
     shown_amount,
     summary,
-    unmatched_movements,
+    waiting_movements,
 )
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
@@ -501,6 +509,8 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.resolved_database_url)
     if args.list_unmatched:
         return _list_unmatched(engine, settings.tenant, dry_run=args.dry_run)
+    if args.checked:
+        return _mark_checked(engine, args, settings)
     if not args.file:
         raise OperatorError("name the statement FILE, or use --list-unmatched")
     person = _acting_person(args, settings)
@@ -528,7 +538,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         decisions = [_checked(settings, decision) for decision in decisions]
         _print_reconciliation(path.name, decisions, len(repeats), args.by)
         print("dry run: nothing was recorded")
-        return 1 if _unmatched(decisions) else 0
+        return 1 if _needing_person(decisions) else 0
     told: list[_RowRecorded] = []
     decisions = [
         _apply_decision(engine, settings, decision, person, told)
@@ -546,7 +556,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             f"{untold} the store keeps every payment it applied; run the same reconcile "
             "command again: it records nothing twice and tells the cases"
         )
-    return 1 if _unmatched(decisions) else 0
+    return 1 if _needing_person(decisions) else 0
 
 
 def _as_recorded(
@@ -675,6 +685,25 @@ def _unmatched(decisions: Sequence[Decision]) -> list[Decision]:
     return [d for d in decisions if d.outcome is Outcome.UNMATCHED]
 
 
+def _needing_person(decisions: Sequence[Decision]) -> list[Decision]:
+    # A return may undo a payment applied earlier: as an unmatched line, a person decides.
+    waiting = (Outcome.UNMATCHED, Outcome.RETURNED)
+    return [d for d in decisions if d.outcome in waiting]
+
+
+def _mark_checked(engine: Engine, args: argparse.Namespace, settings: Settings) -> int:
+    """Close a returned line a person has looked into, in the operator actions log."""
+    person = _acting_person(args, settings)
+    try:
+        mark_checked(engine, settings.tenant, args.checked, person)
+    except LookupError as error:
+        raise OperatorError(
+            f"{error}: give the id shown after --checked under the returned line"
+        ) from None
+    print(f"{args.checked}: checked by {person}")
+    return 0
+
+
 def _print_reconciliation(
     name: str, decisions: Sequence[Decision], repeats: int, person: str
 ) -> None:
@@ -692,17 +721,30 @@ def _print_reconciliation(
             "command shown under it; 'starter.py reconcile --list-unmatched' lists them "
             "until then"
         )
+    returned = len(_needing_person(decisions)) - unmatched
+    if returned:
+        print(
+            f"{returned} returned: check whether each undoes a payment shown under it, "
+            "then close it with the --checked command shown; 'starter.py reconcile "
+            "--list-unmatched' lists them until then"
+        )
 
 
 def _list_unmatched(engine: Engine, tenant: str, *, dry_run: bool) -> int:
     """The lines still waiting for a person; those since recorded with pay are resolved."""
     resolved = 0 if dry_run else resolve_recorded_by_hand(engine, tenant)
-    waiting = unmatched_movements(engine, tenant)
+    waiting = waiting_movements(engine, tenant)
     for row in waiting:
         amount = shown_amount(row.amount_minor, row.currency)
         print(
             f"{row.source_file} {row.place} ({row.booking_date}) {amount}: {row.reason}"
         )
+        if row.outcome == Outcome.RETURNED:
+            details = returned_details(
+                row.remittance, row.candidates, row.bank_transaction_id, person="PERSON"
+            )
+            print("\n".join(details))
+            continue
         if row.candidates:
             print(f"      candidates: {row.candidates}")
         payments = payments_under(engine, tenant, row.bank_transaction_id)
@@ -711,7 +753,11 @@ def _list_unmatched(engine: Engine, tenant: str, *, dry_run: bool) -> int:
             print(f"      {left_to_record(row.amount_minor, row.currency, parts)}")
         reference = REFERENCE_PREFIX + row.bank_transaction_id
         print("\n".join(how_to_record(reference, person="PERSON")))
-    print(f"{len(waiting)} unmatched, {resolved} resolved by pay since the last look")
+    returned = sum(row.outcome == Outcome.RETURNED for row in waiting)
+    print(
+        f"{len(waiting) - returned} unmatched, {returned} returned to check, "
+        f"{resolved} resolved by pay since the last look"
+    )
     return 1 if waiting else 0
 
 
@@ -1358,6 +1404,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--list-unmatched",
         action="store_true",
         help="list the lines still waiting for a person, instead of reading a file",
+    )
+    reconcile.add_argument(
+        "--checked",
+        metavar="BANK-ID",
+        help="close a returned line a person has checked (with --by), instead of a file",
     )
     reconcile.set_defaults(handler=cmd_reconcile)
 

@@ -32,7 +32,7 @@ from sqlmodel import col, select
 from receivables.bank_movements import BankMovement, Direction
 from receivables.money import format_amount
 from receivables.rut import normalise_rut, ruts_in
-from receivables.store import Customer, Invoice, InvoiceStatus, session_scope
+from receivables.store import Customer, Invoice, InvoiceStatus, Payment, session_scope
 
 _DATE = re.compile(r"(?<![0-9])[0-9]{1,4}[./-][0-9]{1,2}[./-][0-9]{2,4}(?![0-9])")
 _YEAR = r"(?:199[0-9]|20[0-9]{2}|2100)"
@@ -61,7 +61,7 @@ _AFTER_INVOICE_WORD = re.compile(
 )
 SHORTEST_BARE_FOLIO = 4
 CANDIDATES_SHOWN = 5
-RETURN_REASON = "a returned payment: check whether it reverses one already applied"
+REFERENCE_PREFIX = "BANK:"  # a Payment recorded from a bank line: BANK:<transaction id>
 
 
 class Outcome(enum.StrEnum):
@@ -181,6 +181,27 @@ class OpenItems:
         by_name = sorted(self._customers_by_name.get(name, [])) if name else []
         return by_name, f"payer name {movement.payer_name!r}"
 
+    def bank_payments_on(self, invoices: Iterable[Invoice]) -> tuple[str, ...]:
+        """The payments recorded from bank lines on these invoices, as a person reads them."""
+        folios = [invoice.invoice_number for invoice in invoices]
+        if not folios:
+            return ()
+        with session_scope(self.engine) as session:
+            found = session.exec(
+                select(Payment)
+                .where(
+                    Payment.tenant == self.tenant,
+                    col(Payment.invoice_number).in_(folios),
+                    col(Payment.reference).startswith(REFERENCE_PREFIX),
+                )
+                .order_by(col(Payment.received_at))
+            ).all()
+        return tuple(
+            f"{p.invoice_number} {format_amount(p.amount_minor, p.currency)} under "
+            f"{p.reference}"
+            for p in found
+        )
+
     def take(self, allocations: Iterable[Allocation]) -> None:
         """Count the allocations against the balances, for the statement's later lines."""
         for allocation in allocations:
@@ -217,7 +238,7 @@ def decide(
 ) -> Decision:
     """What to do with one movement; a matched one is counted against the balances."""
     if movement.returned:
-        return Decision(movement, Outcome.RETURNED, reason=RETURN_REASON)
+        return _returned(movement, items)
     if movement.direction is Direction.DEBIT:
         return Decision(
             movement, Outcome.SKIPPED, reason="a debit: money out, no payment"
@@ -231,6 +252,19 @@ def decide(
         decision = _by_payer(movement, items)
     items.take(decision.allocations)
     return decision
+
+
+def _returned(movement: BankMovement, items: OpenItems) -> Decision:
+    # A return undoes money already counted; which payment only a person can tell, so the
+    # line names the bank payments on the folios in its text for them to compare.
+    payer = f" from {movement.payer_name!r}" if movement.payer_name else ""
+    named = items.invoices_named(folio_tokens(movement.remittance))
+    return Decision(
+        movement,
+        Outcome.RETURNED,
+        reason=f"a returned payment{payer}: check whether it reverses one already applied",
+        candidates=items.bank_payments_on(named),
+    )
 
 
 def _by_folio(

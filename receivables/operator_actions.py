@@ -19,6 +19,7 @@ class ActionKind(enum.StrEnum):
     MOVE_DUE = "move_due"
     PAYMENT = "payment"
     CREDIT_NOTE = "credit_note"
+    RETURN_CHECKED = "return_checked"  # a returned bank line a person has looked into
 
 
 class OperatorAction(SQLModel, table=True):

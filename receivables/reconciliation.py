@@ -13,14 +13,13 @@ from datetime import date, datetime
 
 from sqlalchemy import BigInteger, UniqueConstraint
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, SQLModel, col, or_, select
+from sqlmodel import Field, SQLModel, and_, col, or_, select
 
-from receivables.bank_matching import Allocation, Decision, Outcome
+from receivables.bank_matching import REFERENCE_PREFIX, Allocation, Decision, Outcome
 from receivables.bank_movements import BankMovement
 from receivables.money import MoneyError, format_amount
+from receivables.operator_actions import ActionKind, record_action
 from receivables.store import Payment, session_scope, utc_now
-
-REFERENCE_PREFIX = "BANK:"
 
 
 class ReconciledMovement(SQLModel, table=True):
@@ -39,6 +38,7 @@ class ReconciledMovement(SQLModel, table=True):
     direction: str
     outcome: str = Field(index=True)
     invoice_numbers: str = ""  # space-separated folios a payment went to
+    # How it was matched; on a returned line, who checked it (empty: it still waits).
     matched_by: str = ""
     reason: str = ""  # why unmatched, skipped or returned
     candidates: str = ""  # the folios or customers that came close, for the person
@@ -153,6 +153,56 @@ def unmatched_movements(engine: Engine, tenant: str) -> list[ReconciledMovement]
         )
 
 
+def waiting_movements(engine: Engine, tenant: str) -> list[ReconciledMovement]:
+    """The unmatched lines and the returned ones nobody has checked, oldest booking first."""
+    with session_scope(engine) as session:
+        return list(
+            session.exec(
+                select(ReconciledMovement)
+                .where(
+                    ReconciledMovement.tenant == tenant,
+                    or_(
+                        ReconciledMovement.outcome == Outcome.UNMATCHED,
+                        and_(
+                            ReconciledMovement.outcome == Outcome.RETURNED,
+                            ReconciledMovement.matched_by == "",
+                        ),
+                    ),
+                )
+                .order_by(
+                    col(ReconciledMovement.booking_date), col(ReconciledMovement.id)
+                )
+            ).all()
+        )
+
+
+def mark_checked(engine: Engine, tenant: str, transaction_id: str, person: str) -> None:
+    """Record that a person checked a returned line; it stops waiting, in the actions log."""
+    with session_scope(engine) as session:
+        row = session.exec(
+            select(ReconciledMovement).where(
+                ReconciledMovement.tenant == tenant,
+                ReconciledMovement.bank_transaction_id == transaction_id,
+                ReconciledMovement.outcome == Outcome.RETURNED,
+            )
+        ).first()
+        if row is None:
+            raise LookupError(f"no returned line {transaction_id} in tenant {tenant}")
+        row.matched_by = f"checked by {person}"
+        row.reconciled_by = person
+        row.reconciled_at = utc_now()
+        session.add(row)
+        record_action(
+            session,
+            tenant=tenant,
+            customer_id="",
+            invoice_number=None,
+            kind=ActionKind.RETURN_CHECKED,
+            person_id=person,
+            reason=REFERENCE_PREFIX + transaction_id,
+        )
+
+
 def left_to_record(
     amount_minor: int, currency: str, parts: Sequence[tuple[str, int]]
 ) -> str:
@@ -204,6 +254,16 @@ def describe(decision: Decision, *, person: str = "PERSON") -> list[str]:
             for a in decision.allocations
         )
         return [f"{line} -> {parts}: {decision.matched_by}"]
+    if decision.outcome is Outcome.RETURNED:
+        return [
+            f"{line}: {decision.reason}",
+            *returned_details(
+                movement.remittance,
+                "; ".join(decision.candidates),
+                movement.transaction_id,
+                person=person,
+            ),
+        ]
     if decision.outcome is not Outcome.UNMATCHED:
         return [f"{line}: {decision.reason}"]
     payer = f" from {movement.payer_name!r}" if movement.payer_name else ""
@@ -218,6 +278,18 @@ def describe(decision: Decision, *, person: str = "PERSON") -> list[str]:
         how_to_record(REFERENCE_PREFIX + movement.transaction_id, person=person)
     )
     return lines
+
+
+def returned_details(
+    remittance: str, bank_payments: str, transaction_id: str, *, person: str
+) -> list[str]:
+    """Under a returned line: its text, the bank payments it may undo, how to close it."""
+    undone = bank_payments or "none on a folio its text names"
+    return [
+        f"      text: {remittance[:80]!r}",
+        f"      bank payments it may undo: {undone}",
+        f"      once checked: starter.py reconcile --checked {transaction_id} --by {person}",
+    ]
 
 
 def how_to_record(reference: str, *, person: str) -> list[str]:

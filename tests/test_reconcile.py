@@ -276,8 +276,8 @@ def test_debits_are_skipped_and_returns_listed_for_a_person_from_the_ing_stateme
         in (out)
     )
     assert (
-        "line 17 (2014-02-20) 1,57 EUR: a returned payment: check whether it reverses"
-        in (out)
+        "line 17 (2014-02-20) 1,57 EUR: a returned payment from 'J.Janssen': check "
+        "whether it reverses" in (out)
     )
     assert code == 1
     assert payments(store) == []
@@ -349,7 +349,9 @@ def test_an_unmatched_line_recorded_by_hand_with_its_reference_is_resolved(
 
     out = capsys.readouterr().out
     assert code == 0
-    assert "0 unmatched, 1 resolved by pay since the last look" in out
+    assert (
+        "0 unmatched, 0 returned to check, 1 resolved by pay since the last look" in out
+    )
     assert outcomes(store) == [("row 2", "applied")]
     with session_scope(make_engine(store)) as session:
         resolved = session.exec(select(ReconciledMovement)).one()
@@ -508,7 +510,7 @@ def test_a_split_recorded_only_in_part_stays_unmatched_with_what_is_left(
     assert "add /FOLIO to the reference for each invoice" in first
     # The recorded part's case is told again on the rerun; here it cannot be (exit 2).
     assert again == 2 and listed == 1
-    assert "1 unmatched, 0 resolved by pay" in listing
+    assert "1 unmatched, 0 returned to check, 0 resolved by pay" in listing
     assert outcomes(store) == [("row 2", "unmatched")]
     with session_scope(make_engine(store)) as session:
         recorded = session.exec(select(Payment)).one()
@@ -532,8 +534,11 @@ def test_a_line_recorded_by_hand_for_less_than_its_amount_is_not_resolved(
     whole_out = capsys.readouterr().out
 
     assert partly == 1 and "100.000 CLP left" in partly_out
-    assert "1 unmatched, 0 resolved by pay" in partly_out
-    assert whole == 0 and "0 unmatched, 1 resolved by pay" in whole_out
+    assert "1 unmatched, 0 returned to check, 0 resolved by pay" in partly_out
+    assert (
+        whole == 0
+        and "0 unmatched, 0 returned to check, 1 resolved by pay" in whole_out
+    )
     assert outcomes(store) == [("row 2", "applied")]
 
 
@@ -628,3 +633,56 @@ def test_a_dry_run_refuses_what_the_real_run_would_refuse(
     assert dry == real == 1
     for out in (dry_out, real_out):
         assert "0 applied, 1 unmatched" in out and refusal in out
+
+
+# --- returns ---
+
+
+def mt940(tmp_path: Path, name: str, line_61: str, line_86: str) -> Path:
+    """An MT940 statement in CLP of one movement."""
+    path = tmp_path / name
+    path.write_text(
+        ":20:S1\n:25:CL0012345\n:28C:1\n:60F:C260102CLP0,\n"
+        f":61:{line_61}\n:86:{line_86}\n:62F:C260103CLP0,\n"
+    )
+    return path
+
+
+def test_a_returned_line_waits_for_a_person_naming_the_payment_it_may_undo(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    remittance = f"/NAME/COMERCIAL ANDES SPA/REMI/USTD//Factura {FIRST}"
+    paid = mt940(tmp_path, "paid.940", "2601030103C400000,NTRFNONREF//B-1", remittance)
+    back = mt940(
+        tmp_path,
+        "back.940",
+        "2601040104RC400000,NTRFNONREF//B-2",
+        "/RTRN/AC04" + remittance,
+    )
+    starter.main(["reconcile", str(paid), *BY])
+    capsys.readouterr()
+
+    code = starter.main(["reconcile", str(back), *BY])
+    out = capsys.readouterr().out
+    listed = starter.main(["reconcile", "--list-unmatched"])
+    listing = capsys.readouterr().out
+    with session_scope(make_engine(store)) as session:
+        returned = session.exec(
+            select(ReconciledMovement).where(ReconciledMovement.outcome == "returned")
+        ).one()
+    checked = starter.main(
+        ["reconcile", "--checked", returned.bank_transaction_id, *BY]
+    )
+    capsys.readouterr()
+    after = starter.main(["reconcile", "--list-unmatched"])
+    after_out = capsys.readouterr().out
+
+    assert code == 1 and listed == 1
+    for shown in (out, listing):
+        assert "from 'COMERCIAL ANDES SPA'" in shown and f"Factura {FIRST}" in shown
+        assert f"{FIRST} 400.000 CLP under BANK:" in shown
+    assert checked == 0 and after == 0
+    assert "0 unmatched, 0 returned" in after_out
+    with session_scope(make_engine(store)) as session:
+        kinds = [a.kind for a in session.exec(select(OperatorAction))]
+    assert kinds == ["payment", "return_checked"]
