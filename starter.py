@@ -221,15 +221,15 @@ def _print_progress(done: int, total: int) -> None:
 # -- money and closing -------------------------------------------------------------------
 
 
-def _invoice(settings: Settings, number: str) -> Invoice:
-    return stored_invoice(
-        make_engine(settings.resolved_database_url), settings.tenant, number
-    )
+def _invoice(engine: Engine, tenant: str, number: str) -> Invoice:
+    return stored_invoice(engine, tenant, number)
 
 
-def _acting_person(args: argparse.Namespace, settings: Settings) -> str:
+def _acting_person(
+    args: argparse.Namespace, settings: Settings, engine: Engine | None = None
+) -> str:
     """The person --by names, once the governance knows them; nobody named is refused."""
-    engine = make_engine(settings.resolved_database_url)
+    engine = engine or make_engine(settings.resolved_database_url)
     return check_person(engine, settings.tenant, args.by).person_id
 
 
@@ -256,11 +256,12 @@ def _instant(text: str | None) -> datetime:
 
 def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     """Record a payment (or, with --credit, a credit note), then tell the invoice's case."""
-    invoice = _invoice(settings, args.invoice)
-    entered_by = _acting_person(args, settings)
+    engine = make_engine(settings.resolved_database_url)
+    invoice = _invoice(engine, settings.tenant, args.invoice)
+    entered_by = _acting_person(args, settings, engine)
     amount = parse_operator_amount(args.amount, invoice.currency)
     at = _instant(args.at)
-    zone = _debtor_zone(settings, invoice)
+    zone = _debtor_zone(engine, invoice)
     refusal = why_not_received(at, invoice, zone, datetime.now(UTC))
     if refusal is not None:
         later = ", with the instant it arrived, or leave --at out for now"
@@ -281,7 +282,7 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         )
     # The store decides first, so a refused movement never reaches the case.
     result = commit_money_movement(
-        make_engine(settings.resolved_database_url),
+        engine,
         settings.tenant,
         args.invoice,
         kind=kind,
@@ -352,7 +353,7 @@ class _RowRecorded:
 def cmd_pay_file(args: argparse.Namespace, settings: Settings) -> int:
     """Record a file of payments row by row as 'pay' would, then tell each case."""
     engine = make_engine(settings.resolved_database_url)
-    entered_by = _acting_person(args, settings)
+    entered_by = _acting_person(args, settings, engine)
     checked = read_payment_file(
         Path(args.file),
         engine,
@@ -513,7 +514,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         return _mark_checked(engine, args, settings)
     if not args.file:
         raise OperatorError("name the statement FILE, or use --list-unmatched")
-    person = _acting_person(args, settings)
+    person = _acting_person(args, settings, engine)
     path = Path(args.file)
     chosen = StatementFormat(args.format) if args.format else None
     movements = read_bank_statement(path, chosen)
@@ -535,7 +536,9 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
                 decide(movement, items, allow_overpayment=args.allow_overpayment)
             )
     if args.dry_run:
-        decisions = [_checked(settings, decision) for decision in decisions]
+        decisions = [
+            _checked(engine, settings.tenant, decision) for decision in decisions
+        ]
         _print_reconciliation(path.name, decisions, len(repeats), args.by)
         print("dry run: nothing was recorded")
         return 1 if _needing_person(decisions) else 0
@@ -602,7 +605,7 @@ def _apply_decision(
     movement = decision.movement
     rows: list[_RowRecorded] = []
     for allocation in decision.allocations:
-        received, refusal = _receipt(settings, movement, allocation)
+        received, refusal = _receipt(engine, settings.tenant, movement, allocation)
         reference = payment_reference(movement, allocation, len(decision.allocations))
         if refusal is not None:
             recorded = _RowRecorded(_payment_row(movement, allocation, reference), None)
@@ -633,18 +636,18 @@ def _apply_decision(
 
 
 def _receipt(
-    settings: Settings, movement: BankMovement, allocation: Allocation
+    engine: Engine, tenant: str, movement: BankMovement, allocation: Allocation
 ) -> tuple[datetime, ReceivedRefusal | None]:
     """When a part of a line was received, and why the store would refuse it, if it would."""
-    invoice = _invoice(settings, allocation.folio)
-    zone = _debtor_zone(settings, invoice)
+    invoice = _invoice(engine, tenant, allocation.folio)
+    zone = _debtor_zone(engine, invoice)
     # The day the bank booked it, from its start where the debtor is, as pay-file reads
     # a day alone: sure to have passed, so never refused as a future payment.
     received = received_instant(movement.booking_date.isoformat(), zone)
     return received, why_not_received(received, invoice, zone, datetime.now(UTC))
 
 
-def _checked(settings: Settings, decision: Decision) -> Decision:
+def _checked(engine: Engine, tenant: str, decision: Decision) -> Decision:
     """A dry run's decision after the checks a real run makes before recording it."""
     if decision.outcome is not Outcome.APPLIED or any(
         a.reference for a in decision.allocations
@@ -653,7 +656,8 @@ def _checked(settings: Settings, decision: Decision) -> Decision:
     refusals = [
         f"{allocation.folio}: {refusal.reason}"
         for allocation in decision.allocations
-        if (refusal := _receipt(settings, decision.movement, allocation)[1]) is not None
+        if (refusal := _receipt(engine, tenant, decision.movement, allocation)[1])
+        is not None
     ]
     if not refusals:
         return decision
@@ -693,7 +697,7 @@ def _needing_person(decisions: Sequence[Decision]) -> list[Decision]:
 
 def _mark_checked(engine: Engine, args: argparse.Namespace, settings: Settings) -> int:
     """Close a returned line a person has looked into, in the operator actions log."""
-    person = _acting_person(args, settings)
+    person = _acting_person(args, settings, engine)
     try:
         mark_checked(engine, settings.tenant, args.checked, person)
     except LookupError as error:
@@ -871,7 +875,8 @@ def cmd_import_sii(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
     """Show a case as its workflow sees it: stage, balance, next step, timeline and ledger."""
-    invoice = _invoice(settings, args.invoice)
+    engine = make_engine(settings.resolved_database_url)
+    invoice = _invoice(engine, settings.tenant, args.invoice)
     if invoice.status == InvoiceStatus.NEEDS_DUE_DATE:
         # No case runs without a due date: asking Temporal would only say "not found".
         print(
@@ -880,7 +885,7 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
             f"'{set_due_date_command(args.invoice)}'"
         )
         return 0
-    zone = _debtor_zone(settings, invoice)
+    zone = _debtor_zone(engine, invoice)
 
     async def show() -> Stage:
         client = await connect(settings.temporal)
@@ -939,8 +944,8 @@ def ledger_status_shown(status: str, stage: Stage) -> str:
     return status
 
 
-def _debtor_zone(settings: Settings, invoice: Invoice) -> str:
-    with session_scope(make_engine(settings.resolved_database_url)) as session:
+def _debtor_zone(engine: Engine, invoice: Invoice) -> str:
+    with session_scope(engine) as session:
         customer = find_customer(session, invoice.tenant, invoice.customer_id)
     return customer.time_zone if customer else "UTC"
 

@@ -686,3 +686,26 @@ def test_a_returned_line_waits_for_a_person_naming_the_payment_it_may_undo(
     with session_scope(make_engine(store)) as session:
         kinds = [a.kind for a in session.exec(select(OperatorAction))]
     assert kinds == ["payment", "return_checked"]
+
+
+def test_one_reconcile_run_makes_one_engine_however_many_lines(
+    store: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An engine is a pool of connections: one per line would exhaust PostgreSQL's clients.
+    made: list[Engine] = []
+
+    def counted(url: str) -> Engine:
+        made.append(make_engine(url))
+        return made[-1]
+
+    monkeypatch.setattr(starter, "make_engine", counted)
+    lines = [f"Abono F {folio},1000" for folio in (FIRST, SECOND) for _ in range(10)]
+    path = cartola(tmp_path, *lines)
+
+    starter.main(["reconcile", str(path), *BY])
+
+    assert "20 applied" in capsys.readouterr().out
+    assert len(made) == 1
