@@ -348,6 +348,12 @@ class _RowRecorded:
     movement: PaymentRow
     result: StoredMoveResult | None
     refusal: str = ""  # why the store refused a row that passed the file's checks
+    place: str = ""  # where a report names it, when not "row N" of a payments file
+
+    @property
+    def shown_as(self) -> str:
+        """The row as the report names it: ``row 29``, ``entry 1, detail 2``."""
+        return self.place or f"row {self.movement.row}"
 
 
 def cmd_pay_file(args: argparse.Namespace, settings: Settings) -> int:
@@ -440,7 +446,7 @@ def _recorded_line(recorded: _RowRecorded) -> str:
 def _tell_cases_of_rows(settings: Settings, rows: list[_RowRecorded]) -> str:
     """Tell each stored row's case, as 'pay' does; say which were not told, and why."""
     stored = [row for row in rows if row.result is not None]
-    untold: list[int] = []
+    untold: list[str] = []
     reasons: list[str] = []
 
     async def tell_all() -> None:
@@ -449,29 +455,66 @@ def _tell_cases_of_rows(settings: Settings, rows: list[_RowRecorded]) -> str:
             try:
                 await _tell_case_of_row(client, settings.tenant, row)
             except RPCError as error:
-                untold.append(row.movement.row)
-                reasons.append(f"row {row.movement.row}: {_explain(error)}")
+                untold.append(row.shown_as)
+                reasons.append(f"{row.shown_as}: {_explain(error)}")
                 if error.status in (
                     RPCStatusCode.UNAVAILABLE,
                     RPCStatusCode.DEADLINE_EXCEEDED,
                 ):
                     # The server went away mid-file: the rest would only wait and fail.
-                    untold.extend(
-                        later.movement.row for later in stored[position + 1 :]
-                    )
+                    untold.extend(later.shown_as for later in stored[position + 1 :])
                     return
 
     try:
         asyncio.run(tell_all())
     except TemporalUnreachable as error:
-        untold = [row.movement.row for row in stored]
+        untold = [row.shown_as for row in stored]
         reasons = [str(error)]
     if not untold:
         return ""
+    # A split line is one row of the report, however many cases its parts told.
+    places = list(dict.fromkeys(untold))
+    are = "is" if len(places) == 1 else "are"
+    their = "its case was" if len(places) == 1 else "their cases were"
+    shown_reasons = "; ".join(reasons[:UNTOLD_REASONS_SHOWN])
+    if len(reasons) > UNTOLD_REASONS_SHOWN:
+        shown_reasons += f"; and {len(reasons) - UNTOLD_REASONS_SHOWN} more"
     return (
-        f"rows {', '.join(map(str, untold))} are recorded in the store, but their cases "
-        f"were not told ({'; '.join(reasons)});"
+        f"{_places_briefly(places)} {are} recorded in the store, but {their} not told "
+        f"({shown_reasons});"
     )
+
+
+UNTOLD_REASONS_SHOWN = 3
+PLACES_SHOWN = 10
+
+
+def _places_briefly(places: list[str]) -> str:
+    """``row 3``, ``rows 2, 4``, ``rows 2–301 (300 rows)``; other places, the first few."""
+    numbers = [p.removeprefix("row ") for p in places]
+    if not all(n.isdigit() for n in numbers):
+        shown = "; ".join(places[:PLACES_SHOWN])
+        more = len(places) - PLACES_SHOWN
+        return shown + (f"; and {more} more" if more > 0 else "")
+    if len(places) == 1:
+        return places[0]
+    rows = sorted(int(n) for n in numbers)
+    runs: list[str] = []
+    start = previous = rows[0]
+    for row in [*rows[1:], None]:
+        if row is not None and row == previous + 1:
+            previous = row
+            continue
+        runs.append(f"{start}–{previous}" if previous - start >= 2 else str(start))
+        if previous - start == 1:
+            runs.append(str(previous))
+        if row is not None:
+            start = previous = row
+    count = f" ({len(rows)} rows)" if len(rows) > PLACES_SHOWN else ""
+    shown = ", ".join(runs[:PLACES_SHOWN])
+    if len(runs) > PLACES_SHOWN:
+        shown += ", ..."
+    return f"rows {shown}{count}"
 
 
 async def _tell_case_of_row(client: Client, tenant: str, row: _RowRecorded) -> None:
@@ -600,7 +643,8 @@ def _apply_decision(
         for allocation in recorded:
             reference = allocation.reference
             row = _payment_row(decision.movement, allocation, reference)
-            told.append(_record_row(engine, settings.tenant, row, person))
+            recorded = _record_row(engine, settings.tenant, row, person)
+            told.append(dataclasses.replace(recorded, place=decision.movement.place))
         return decision
     movement = decision.movement
     rows: list[_RowRecorded] = []
@@ -612,7 +656,8 @@ def _apply_decision(
             rows.append(dataclasses.replace(recorded, refusal=refusal.reason))
             continue
         row = _payment_row(movement, allocation, reference, received)
-        rows.append(_record_row(engine, settings.tenant, row, person))
+        recorded = _record_row(engine, settings.tenant, row, person)
+        rows.append(dataclasses.replace(recorded, place=movement.place))
     told.extend(row for row in rows if row.result is not None)
     refused = [row for row in rows if row.result is None]
     if not refused:

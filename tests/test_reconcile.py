@@ -709,3 +709,31 @@ def test_one_reconcile_run_makes_one_engine_however_many_lines(
 
     assert "20 applied" in capsys.readouterr().out
     assert len(made) == 1
+
+
+def test_the_untold_cases_are_named_by_the_reports_rows_once_each_and_briefly(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    split = f"Pago F-{FIRST} y F-{SECOND},2500000"
+    path = cartola(tmp_path, *[f"Pago sin detalle {n},1" for n in range(30)], split)
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "row 32 is recorded in the store, but its case was not told" in err
+
+    add_invoice(
+        make_engine(store),
+        invoice_number="0000000046",
+        issue_date=date(2025, 12, 1),
+        due_date=date(2025, 12, 31),
+        amount_minor=1_000_000,
+        customer_id="76086428-5",
+    )
+    many = cartola(tmp_path, *["Abono F 0000000046,1000" for _ in range(40)])
+    starter.main(["reconcile", str(many), *BY])
+
+    err = capsys.readouterr().err
+    assert "rows 2–41 (40 rows) are recorded in the store" in err
+    assert len(err) < 600
