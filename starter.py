@@ -586,16 +586,19 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         print("dry run: nothing was recorded")
         return 1 if _needing_person(decisions) else 0
     told: list[_RowRecorded] = []
-    decisions = [
+    applied = [
         _apply_decision(engine, settings, decision, person, told)
         for decision in decisions
     ]
+    decisions = [decision for decision in applied if decision is not None]
+    # Recorded by a run that read the statement at the same time: that run keeps its row.
+    done_elsewhere = len(applied) - len(decisions)
     for repeat in repeats:
         _apply_decision(engine, settings, repeat, person, told)
     save_decisions(
         engine, settings.tenant, decisions, source_file=path.name, person=person
     )
-    _print_reconciliation(path.name, decisions, len(repeats), person)
+    _print_reconciliation(path.name, decisions, len(repeats) + done_elsewhere, person)
     untold = _tell_cases_of_rows(settings, told)
     if untold:
         raise OperatorError(
@@ -632,8 +635,10 @@ def _apply_decision(
     decision: Decision,
     person: str,
     told: list[_RowRecorded],
-) -> Decision:
+) -> Decision | None:
     """Record an applied decision's payments as pay-file does; a refusal leaves it unmatched.
+
+    None when every part was already recorded, by another run of the same statement.
 
     Parts already recorded (an unmatched line's too) are recorded again under their own
     reference, which changes nothing in the store and tells their cases once more.
@@ -661,6 +666,9 @@ def _apply_decision(
     told.extend(row for row in rows if row.result is not None)
     refused = [row for row in rows if row.result is None]
     if not refused:
+        fresh = not any(a.reference for a in decision.allocations)
+        if fresh and not any(row.result and row.result.applied for row in rows):
+            return None
         return decision
     # A split whose other parts were recorded keeps them: the line waits for a person,
     # who is shown those parts, under their references, and what is left.

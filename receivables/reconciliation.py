@@ -8,11 +8,13 @@ use too: an unmatched line a person records by hand with that reference is resol
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import date, datetime
 
 from sqlalchemy import BigInteger, UniqueConstraint
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, and_, col, or_, select
 
 from receivables.bank_matching import REFERENCE_PREFIX, Allocation, Decision, Outcome
@@ -20,6 +22,8 @@ from receivables.bank_movements import BankMovement
 from receivables.money import MoneyError, format_amount
 from receivables.operator_actions import ActionKind, record_action
 from receivables.store import Payment, session_scope, utc_now
+
+logger = logging.getLogger(__name__)
 
 
 class ReconciledMovement(SQLModel, table=True):
@@ -106,34 +110,54 @@ def save_decisions(
     source_file: str,
     person: str,
 ) -> None:
-    """Write each decision's row, replacing an earlier unmatched row of the same movement."""
+    """Write each decision's row, replacing an earlier unmatched row of the same movement.
+
+    Each row commits alone: a row another run of the statement wrote meanwhile is kept.
+    """
     held = reconciled_before(engine, tenant, [d.movement for d in decisions])
-    with session_scope(engine) as session:
-        for decision in decisions:
-            movement = decision.movement
-            row = held.get(movement.transaction_id) or ReconciledMovement(
-                tenant=tenant,
-                bank_transaction_id=movement.transaction_id,
-                account=movement.account,
-                booking_date=movement.booking_date,
-                value_date=movement.value_date,
-                amount_minor=movement.amount_minor,
-                currency=movement.currency,
-                direction=str(movement.direction),
-                outcome=str(decision.outcome),
-                source_file=source_file,
-                place=movement.place,
-                reconciled_by=person,
+    for decision in decisions:
+        try:
+            _save_decision(engine, tenant, decision, held, source_file, person)
+        except IntegrityError:
+            logger.info(
+                "kept the row another run wrote for %s",
+                decision.movement.transaction_id,
             )
-            row.outcome = str(decision.outcome)
-            row.invoice_numbers = " ".join(a.folio for a in decision.allocations)
-            row.matched_by = decision.matched_by
-            row.reason = decision.reason
-            row.candidates = "; ".join(decision.candidates)
-            row.remittance = movement.remittance[:500]
-            row.reconciled_by = person
-            row.reconciled_at = utc_now()
-            session.add(row)
+
+
+def _save_decision(
+    engine: Engine,
+    tenant: str,
+    decision: Decision,
+    held: dict[str, ReconciledMovement],
+    source_file: str,
+    person: str,
+) -> None:
+    with session_scope(engine) as session:
+        movement = decision.movement
+        row = held.get(movement.transaction_id) or ReconciledMovement(
+            tenant=tenant,
+            bank_transaction_id=movement.transaction_id,
+            account=movement.account,
+            booking_date=movement.booking_date,
+            value_date=movement.value_date,
+            amount_minor=movement.amount_minor,
+            currency=movement.currency,
+            direction=str(movement.direction),
+            outcome=str(decision.outcome),
+            source_file=source_file,
+            place=movement.place,
+            reconciled_by=person,
+        )
+        row.outcome = str(decision.outcome)
+        row.invoice_numbers = " ".join(a.folio for a in decision.allocations)
+        row.matched_by = decision.matched_by
+        row.reason = decision.reason
+        row.candidates = "; ".join(decision.candidates)
+        row.remittance = movement.remittance[:500]
+        row.reconciled_by = person
+        row.reconciled_at = utc_now()
+        session.add(row)
 
 
 def unmatched_movements(engine: Engine, tenant: str) -> list[ReconciledMovement]:

@@ -737,3 +737,24 @@ def test_the_untold_cases_are_named_by_the_reports_rows_once_each_and_briefly(
     err = capsys.readouterr().err
     assert "rows 2–41 (40 rows) are recorded in the store" in err
     assert len(err) < 600
+
+
+def test_a_run_that_finds_its_line_recorded_by_a_concurrent_run_says_already_reconciled(
+    store: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = cartola(tmp_path, f"Pago F {FIRST},400000", "Pago sin detalle,1")
+    starter.main(["reconcile", str(path), *BY])
+    capsys.readouterr()
+    # The second run read the store before the first one committed: nothing held yet.
+    monkeypatch.setattr(starter, "reconciled_before", lambda *_: {})
+    monkeypatch.setattr(starter, "payments_of", lambda *_: [])
+
+    starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert "0 applied, 1 unmatched" in out and "1 already reconciled" in out
+    assert payments(store) == [(FIRST, 400_000)]
+    assert outcomes(store) == [("row 2", "applied"), ("row 3", "unmatched")]
