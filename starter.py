@@ -644,12 +644,15 @@ def _apply_decision(
     reference, which changes nothing in the store and tells their cases once more.
     """
     if decision.outcome is not Outcome.APPLIED:
-        recorded = [a for a in decision.allocations if a.reference]
-        for allocation in recorded:
-            reference = allocation.reference
-            row = _payment_row(decision.movement, allocation, reference)
-            recorded = _record_row(engine, settings.tenant, row, person)
-            told.append(dataclasses.replace(recorded, place=decision.movement.place))
+        for allocation in [a for a in decision.allocations if a.reference]:
+            received, _ = _receipt(
+                engine, settings.tenant, decision.movement, allocation
+            )
+            row = _payment_row(
+                decision.movement, allocation, allocation.reference, received
+            )
+            again = _record_row(engine, settings.tenant, row, person)
+            told.append(dataclasses.replace(again, place=decision.movement.place))
         return decision
     movement = decision.movement
     rows: list[_RowRecorded] = []
@@ -661,8 +664,8 @@ def _apply_decision(
             rows.append(dataclasses.replace(recorded, refusal=refusal.reason))
             continue
         row = _payment_row(movement, allocation, reference, received)
-        recorded = _record_row(engine, settings.tenant, row, person)
-        rows.append(dataclasses.replace(recorded, place=movement.place))
+        stored = _record_row(engine, settings.tenant, row, person)
+        rows.append(dataclasses.replace(stored, place=movement.place))
     told.extend(row for row in rows if row.result is not None)
     refused = [row for row in rows if row.result is None]
     if not refused:

@@ -15,6 +15,9 @@ The rules, in the order they are tried, each leaving the line for a person when 
    payer name equal to one customer's name (accents, case and punctuation aside). That
    one customer must have exactly one open invoice whose balance is the amount.
 
+A number written without a folio's leading zeros (1234 for 0000001234) is that folio when
+exactly one open invoice is; several, and the line is left to a person with them listed.
+
 A credit in another currency than its invoice never matches: the store converts nothing.
 """
 
@@ -27,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from receivables.bank_movements import BankMovement, Direction
 from receivables.money import format_amount
@@ -148,6 +151,30 @@ class OpenItems:
         named = [self._invoices[t] for t in set(tokens) if t in self._invoices]
         return sorted(named, key=lambda invoice: invoice.invoice_number)
 
+    def invoices_unpadded(self, tokens: Iterable[str]) -> dict[str, list[Invoice]]:
+        """For numbers that are no folio as written, the invoices that are, zero-padded."""
+        # Limit: ltrim on the column reads every invoice of the tenant; a column holding
+        # the folio without its zeros, indexed, would lift it for very large portfolios.
+        wanted = {t.lstrip("0"): t for t in tokens if t.isdigit() and t.lstrip("0")}
+        if not wanted:
+            return {}
+        with session_scope(self.engine) as session:
+            found = session.exec(
+                select(Invoice).where(
+                    Invoice.tenant == self.tenant,
+                    func.ltrim(col(Invoice.invoice_number), "0").in_(list(wanted)),
+                )
+            ).all()
+        padded: dict[str, list[Invoice]] = {}
+        for invoice in sorted(found, key=lambda i: i.invoice_number):
+            self._remember(invoice)
+            token = wanted[invoice.invoice_number.lstrip("0")]
+            if invoice.invoice_number != token:
+                padded.setdefault(token, []).append(
+                    self._invoices[invoice.invoice_number]
+                )
+        return padded
+
     def open_invoices_of(self, customer_id: str) -> list[Invoice]:
         """The customer's open invoices with money still owed, in folio order."""
         with session_scope(self.engine) as session:
@@ -245,7 +272,20 @@ def decide(
         )
     if movement.amount_minor == 0:
         return Decision(movement, Outcome.SKIPPED, reason="no money moved")
-    named = items.invoices_named(folio_tokens(movement.remittance))
+    tokens = folio_tokens(movement.remittance)
+    named = items.invoices_named(tokens)
+    unpadded = items.invoices_unpadded(tokens - {i.invoice_number for i in named})
+    for token, padded in unpadded.items():
+        payable = [i for i in padded if i.status == InvoiceStatus.OPEN]
+        if len(payable) != 1:
+            return _unmatched(
+                movement,
+                f"{token} is no folio as written; with leading zeros it may be one of the "
+                "candidates",
+                tuple(i.invoice_number for i in padded[:CANDIDATES_SHOWN]),
+            )
+        named.append(payable[0])
+    named = sorted({i.invoice_number: i for i in named}.values(), key=_folio)
     if named:
         decision = _by_folio(movement, named, items, allow_overpayment)
     else:
@@ -254,10 +294,20 @@ def decide(
     return decision
 
 
+def _folio(invoice: Invoice) -> str:
+    return invoice.invoice_number
+
+
+def stated_payer(movement: BankMovement) -> str:
+    """The payer's name when the bank gives one apart from the remittance text, else ''."""
+    # A cartola line without "Traspaso de:" carries its whole description as payer.
+    return "" if movement.payer_name == movement.remittance else movement.payer_name
+
+
 def _returned(movement: BankMovement, items: OpenItems) -> Decision:
     # A return undoes money already counted; which payment only a person can tell, so the
     # line names the bank payments on the folios in its text for them to compare.
-    payer = f" from {movement.payer_name!r}" if movement.payer_name else ""
+    payer = f" from {stated_payer(movement)!r}" if stated_payer(movement) else ""
     named = items.invoices_named(folio_tokens(movement.remittance))
     return Decision(
         movement,

@@ -17,7 +17,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, and_, col, or_, select
 
-from receivables.bank_matching import REFERENCE_PREFIX, Allocation, Decision, Outcome
+from receivables.bank_matching import (
+    REFERENCE_PREFIX,
+    Allocation,
+    Decision,
+    Outcome,
+    stated_payer,
+)
 from receivables.bank_movements import BankMovement
 from receivables.money import MoneyError, format_amount
 from receivables.operator_actions import ActionKind, record_action
@@ -290,13 +296,13 @@ def describe(decision: Decision, *, person: str = "PERSON") -> list[str]:
         ]
     if decision.outcome is not Outcome.UNMATCHED:
         return [f"{line}: {decision.reason}"]
-    payer = f" from {movement.payer_name!r}" if movement.payer_name else ""
+    payer = f" from {stated_payer(movement)!r}" if stated_payer(movement) else ""
     lines = [f"{line}{payer} {movement.remittance[:80]!r}: {decision.reason}"]
     if decision.candidates:
         lines.append(f"      candidates: {', '.join(decision.candidates)}")
-    parts = [(a.folio, a.amount_minor) for a in decision.allocations]
-    if parts:
-        left = left_to_record(movement.amount_minor, movement.currency, parts)
+    recorded = [(a.folio, a.amount_minor) for a in decision.allocations]
+    if recorded:
+        left = left_to_record(movement.amount_minor, movement.currency, recorded)
         lines.append(f"      {left}")
     lines.extend(
         how_to_record(REFERENCE_PREFIX + movement.transaction_id, person=person)

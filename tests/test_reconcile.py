@@ -301,7 +301,8 @@ def test_the_real_cartola_matches_a_payer_by_name_and_exact_balance(
 
     out = capsys.readouterr().out
     assert "row 29 (2026-01-03) 190.578 CLP -> 5001 190.578 CLP: payer name" in out
-    assert "row 30 (2026-01-05) 78.462 CLP from 'Farmacia Cruz Verde'" in out
+    # Its description is the payer's name alone, shown once, as the text.
+    assert "row 30 (2026-01-05) 78.462 CLP 'Farmacia Cruz Verde'" in out
     assert "has no open invoice of exactly this amount" in out
     assert "10 movements: 1 applied, 1 unmatched, 8 skipped, 0 returned" in out
     assert payments(store) == [("5001", 190_578)]
@@ -758,3 +759,51 @@ def test_a_run_that_finds_its_line_recorded_by_a_concurrent_run_says_already_rec
     assert "0 applied, 1 unmatched" in out and "1 already reconciled" in out
     assert payments(store) == [(FIRST, 400_000)]
     assert outcomes(store) == [("row 2", "applied"), ("row 3", "unmatched")]
+
+
+# --- wording and folios written short ---
+
+
+def test_a_folio_written_without_its_leading_zeros_matches_its_one_open_invoice(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, "Pago factura 42,400000")
+
+    starter.main(["reconcile", str(path), *BY])
+
+    assert f"-> {FIRST} 400.000 CLP" in capsys.readouterr().out
+    assert payments(store) == [(FIRST, 400_000)]
+
+
+def test_a_folio_without_zeros_that_fits_several_invoices_lists_them_for_a_person(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_invoice(
+        make_engine(store),
+        invoice_number="00042",
+        issue_date=date(2025, 12, 1),
+        due_date=date(2025, 12, 31),
+        amount_minor=400_000,
+        customer_id="76086428-5",
+    )
+    path = cartola(tmp_path, "Pago factura 42,400000")
+
+    code = starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "42 is no folio as written" in out
+    assert f"candidates: {FIRST}, 00042" in out
+    assert payments(store) == []
+
+
+def test_the_payer_is_shown_only_when_the_cartola_names_a_sender(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cartola(tmp_path, "Pago 7777,1", "Traspaso de: Juan Soto,2")
+
+    starter.main(["reconcile", str(path), *BY])
+
+    out = capsys.readouterr().out
+    assert "from 'Pago 7777'" not in out
+    assert "from 'Juan Soto'" in out
