@@ -490,8 +490,9 @@ PLACES_SHOWN = 10
 
 
 def _places_briefly(places: list[str]) -> str:
-    """``row 3``, ``rows 2, 4``, ``rows 2–301 (300 rows)``; other places, the first few."""
-    numbers = [p.removeprefix("row ") for p in places]
+    """``row 3``, ``lines 5, 7``, ``rows 2–301 (300 rows)``; other places, the first few."""
+    word = places[0].split(" ", 1)[0]
+    numbers = [p.removeprefix(f"{word} ") for p in places]
     if not all(n.isdigit() for n in numbers):
         shown = "; ".join(places[:PLACES_SHOWN])
         more = len(places) - PLACES_SHOWN
@@ -510,11 +511,11 @@ def _places_briefly(places: list[str]) -> str:
             runs.append(str(previous))
         if row is not None:
             start = previous = row
-    count = f" ({len(rows)} rows)" if len(rows) > PLACES_SHOWN else ""
+    count = f" ({len(rows)} {word}s)" if len(rows) > PLACES_SHOWN else ""
     shown = ", ".join(runs[:PLACES_SHOWN])
     if len(runs) > PLACES_SHOWN:
         shown += ", ..."
-    return f"rows {shown}{count}"
+    return f"{word}s {shown}{count}"
 
 
 async def _tell_case_of_row(client: Client, tenant: str, row: _RowRecorded) -> None:

@@ -807,3 +807,8 @@ def test_the_payer_is_shown_only_when_the_cartola_names_a_sender(
     out = capsys.readouterr().out
     assert "from 'Pago 7777'" not in out
     assert "from 'Juan Soto'" in out
+
+
+def test_statement_lines_not_told_are_named_as_the_report_names_them() -> None:
+    assert starter._places_briefly(["line 5", "line 7", "line 9"]) == "lines 5, 7, 9"
+    assert starter._places_briefly(["entry 1, detail 2"]) == "entry 1, detail 2"
