@@ -22,7 +22,14 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from receivables.bank_matching import Allocation, Decision, OpenItems, Outcome, decide
+from receivables.bank_matching import (
+    REFERENCE_PREFIX,
+    Allocation,
+    Decision,
+    OpenItems,
+    Outcome,
+    decide,
+)
 from receivables.bank_movements import BankMovement
 from receivables.bank_statements import StatementFormat, read_bank_statement
 from receivables.case import (
@@ -75,6 +82,7 @@ from receivables.money import MoneyError, format_amount, parse_operator_amount
 from receivables.payment_file import (
     PaymentFileError,
     PaymentRow,
+    ReceivedRefusal,
     read_payment_file,
     received_instant,
     totals_by_currency,
@@ -89,14 +97,19 @@ from receivables.policy import PolicyError, load_policy_book
 from receivables.pulse import PULSE_SECONDS, check_pulse_interval
 from receivables.reconciliation import (
     describe,
+    how_to_record,
+    left_to_record,
+    mark_checked,
     payment_reference,
     payments_of,
+    payments_under,
     reconciled_before,
     resolve_recorded_by_hand,
+    returned_details,
     save_decisions,
     shown_amount,
     summary,
-    unmatched_movements,
+    waiting_movements,
 )
 from receivables.schema import migrate
 from receivables.settings import Settings, load_settings
@@ -214,15 +227,15 @@ def _print_progress(done: int, total: int) -> None:
 # -- money and closing -------------------------------------------------------------------
 
 
-def _invoice(settings: Settings, number: str) -> Invoice:
-    return stored_invoice(
-        make_engine(settings.resolved_database_url), settings.tenant, number
-    )
+def _invoice(engine: Engine, tenant: str, number: str) -> Invoice:
+    return stored_invoice(engine, tenant, number)
 
 
-def _acting_person(args: argparse.Namespace, settings: Settings) -> str:
+def _acting_person(
+    args: argparse.Namespace, settings: Settings, engine: Engine | None = None
+) -> str:
     """The person --by names, once the governance knows them; nobody named is refused."""
-    engine = make_engine(settings.resolved_database_url)
+    engine = engine or make_engine(settings.resolved_database_url)
     return check_person(engine, settings.tenant, args.by).person_id
 
 
@@ -249,11 +262,12 @@ def _instant(text: str | None) -> datetime:
 
 def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     """Record a payment (or, with --credit, a credit note), then tell the invoice's case."""
-    invoice = _invoice(settings, args.invoice)
-    entered_by = _acting_person(args, settings)
+    engine = make_engine(settings.resolved_database_url)
+    invoice = _invoice(engine, settings.tenant, args.invoice)
+    entered_by = _acting_person(args, settings, engine)
     amount = parse_operator_amount(args.amount, invoice.currency)
     at = _instant(args.at)
-    zone = _debtor_zone(settings, invoice)
+    zone = _debtor_zone(engine, invoice)
     refusal = why_not_received(at, invoice, zone, datetime.now(UTC))
     if refusal is not None:
         later = ", with the instant it arrived, or leave --at out for now"
@@ -274,7 +288,7 @@ def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
         )
     # The store decides first, so a refused movement never reaches the case.
     result = commit_money_movement(
-        make_engine(settings.resolved_database_url),
+        engine,
         settings.tenant,
         args.invoice,
         kind=kind,
@@ -340,12 +354,18 @@ class _RowRecorded:
     movement: PaymentRow
     result: StoredMoveResult | None
     refusal: str = ""  # why the store refused a row that passed the file's checks
+    place: str = ""  # where a report names it, when not "row N" of a payments file
+
+    @property
+    def shown_as(self) -> str:
+        """The row as the report names it: ``row 29``, ``entry 1, detail 2``."""
+        return self.place or f"row {self.movement.row}"
 
 
 def cmd_pay_file(args: argparse.Namespace, settings: Settings) -> int:
     """Record a file of payments row by row as 'pay' would, then tell each case."""
     engine = make_engine(settings.resolved_database_url)
-    entered_by = _acting_person(args, settings)
+    entered_by = _acting_person(args, settings, engine)
     checked = read_payment_file(
         Path(args.file),
         engine,
@@ -432,7 +452,7 @@ def _recorded_line(recorded: _RowRecorded) -> str:
 def _tell_cases_of_rows(settings: Settings, rows: list[_RowRecorded]) -> str:
     """Tell each stored row's case, as 'pay' does; say which were not told, and why."""
     stored = [row for row in rows if row.result is not None]
-    untold: list[int] = []
+    untold: list[str] = []
     reasons: list[str] = []
 
     async def tell_all() -> None:
@@ -441,29 +461,67 @@ def _tell_cases_of_rows(settings: Settings, rows: list[_RowRecorded]) -> str:
             try:
                 await _tell_case_of_row(client, settings.tenant, row)
             except RPCError as error:
-                untold.append(row.movement.row)
-                reasons.append(f"row {row.movement.row}: {_explain(error)}")
+                untold.append(row.shown_as)
+                reasons.append(f"{row.shown_as}: {_explain(error)}")
                 if error.status in (
                     RPCStatusCode.UNAVAILABLE,
                     RPCStatusCode.DEADLINE_EXCEEDED,
                 ):
                     # The server went away mid-file: the rest would only wait and fail.
-                    untold.extend(
-                        later.movement.row for later in stored[position + 1 :]
-                    )
+                    untold.extend(later.shown_as for later in stored[position + 1 :])
                     return
 
     try:
         asyncio.run(tell_all())
     except TemporalUnreachable as error:
-        untold = [row.movement.row for row in stored]
+        untold = [row.shown_as for row in stored]
         reasons = [str(error)]
     if not untold:
         return ""
+    # A split line is one row of the report, however many cases its parts told.
+    places = list(dict.fromkeys(untold))
+    are = "is" if len(places) == 1 else "are"
+    their = "its case was" if len(places) == 1 else "their cases were"
+    shown_reasons = "; ".join(reasons[:UNTOLD_REASONS_SHOWN])
+    if len(reasons) > UNTOLD_REASONS_SHOWN:
+        shown_reasons += f"; and {len(reasons) - UNTOLD_REASONS_SHOWN} more"
     return (
-        f"rows {', '.join(map(str, untold))} are recorded in the store, but their cases "
-        f"were not told ({'; '.join(reasons)});"
+        f"{_places_briefly(places)} {are} recorded in the store, but {their} not told "
+        f"({shown_reasons});"
     )
+
+
+UNTOLD_REASONS_SHOWN = 3
+PLACES_SHOWN = 10
+
+
+def _places_briefly(places: list[str]) -> str:
+    """``row 3``, ``lines 5, 7``, ``rows 2–301 (300 rows)``; other places, the first few."""
+    word = places[0].split(" ", 1)[0]
+    numbers = [p.removeprefix(f"{word} ") for p in places]
+    if not all(n.isdigit() for n in numbers):
+        shown = "; ".join(places[:PLACES_SHOWN])
+        more = len(places) - PLACES_SHOWN
+        return shown + (f"; and {more} more" if more > 0 else "")
+    if len(places) == 1:
+        return places[0]
+    rows = sorted(int(n) for n in numbers)
+    runs: list[str] = []
+    start = previous = rows[0]
+    for row in [*rows[1:], None]:
+        if row is not None and row == previous + 1:
+            previous = row
+            continue
+        runs.append(f"{start}–{previous}" if previous - start >= 2 else str(start))
+        if previous - start == 1:
+            runs.append(str(previous))
+        if row is not None:
+            start = previous = row
+    count = f" ({len(rows)} {word}s)" if len(rows) > PLACES_SHOWN else ""
+    shown = ", ".join(runs[:PLACES_SHOWN])
+    if len(runs) > PLACES_SHOWN:
+        shown += ", ..."
+    return f"{word}s {shown}{count}"
 
 
 async def _tell_case_of_row(client: Client, tenant: str, row: _RowRecorded) -> None:
@@ -502,9 +560,11 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.resolved_database_url)
     if args.list_unmatched:
         return _list_unmatched(engine, settings.tenant, dry_run=args.dry_run)
+    if args.checked:
+        return _mark_checked(engine, args, settings)
     if not args.file:
         raise OperatorError("name the statement FILE, or use --list-unmatched")
-    person = _acting_person(args, settings)
+    person = _acting_person(args, settings, engine)
     path = Path(args.file)
     chosen = StatementFormat(args.format) if args.format else None
     movements = read_bank_statement(path, chosen)
@@ -518,42 +578,62 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         if earlier is not None and earlier.outcome != Outcome.UNMATCHED:
             repeats.append(_as_recorded(movement, recorded, Outcome(earlier.outcome)))
         elif recorded:
-            # A run cut short after paying, or a person who recorded it by hand with pay.
-            decisions.append(_as_recorded(movement, recorded, Outcome.APPLIED))
+            # A run cut short after paying, a split refused in part, or a person who
+            # recorded it by hand with pay: applied only once the parts cover the line.
+            decisions.append(_as_recorded(movement, recorded))
         else:
             decisions.append(
                 decide(movement, items, allow_overpayment=args.allow_overpayment)
             )
     if args.dry_run:
+        decisions = [
+            _checked(engine, settings.tenant, decision) for decision in decisions
+        ]
         _print_reconciliation(path.name, decisions, len(repeats), args.by)
         print("dry run: nothing was recorded")
-        return 1 if _unmatched(decisions) else 0
+        return 1 if _needing_person(decisions) else 0
     told: list[_RowRecorded] = []
-    decisions = [
+    applied = [
         _apply_decision(engine, settings, decision, person, told)
         for decision in decisions
     ]
+    decisions = [decision for decision in applied if decision is not None]
+    # Recorded by a run that read the statement at the same time: that run keeps its row.
+    done_elsewhere = len(applied) - len(decisions)
     for repeat in repeats:
         _apply_decision(engine, settings, repeat, person, told)
     save_decisions(
         engine, settings.tenant, decisions, source_file=path.name, person=person
     )
-    _print_reconciliation(path.name, decisions, len(repeats), person)
+    _print_reconciliation(path.name, decisions, len(repeats) + done_elsewhere, person)
     untold = _tell_cases_of_rows(settings, told)
     if untold:
         raise OperatorError(
             f"{untold} the store keeps every payment it applied; run the same reconcile "
             "command again: it records nothing twice and tells the cases"
         )
-    return 1 if _unmatched(decisions) else 0
+    return 1 if _needing_person(decisions) else 0
 
 
 def _as_recorded(
-    movement: BankMovement, payments: Sequence[Payment], outcome: Outcome
+    movement: BankMovement, payments: Sequence[Payment], outcome: Outcome | None = None
 ) -> Decision:
-    allocations = tuple(Allocation(p.invoice_number, p.amount_minor) for p in payments)
+    """A line's payments as recorded, each under the reference it already has."""
+    allocations = tuple(
+        Allocation(p.invoice_number, p.amount_minor, p.reference) for p in payments
+    )
+    parts = [(a.folio, a.amount_minor) for a in allocations]
+    if outcome is None and left_to_record(
+        movement.amount_minor, movement.currency, parts
+    ):
+        reason = "only part of it is recorded: record the rest with pay"
+        return Decision(
+            movement, Outcome.UNMATCHED, reason=reason, allocations=allocations
+        )
     how = "recorded earlier under its reference" if payments else ""
-    return Decision(movement, outcome, matched_by=how, allocations=allocations)
+    return Decision(
+        movement, outcome or Outcome.APPLIED, matched_by=how, allocations=allocations
+    )
 
 
 def _apply_decision(
@@ -562,35 +642,92 @@ def _apply_decision(
     decision: Decision,
     person: str,
     told: list[_RowRecorded],
-) -> Decision:
-    """Record an applied decision's payments as pay-file does; a refusal leaves it unmatched."""
+) -> Decision | None:
+    """Record an applied decision's payments as pay-file does; a refusal leaves it unmatched.
+
+    None when every part was already recorded, by another run of the same statement.
+
+    Parts already recorded (an unmatched line's too) are recorded again under their own
+    reference, which changes nothing in the store and tells their cases once more.
+    """
     if decision.outcome is not Outcome.APPLIED:
+        for allocation in [a for a in decision.allocations if a.reference]:
+            received, _ = _receipt(
+                engine, settings.tenant, decision.movement, allocation
+            )
+            row = _payment_row(
+                decision.movement, allocation, allocation.reference, received
+            )
+            again = _record_row(engine, settings.tenant, row, person)
+            told.append(dataclasses.replace(again, place=decision.movement.place))
         return decision
     movement = decision.movement
     rows: list[_RowRecorded] = []
     for allocation in decision.allocations:
-        invoice = _invoice(settings, allocation.folio)
-        zone = _debtor_zone(settings, invoice)
-        # The day the bank booked it, from its start where the debtor is, as pay-file reads
-        # a day alone: sure to have passed, so never refused as a future payment.
-        received = received_instant(movement.booking_date.isoformat(), zone)
-        refusal = why_not_received(received, invoice, zone, datetime.now(UTC))
+        received, refusal = _receipt(engine, settings.tenant, movement, allocation)
         reference = payment_reference(movement, allocation, len(decision.allocations))
         if refusal is not None:
             recorded = _RowRecorded(_payment_row(movement, allocation, reference), None)
             rows.append(dataclasses.replace(recorded, refusal=refusal.reason))
             continue
         row = _payment_row(movement, allocation, reference, received)
-        rows.append(_record_row(engine, settings.tenant, row, person))
+        stored = _record_row(engine, settings.tenant, row, person)
+        rows.append(dataclasses.replace(stored, place=movement.place))
     told.extend(row for row in rows if row.result is not None)
     refused = [row for row in rows if row.result is None]
     if not refused:
+        fresh = not any(a.reference for a in decision.allocations)
+        if fresh and not any(row.result and row.result.applied for row in rows):
+            return None
         return decision
-    # Limit: a split whose first part was recorded keeps it; the line is left unmatched
-    # for a person, who sees the part recorded under its reference.
+    # A split whose other parts were recorded keeps them: the line waits for a person,
+    # who is shown those parts, under their references, and what is left.
     reasons = "; ".join(f"{r.movement.folio}: {r.refusal}" for r in refused)
+    kept = tuple(
+        dataclasses.replace(
+            allocation, reference=payment_reference(movement, allocation, len(rows))
+        )
+        for allocation, row in zip(decision.allocations, rows, strict=True)
+        if row.result is not None
+    )
     return Decision(
-        movement, Outcome.UNMATCHED, reason=f"the store refused it ({reasons})"
+        movement,
+        Outcome.UNMATCHED,
+        reason=f"the store refused it ({reasons})",
+        allocations=kept,
+    )
+
+
+def _receipt(
+    engine: Engine, tenant: str, movement: BankMovement, allocation: Allocation
+) -> tuple[datetime, ReceivedRefusal | None]:
+    """When a part of a line was received, and why the store would refuse it, if it would."""
+    invoice = _invoice(engine, tenant, allocation.folio)
+    zone = _debtor_zone(engine, invoice)
+    # The day the bank booked it, from its start where the debtor is, as pay-file reads
+    # a day alone: sure to have passed, so never refused as a future payment.
+    received = received_instant(movement.booking_date.isoformat(), zone)
+    return received, why_not_received(received, invoice, zone, datetime.now(UTC))
+
+
+def _checked(engine: Engine, tenant: str, decision: Decision) -> Decision:
+    """A dry run's decision after the checks a real run makes before recording it."""
+    if decision.outcome is not Outcome.APPLIED or any(
+        a.reference for a in decision.allocations
+    ):
+        return decision
+    refusals = [
+        f"{allocation.folio}: {refusal.reason}"
+        for allocation in decision.allocations
+        if (refusal := _receipt(engine, tenant, decision.movement, allocation)[1])
+        is not None
+    ]
+    if not refusals:
+        return decision
+    return Decision(
+        decision.movement,
+        Outcome.UNMATCHED,
+        reason=f"the store would refuse it ({'; '.join(refusals)})",
     )
 
 
@@ -615,6 +752,25 @@ def _unmatched(decisions: Sequence[Decision]) -> list[Decision]:
     return [d for d in decisions if d.outcome is Outcome.UNMATCHED]
 
 
+def _needing_person(decisions: Sequence[Decision]) -> list[Decision]:
+    # A return may undo a payment applied earlier: as an unmatched line, a person decides.
+    waiting = (Outcome.UNMATCHED, Outcome.RETURNED)
+    return [d for d in decisions if d.outcome in waiting]
+
+
+def _mark_checked(engine: Engine, args: argparse.Namespace, settings: Settings) -> int:
+    """Close a returned line a person has looked into, in the operator actions log."""
+    person = _acting_person(args, settings, engine)
+    try:
+        mark_checked(engine, settings.tenant, args.checked, person)
+    except LookupError as error:
+        raise OperatorError(
+            f"{error}: give the id shown after --checked under the returned line"
+        ) from None
+    print(f"{args.checked}: checked by {person}")
+    return 0
+
+
 def _print_reconciliation(
     name: str, decisions: Sequence[Decision], repeats: int, person: str
 ) -> None:
@@ -632,21 +788,43 @@ def _print_reconciliation(
             "command shown under it; 'starter.py reconcile --list-unmatched' lists them "
             "until then"
         )
+    returned = len(_needing_person(decisions)) - unmatched
+    if returned:
+        print(
+            f"{returned} returned: check whether each undoes a payment shown under it, "
+            "then close it with the --checked command shown; 'starter.py reconcile "
+            "--list-unmatched' lists them until then"
+        )
 
 
 def _list_unmatched(engine: Engine, tenant: str, *, dry_run: bool) -> int:
     """The lines still waiting for a person; those since recorded with pay are resolved."""
     resolved = 0 if dry_run else resolve_recorded_by_hand(engine, tenant)
-    waiting = unmatched_movements(engine, tenant)
+    waiting = waiting_movements(engine, tenant)
     for row in waiting:
         amount = shown_amount(row.amount_minor, row.currency)
         print(
             f"{row.source_file} {row.place} ({row.booking_date}) {amount}: {row.reason}"
         )
+        if row.outcome == Outcome.RETURNED:
+            details = returned_details(
+                row.remittance, row.candidates, row.bank_transaction_id, person="PERSON"
+            )
+            print("\n".join(details))
+            continue
         if row.candidates:
             print(f"      candidates: {row.candidates}")
-        print(f"      reference: BANK:{row.bank_transaction_id}")
-    print(f"{len(waiting)} unmatched, {resolved} resolved by pay since the last look")
+        payments = payments_under(engine, tenant, row.bank_transaction_id)
+        parts = [(p.invoice_number, p.amount_minor) for p in payments]
+        if parts:
+            print(f"      {left_to_record(row.amount_minor, row.currency, parts)}")
+        reference = REFERENCE_PREFIX + row.bank_transaction_id
+        print("\n".join(how_to_record(reference, person="PERSON")))
+    returned = sum(row.outcome == Outcome.RETURNED for row in waiting)
+    print(
+        f"{len(waiting) - returned} unmatched, {returned} returned to check, "
+        f"{resolved} resolved by pay since the last look"
+    )
     return 1 if waiting else 0
 
 
@@ -760,7 +938,8 @@ def cmd_import_sii(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
     """Show a case as its workflow sees it: stage, balance, next step, timeline and ledger."""
-    invoice = _invoice(settings, args.invoice)
+    engine = make_engine(settings.resolved_database_url)
+    invoice = _invoice(engine, settings.tenant, args.invoice)
     if invoice.status == InvoiceStatus.NEEDS_DUE_DATE:
         # No case runs without a due date: asking Temporal would only say "not found".
         print(
@@ -769,7 +948,7 @@ def cmd_case(args: argparse.Namespace, settings: Settings) -> int:
             f"'{set_due_date_command(args.invoice)}'"
         )
         return 0
-    zone = _debtor_zone(settings, invoice)
+    zone = _debtor_zone(engine, invoice)
 
     async def show() -> Stage:
         client = await connect(settings.temporal)
@@ -828,8 +1007,8 @@ def ledger_status_shown(status: str, stage: Stage) -> str:
     return status
 
 
-def _debtor_zone(settings: Settings, invoice: Invoice) -> str:
-    with session_scope(make_engine(settings.resolved_database_url)) as session:
+def _debtor_zone(engine: Engine, invoice: Invoice) -> str:
+    with session_scope(engine) as session:
         customer = find_customer(session, invoice.tenant, invoice.customer_id)
     return customer.time_zone if customer else "UTC"
 
@@ -1398,6 +1577,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--list-unmatched",
         action="store_true",
         help="list the lines still waiting for a person, instead of reading a file",
+    )
+    reconcile.add_argument(
+        "--checked",
+        metavar="BANK-ID",
+        help="close a returned line a person has checked (with --by), instead of a file",
     )
     reconcile.set_defaults(handler=cmd_reconcile)
 

@@ -19,6 +19,7 @@ class ActionKind(enum.StrEnum):
     MOVE_DUE = "move_due"
     PAYMENT = "payment"
     CREDIT_NOTE = "credit_note"
+    RETURN_CHECKED = "return_checked"  # a returned bank line a person has looked into
     # A debtor's personal data rights (receivables.debtor_data): the request answered,
     # with counts only, never the data itself.
     EXPORT_PERSONAL_DATA = "export_personal_data"
