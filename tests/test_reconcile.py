@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -640,11 +641,14 @@ def test_a_dry_run_refuses_what_the_real_run_would_refuse(
 
 
 def mt940(tmp_path: Path, name: str, line_61: str, line_86: str) -> Path:
-    """An MT940 statement in CLP of one movement."""
+    """An MT940 statement in CLP of one movement, its closing balance that movement."""
+    mark, amount = re.fullmatch(r"[0-9]{10}(RC|RD|C|D)([0-9]+),.*", line_61).groups()
+    # The reader checks opening plus movements against closing: C and RD bring money in.
+    closing = ("C" if mark in ("C", "RD") else "D") + f"260103CLP{amount},"
     path = tmp_path / name
     path.write_text(
         ":20:S1\n:25:CL0012345\n:28C:1\n:60F:C260102CLP0,\n"
-        f":61:{line_61}\n:86:{line_86}\n:62F:C260103CLP0,\n"
+        f":61:{line_61}\n:86:{line_86}\n:62F:{closing}\n"
     )
     return path
 
