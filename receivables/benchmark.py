@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
@@ -173,6 +173,8 @@ class BenchmarkReport:
     # Every round of case starts (the cached cases', the lifecycle cases'), per second;
     # the case rate is the best of them, as the trivial one is.
     case_start_rounds: tuple[float, ...] = ()
+    # Lifecycle activities per busy second of each lifecycle round; the better one counts.
+    lifecycle_rounds: tuple[float, ...] = ()
 
     @property
     def start_ratio(self) -> float:
@@ -265,7 +267,8 @@ class BenchmarkReport:
                 "",
             ),
             (
-                f"Lifecycle activities/s (× {self.activities_per_lifecycle:g} per case)",
+                f"Lifecycle activities/s (× {self.activities_per_lifecycle:g} per case)"
+                + _best_of(self.lifecycle_rounds),
                 f"{self.lifecycle_activities_per_second:.1f}",
                 "",
                 "",
@@ -479,15 +482,25 @@ async def run_benchmark(
         bench = _Bench(await connect(TemporalSettings(address=server.address)), engine)
         async with bench.worker:
             waiting_rss, rss, cached_starts = await bench.cached_memory(cached_cases)
+            # Trivial and lifecycle rounds alternate, two of each, and each side counts its
+            # better round: a pause elsewhere on the machine that slows one round then
+            # decides neither side of a ratio, and neither side gets a second chance the
+            # other does not.
             first = await bench.trivial(cases, "first")
-            lifecycle = await bench.lifecycles(cases, *first)
-            # Opening the cached cases was a round of case starts too: the case rate gets
-            # the same best-of-two as the trivial one, so neither side is judged on a
-            # round that a pause elsewhere on the machine happened to slow.
-            case_start_rounds = (cached_starts, lifecycle.pop("case_starts_per_second"))
-            # A second round after the cases: a ratio against the better of the two is
-            # not flattered by a trivial round that something else on the machine slowed.
-            rounds = (first, await bench.trivial(cases, "second"))
+            first_lifecycles = await bench.lifecycles(cases, *first, prefix="B")
+            second = await bench.trivial(cases, "second")
+            second_lifecycles = await bench.lifecycles(cases, *second, prefix="C")
+            rounds = (first, second)
+            lifecycle_rounds = (first_lifecycles, second_lifecycles)
+            lifecycle = max(lifecycle_rounds, key=_activities_per_busy_second)
+            # Opening the cached cases was a round of case starts too.
+            case_start_rounds = (
+                cached_starts,
+                *(r["case_starts_per_second"] for r in lifecycle_rounds),
+            )
+            lifecycle = {
+                k: v for k, v in lifecycle.items() if k != "case_starts_per_second"
+            }
     finally:
         await asyncio.to_thread(server.stop)
         engine.dispose()
@@ -511,7 +524,17 @@ async def run_benchmark(
         load_after=_load_average(),
         workflow_sandbox=bench.settings.workflow_sandbox,
         trivial_rounds=rounds,
+        lifecycle_rounds=tuple(
+            _activities_per_busy_second(r) for r in lifecycle_rounds
+        ),
     )
+
+
+def _activities_per_busy_second(lifecycle: dict[str, Any]) -> float:
+    completed = (
+        lifecycle["lifecycles_completed"] * lifecycle["activities_per_lifecycle"]
+    )
+    return float(completed / lifecycle["lifecycle_busy_seconds"])
 
 
 def _fresh_store(work_dir: Path) -> str:
@@ -824,14 +847,21 @@ class _Bench:
         return _per_second(count, starts), completions
 
     async def lifecycles(
-        self, count: int, trivial_starts: float, trivial_completions: float
+        self,
+        count: int,
+        trivial_starts: float,
+        trivial_completions: float,
+        prefix: str = "B",
     ) -> dict[str, Any]:
-        """Open ``count`` cases, let both reminders go out, pay each; measure it all."""
+        """Open ``count`` cases, let both reminders go out, pay each; measure it all.
+
+        ``prefix`` starts the round's invoice numbers, so rounds never share a case.
+        """
         first_at, second_at = _reminder_instants(
             count, trivial_starts, trivial_completions
         )
         policy, due = two_step_policy(first_at, second_at)
-        cases = self._add_cases("B", count, policy, due)
+        cases = self._add_cases(prefix, count, policy, due)
         self.reminded = {case.invoice_number: asyncio.Event() for case in cases}
         starts = await self._start_cases(cases)
         payers = [self._pay_when_reminded(case) for case in cases]
@@ -847,7 +877,7 @@ class _Bench:
         return {
             "case_starts_per_second": _per_second(count, starts),
             "lifecycles_completed": sum(_completed(h) for h in histories),
-            "reminders_sent": self._reminders_in_outbox(),
+            "reminders_sent": self._reminders_in_outbox(prefix),
             "activities_per_lifecycle": _activities(histories) / count,
             "lifecycle_busy_seconds": busy_seconds([*starts, *payments, *work]),
             "lifecycle_wall_seconds": wall,
@@ -867,9 +897,12 @@ class _Bench:
         await case_handle(self.client, TENANT, number).result()
         return began, paid, time.time()
 
-    def _reminders_in_outbox(self) -> int:
+    def _reminders_in_outbox(self, prefix: str) -> int:
         with session_scope(self.engine) as session:
-            statement = select(func.count()).where(OutboxMessage.tenant == TENANT)
+            statement = select(func.count()).where(
+                OutboxMessage.tenant == TENANT,
+                col(OutboxMessage.invoice_number).startswith(prefix),
+            )
             return int(session.exec(statement).one())
 
 

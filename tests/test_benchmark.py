@@ -88,11 +88,17 @@ def test_a_tiny_run_reports_coherent_figures(
     assert report.trivial_completions_per_second == max(
         r[1] for r in report.trivial_rounds
     )
-    # The case rate is judged the same way: the cached cases' starts, then the lifecycles'.
-    assert len(report.case_start_rounds) == 2
+    # The case rate is judged the same way: the cached cases' starts, then each round's.
+    assert len(report.case_start_rounds) == 3
     assert all(rate > 0 for rate in report.case_start_rounds)
     assert report.case_starts_per_second == max(report.case_start_rounds)
     assert "Invoice case starts/s (best of " in report.to_markdown()
+    # And the lifecycle side of its ratio: two rounds, the better one reported.
+    assert len(report.lifecycle_rounds) == 2
+    assert report.lifecycle_activities_per_second == pytest.approx(
+        max(report.lifecycle_rounds)
+    )
+    assert "Lifecycle activities/s (× 2 per case) (best of " in report.to_markdown()
     assert report.cached_cases == 4
     assert report.rss_before_kib is not None and report.rss_after_kib is not None
     # The waiting workflows were read the same way, beside the cases, for the SDK's floor.
