@@ -7,9 +7,10 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, update
+from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import select as select_columns
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from receivables.contact_rules import (
     ContactAttempt,
@@ -240,8 +241,13 @@ def _recent_contacts(
     session: Session, customer: Customer, now: datetime, *, exclude: ContactKey
 ) -> list[PastContact]:
     """Contacts sent or in flight to this debtor, across all of their invoices."""
-    params = {"tenant": customer.tenant, "customer_id": customer.customer_id}
-    rows = session.exec(_CONTACTS_OF_DEBTOR, params=params).all()
+    params = {
+        "tenant": customer.tenant,
+        "customer_id": customer.customer_id,
+        # A day more than the window: the exact cut is made below, on aware instants.
+        "since": now - HISTORY_WINDOW - timedelta(days=1),
+    }
+    rows = session.execute(_CONTACTS_OF_DEBTOR, params).all()
     contacts = []
     for row in rows:
         if (row.invoice_number, row.step_id, row.channel) == (
@@ -281,8 +287,17 @@ _LOCK_DEBTOR = (
     .where(col(Customer.id) == bindparam("debtor_id"))
     .values(customer_id=Customer.customer_id)
 )
+# Only the columns a decision reads, and only the last weeks: a debtor with years of
+# invoices would otherwise load every contact it ever had, as entities, on every send.
 _CONTACTS_OF_DEBTOR = (
-    select(ContactLedgerEntry)
+    select_columns(
+        col(ContactLedgerEntry.tenant),
+        col(ContactLedgerEntry.invoice_number),
+        col(ContactLedgerEntry.step_id),
+        col(ContactLedgerEntry.channel),
+        col(ContactLedgerEntry.planned_at),
+        col(ContactLedgerEntry.decided_at),
+    )
     .join(
         Invoice,
         and_(
@@ -291,12 +306,16 @@ _CONTACTS_OF_DEBTOR = (
         ),
     )
     .where(
-        Invoice.tenant == bindparam("tenant"),
-        Invoice.customer_id == bindparam("customer_id"),
+        col(Invoice.tenant) == bindparam("tenant"),
+        col(Invoice.customer_id) == bindparam("customer_id"),
         # A held contact may have reached the debtor: it counts until a person knows.
         col(ContactLedgerEntry.status).in_(
             [ContactStatus.SENT, ContactStatus.PENDING, ContactStatus.HELD]
         ),
         col(ContactLedgerEntry.attempts) > 0,
+        or_(
+            col(ContactLedgerEntry.decided_at) >= bindparam("since"),
+            col(ContactLedgerEntry.planned_at) >= bindparam("since"),
+        ),
     )
 )
