@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, ColumnElement, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, and_, col, or_, select
@@ -168,37 +168,34 @@ def _save_decision(
 
 def unmatched_movements(engine: Engine, tenant: str) -> list[ReconciledMovement]:
     """The lines still waiting for a person, oldest booking first."""
-    with session_scope(engine) as session:
-        return list(
-            session.exec(
-                select(ReconciledMovement)
-                .where(
-                    ReconciledMovement.tenant == tenant,
-                    ReconciledMovement.outcome == Outcome.UNMATCHED,
-                )
-                .order_by(
-                    col(ReconciledMovement.booking_date), col(ReconciledMovement.id)
-                )
-            ).all()
-        )
+    return _movements_where(
+        engine, tenant, col(ReconciledMovement.outcome) == Outcome.UNMATCHED
+    )
 
 
 def waiting_movements(engine: Engine, tenant: str) -> list[ReconciledMovement]:
     """The unmatched lines and the returned ones nobody has checked, oldest booking first."""
+    return _movements_where(
+        engine,
+        tenant,
+        or_(
+            col(ReconciledMovement.outcome) == Outcome.UNMATCHED,
+            and_(
+                col(ReconciledMovement.outcome) == Outcome.RETURNED,
+                col(ReconciledMovement.matched_by) == "",
+            ),
+        ),
+    )
+
+
+def _movements_where(
+    engine: Engine, tenant: str, condition: ColumnElement[bool]
+) -> list[ReconciledMovement]:
     with session_scope(engine) as session:
         return list(
             session.exec(
                 select(ReconciledMovement)
-                .where(
-                    ReconciledMovement.tenant == tenant,
-                    or_(
-                        ReconciledMovement.outcome == Outcome.UNMATCHED,
-                        and_(
-                            ReconciledMovement.outcome == Outcome.RETURNED,
-                            ReconciledMovement.matched_by == "",
-                        ),
-                    ),
-                )
+                .where(col(ReconciledMovement.tenant) == tenant, condition)
                 .order_by(
                     col(ReconciledMovement.booking_date), col(ReconciledMovement.id)
                 )
