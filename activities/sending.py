@@ -24,7 +24,13 @@ from receivables.channels import (
 )
 from receivables.contact_gate import GateResult, gate_contact, trace
 from receivables.contact_rules import Verdict
-from receivables.deliveries import OPTED_OUT, Suppression, closed_among, suppress
+from receivables.deliveries import (
+    OPTED_OUT,
+    Suppression,
+    closed_among,
+    is_erased,
+    suppress,
+)
 from receivables.ledger import (
     ContactKey,
     ContactLedger,
@@ -717,12 +723,23 @@ def _channels_of(request: SendReminderRequest) -> list[str]:
 
 
 def _address_for(customer: Customer, channel: str) -> str | None:
+    """The customer's address on a channel; an erased one is no address at all."""
+    address = _address_on_file(customer, channel)
+    # An erased debtor's pseudonym must never reach a provider: Twilio would keep the
+    # hash's digits as a number, and a mail would greet "[erased]".
+    if is_erased(address) or is_erased(customer.name):
+        return None
+    return address
+
+
+def _address_on_file(customer: Customer, channel: str) -> str | None:
     if channel == "email":
         return customer.email
     if channel == "sms":
         return customer.phone
     if channel == "whatsapp":
-        return customer.whatsapp or customer.phone
+        whatsapp = None if is_erased(customer.whatsapp) else customer.whatsapp
+        return whatsapp or customer.phone
     if channel == "letter":
         # Letters go to the postal address on file, printed by the creditor.
         return f"postal:{customer.customer_id}"

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, or_, select
 
 from receivables.commitments import StoredDispute, StoredPromise
-from receivables.deliveries import address_pseudonym, normalise_address
+from receivables.deliveries import ERASED_MARKER, address_pseudonym, normalise_address
 from receivables.governance import PortfolioAssignment, SupervisorAction
 from receivables.operator_actions import ActionKind, OperatorAction, record_action
 from receivables.reconciliation import ReconciledMovement
@@ -61,8 +61,7 @@ from receivables.tasks import HumanTask
 
 log = logging.getLogger(__name__)
 
-# What a name, a note or a message body becomes: a reader sees it was there and went.
-ERASED = "[erased]"
+ERASED = ERASED_MARKER  # what a name, a note or a message body becomes
 CLOSED_STATUSES = frozenset(
     {
         InvoiceStatus.PAID,

@@ -36,6 +36,8 @@ BOUNCED = "bounced"
 OPTED_OUT = "opted_out"
 # What an erased address becomes (receivables.debtor_data): the prefix and a hash.
 PSEUDONYM_PREFIX = "erased:"
+# What an erased name (or typed note) becomes: a reader sees it was there and went.
+ERASED_MARKER = "[erased]"
 
 # The ContactAttempt outcome each report leaves; "delivery_failed" keeps a provider's later
 # report apart from the "failed" the send activity writes when a channel refuses at once.
@@ -80,6 +82,13 @@ def normalise_address(channel: str, address: str) -> str:
         digits = "".join(char for char in bare if char.isdigit())
         return ("+" if bare.startswith("+") else "") + digits
     return address.strip()
+
+
+def is_erased(value: str | None) -> bool:
+    """Whether a name or address is what erasing its debtor left: nobody can be reached by it."""
+    if not value:
+        return False
+    return value.strip().startswith(PSEUDONYM_PREFIX) or value.strip() == ERASED_MARKER
 
 
 def address_pseudonym(tenant: str, channel: str, address: str) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from receivables.commitments import broken_promise_dates, broken_promises_before
+from receivables.deliveries import is_erased
 from receivables.locations import DebtorLocation, locate
 from receivables.mapping import (
     CUSTOMER_TYPES,
@@ -183,6 +184,8 @@ class ImportReport:
     # Valid rows left unwritten because other rows had errors and accept_valid was off.
     held_back: list[str] = field(default_factory=list)
     row_of: dict[str, int] = field(default_factory=dict)  # invoice number to its row
+    # What a person must know about a written row beyond its outcome, by invoice number.
+    notes: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.summary()
@@ -216,6 +219,10 @@ class ImportReport:
                 "again, or import it again with --accept-valid to write only the "
                 "valid rows"
             )
+        lines += [
+            f"  {name} row {self.row_of[number]}: {note}"
+            for number, note in self.notes.items()
+        ]
         lines += [f"  {error.describe(name)}" for error in self.rejected[:max_errors]]
         if len(self.rejected) > max_errors:
             lines.append(f"  ... and {len(self.rejected) - max_errors} more errors")
@@ -225,7 +232,7 @@ class ImportReport:
         """One record per row outcome, ordered by row, for CSV and JSON reports."""
         waiting = set(self.needs_due_date)
         lines = [
-            _line(self.row_of[number], number, outcome, waiting)
+            _line(self.row_of[number], number, outcome, waiting, self.notes.get(number))
             for outcome, numbers in (
                 ("accepted", self.accepted),
                 ("already_imported", self.already_imported),
@@ -288,13 +295,16 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _line(row: int, number: str, outcome: str, waiting: set[str]) -> dict[str, str]:
-    detail = "needs_due_date" if number in waiting else ""
+def _line(
+    row: int, number: str, outcome: str, waiting: set[str], note: str | None
+) -> dict[str, str]:
+    details = ["needs_due_date"] if number in waiting else []
+    details += [note] if note else []
     return {
         "row": str(row),
         "invoice_number": number,
         "outcome": outcome,
-        "detail": detail,
+        "detail": "; ".join(details),
     }
 
 
@@ -1127,12 +1137,17 @@ def _new_customer(
     )
 
 
-def _fill_blanks(customer: Customer, row: InvoiceRow, terms: int | None) -> None:
+def _fill_blanks(customer: Customer, row: InvoiceRow, terms: int | None) -> str | None:
+    """Fill what the stored customer lacks from the row; a note when its data was erased."""
     # Stored customers are never overwritten; a file may only fill in what is missing.
+    # An erased value counts as missing: a new debt is a new basis to hold the data.
     facts = row.customer
-    customer.email = customer.email or facts.email or None
-    customer.phone = customer.phone or facts.phone or None
-    customer.whatsapp = customer.whatsapp or facts.whatsapp or None
+    was_erased = any(map(is_erased, _personal_values(customer)))
+    if is_erased(customer.name) and facts.name:
+        customer.name = facts.name
+    customer.email = _kept(customer.email) or facts.email or customer.email
+    customer.phone = _kept(customer.phone) or facts.phone or customer.phone
+    customer.whatsapp = _kept(customer.whatsapp) or facts.whatsapp or customer.whatsapp
     customer.region = customer.region or facts.region or None
     if customer.payment_terms_days is None:
         customer.payment_terms_days = terms
@@ -1141,10 +1156,35 @@ def _fill_blanks(customer: Customer, row: InvoiceRow, terms: int | None) -> None
     customer.insolvency_opened_on = (
         customer.insolvency_opened_on or facts.insolvency_opened_on
     )
+    if not was_erased:
+        return None
+    # The send path passes over a value still erased (activities.sending), and over every
+    # address while the name is: the case needs the name and one address back.
+    addresses = (customer.email, customer.phone, customer.whatsapp)
+    restored = not is_erased(customer.name) and any(map(_kept, addresses))
+    outcome = (
+        "restored from this file"
+        if restored
+        else "the case has no contact until a file gives it"
+    )
+    return f"customer {customer.customer_id}'s data had been erased: {outcome}"
+
+
+def _personal_values(customer: Customer) -> list[str | None]:
+    return [customer.name, customer.email, customer.phone, customer.whatsapp]
+
+
+def _kept(value: str | None) -> str | None:
+    """A stored value a file must not replace: set, and not left by an erase."""
+    return None if is_erased(value) else value or None
 
 
 def ensure_customers(
-    session: Session, tenant: str, rows: Sequence[InvoiceRow], mapping: ImportMapping
+    session: Session,
+    tenant: str,
+    rows: Sequence[InvoiceRow],
+    mapping: ImportMapping,
+    notes: dict[str, str] | None = None,
 ) -> dict[str, Customer]:
     """Find or create the customer of every row, keyed by customer id."""
     # Limit: a new customer takes name, type and contacts from its first row; later rows
@@ -1158,7 +1198,9 @@ def ensure_customers(
     customers = _stored_customers(session, tenant, list(first))
     for customer_id, row in first.items():
         if customer_id in customers:
-            _fill_blanks(customers[customer_id], row, terms.get(customer_id))
+            note = _fill_blanks(customers[customer_id], row, terms.get(customer_id))
+            if note and notes is not None:
+                notes[row.invoice_number] = note
         else:
             customers[customer_id] = _new_customer(
                 tenant, row, terms.get(customer_id), mapping
@@ -1283,7 +1325,7 @@ def write_batch(
     )
     session.add(batch)
     session.flush()
-    customers = ensure_customers(session, report.tenant, rows, mapping)
+    customers = ensure_customers(session, report.tenant, rows, mapping, report.notes)
     dues = _due_dates(rows, customers)
     histories = _settled_history(session, report.tenant, rows, dues)
     broken = broken_promise_dates(session, report.tenant, customers)

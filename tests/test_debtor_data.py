@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,12 @@ from sqlalchemy import select as select_table
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from temporalio.testing import ActivityEnvironment
 
 import starter
+from activities.sending import ReminderSender
+from receivables.case import SendOutcome, SendReminderRequest, SendStatus
+from receivables.channels import OutboxChannel
 from receivables.commitments import StoredDispute, StoredPromise
 from receivables.debtor_data import (
     ERASED,
@@ -31,6 +35,7 @@ from receivables.governance import (
     SupervisorAction,
     sync_governance,
 )
+from receivables.importer import ImportReport, import_portfolio
 from receivables.kpis import compute_kpis
 from receivables.operator_actions import ActionKind, OperatorAction
 from receivables.reconciliation import ReconciledMovement
@@ -628,3 +633,103 @@ def test_the_command_exports_to_a_file_then_erases_once(
     assert starter.main(erase) == 0
     assert starter.main(erase) == 0
     assert "already erased, nothing changed" in capsys.readouterr().out
+
+
+# -- after an erase ------------------------------------------------------------------------
+
+PORTFOLIO_HEADER = (
+    "Folio;Código Cliente;Razón Social;Tipo Cliente;Fecha Emisión;Fecha Vencimiento;"
+    "Monto;Fecha Pago;En Disputa;Email;Teléfono;WhatsApp;Zona Horaria;Región;Plazo Días"
+)
+
+
+def import_new_debt(
+    database_url: str, folder: Path, folio: str, *, email: str = "", phone: str = ""
+) -> ImportReport:
+    """A later file with one new open invoice of the erased debtor, in the sample layout."""
+    cells = [folio, ERASABLE.customer_id, ERASABLE.name, "Empresa", "01/03/2026"]
+    cells += ["31/03/2026", "85.000", "", "No", email, phone, "", "America/Santiago"]
+    cells += ["Valparaíso", ""]
+    path = folder / f"portfolio-{folio}.csv"
+    path.write_bytes(f"{PORTFOLIO_HEADER}\n{';'.join(cells)}\n".encode("latin-1"))
+    return import_portfolio(
+        path, "sample", database_url=database_url, tenant=TENANT, policies_dir=POLICIES
+    )
+
+
+def reminder_of(engine: Engine, folio: str) -> SendOutcome:
+    """The first e-mail reminder of the folio, SMS as fallback, sent as the worker would."""
+    outbox = OutboxChannel(engine)
+    sender = ReminderSender(
+        engine,
+        {"email": outbox, "sms": outbox},
+        POLICIES.parent / "templates" / "messages",
+    )
+    reminder = SendReminderRequest(
+        tenant=TENANT,
+        invoice_number=folio,
+        step_id="R+1",
+        channel="email",
+        template="overdue-first",
+        fallback_channels=("sms",),
+        policy_name="preventive-b2b",
+        policy_version=1,
+        planned_at=datetime(2026, 4, 1, 13, 0, tzinfo=UTC),
+        language="es-CL",
+    )
+    environment = ActivityEnvironment()
+    environment.info = replace(
+        environment.info,
+        activity_type="send_reminder",
+        current_attempt_scheduled_time=reminder.planned_at,
+    )
+    return environment.run(sender.send_reminder, reminder)
+
+
+def test_an_erased_debtor_is_never_written_to_at_a_pseudonym(
+    seeded: Engine, database_url: str, tmp_path: Path
+) -> None:
+    erase_customer(seeded, TENANT, ERASABLE.customer_id, by="sup-01", reason="r")
+
+    report = import_new_debt(database_url, tmp_path, "0000001003")
+    outcome = reminder_of(seeded, "0000001003")
+
+    assert report.notes == {
+        "0000001003": f"customer {ERASABLE.customer_id}'s data had been erased: "
+        "the case has no contact until a file gives it"
+    }
+    assert "the case has no contact until a file gives it" in report.summary()
+    assert outcome.status == SendStatus.BLOCKED
+    assert outcome.reason == "no reachable contact: no usable address on email, sms"
+    with session_scope(seeded) as session:
+        sent = session.exec(
+            select(OutboxMessage).where(OutboxMessage.invoice_number == "0000001003")
+        ).all()
+    assert sent == []
+
+
+def test_a_new_file_restores_an_erased_debtors_name_and_addresses(
+    seeded: Engine, database_url: str, tmp_path: Path
+) -> None:
+    erase_customer(seeded, TENANT, ERASABLE.customer_id, by="sup-01", reason="r")
+
+    report = import_new_debt(
+        database_url, tmp_path, "0000001003", email="nueva@zuniga.invalid"
+    )
+    outcome = reminder_of(seeded, "0000001003")
+
+    assert report.notes == {
+        "0000001003": f"customer {ERASABLE.customer_id}'s data had been erased: "
+        "restored from this file"
+    }
+    assert (outcome.status, outcome.channel) == (SendStatus.SENT, "email")
+    with session_scope(seeded) as session:
+        customer = session.exec(
+            select(Customer).where(Customer.customer_id == ERASABLE.customer_id)
+        ).one()
+        [message] = session.exec(
+            select(OutboxMessage).where(OutboxMessage.invoice_number == "0000001003")
+        ).all()
+    assert (customer.name, customer.email) == (ERASABLE.name, "nueva@zuniga.invalid")
+    assert message.recipient == "nueva@zuniga.invalid"
+    assert ERASED not in (message.body or "")
