@@ -75,6 +75,10 @@ _CHANNELS_OF_FIELD = {"email": ("email",), "phone": ("sms", "whatsapp")}
 _CHANNELS_OF_FIELD["whatsapp"] = ("whatsapp",)
 # Shorter identifiers would match inside unrelated words of a reason.
 _SHORTEST_IDENTIFIER = 3
+# Folios or ids per query: a customer may have thousands of invoices, and an IN list or an
+# OR of LIKE terms that long meets SQLite's expression depth (1000) and bind limits.
+_QUERY_CHUNK = 500
+_LIKE_CHUNK = 100
 
 
 class ErasureRefused(ValueError):
@@ -162,24 +166,32 @@ def _rows_by_folio(
     )
     found: dict[str, list[Any]] = {}
     for table in tables:
-        found[table.__tablename__] = list(
-            session.exec(
-                select(table)
-                .where(table.tenant == tenant, col(table.invoice_number).in_(folios))
-                .order_by(col(table.id))
+        rows: list[Any] = []
+        for chunk in _chunks(folios, _QUERY_CHUNK):
+            rows += session.exec(
+                select(table).where(
+                    table.tenant == tenant, col(table.invoice_number).in_(chunk)
+                )
             )
-        )
+        found[table.__tablename__] = sorted(rows, key=lambda row: row.id)
     return found
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _attempts_of(
     session: Session, entries: Sequence[ContactLedgerEntry]
 ) -> list[ContactAttempt]:
     ids = [entry.id for entry in entries]
-    statement = select(ContactAttempt).where(
-        col(ContactAttempt.ledger_entry_id).in_(ids)
-    )
-    return list(session.exec(statement.order_by(col(ContactAttempt.id))))
+    attempts: list[ContactAttempt] = []
+    for chunk in _chunks(ids, _QUERY_CHUNK):
+        attempts += session.exec(
+            select(ContactAttempt).where(col(ContactAttempt.ledger_entry_id).in_(chunk))
+        )
+    return sorted(attempts, key=lambda attempt: attempt.id or 0)
 
 
 def _of_customer(
@@ -194,14 +206,22 @@ def _of_customer(
 def _operator_actions(
     session: Session, tenant: str, customer_id: str, folios: Sequence[str]
 ) -> list[OperatorAction]:
-    statement = select(OperatorAction).where(
-        OperatorAction.tenant == tenant,
-        or_(
-            OperatorAction.customer_id == customer_id,
-            col(OperatorAction.invoice_number).in_(folios),
-        ),
-    )
-    return list(session.exec(statement.order_by(col(OperatorAction.id))))
+    found = {
+        action.id: action
+        for action in session.exec(
+            select(OperatorAction).where(
+                OperatorAction.tenant == tenant,
+                OperatorAction.customer_id == customer_id,
+            )
+        )
+    }
+    for chunk in _chunks(folios, _QUERY_CHUNK):
+        statement = select(OperatorAction).where(
+            OperatorAction.tenant == tenant,
+            col(OperatorAction.invoice_number).in_(chunk),
+        )
+        found.update((action.id, action) for action in session.exec(statement))
+    return [found[key] for key in sorted(found, key=lambda key: key or 0)]
 
 
 def _movements_to(
@@ -209,15 +229,25 @@ def _movements_to(
 ) -> list[ReconciledMovement]:
     """Bank lines applied to any of the folios; the column lists folios space-separated."""
     wanted = set(folios)
-    if not wanted:
-        return []
-    candidates = session.exec(
-        select(ReconciledMovement).where(
-            ReconciledMovement.tenant == tenant,
-            or_(*(col(ReconciledMovement.invoice_numbers).contains(f) for f in folios)),
+    found: dict[int | None, ReconciledMovement] = {}
+    for chunk in _chunks(folios, _LIKE_CHUNK):
+        candidates = session.exec(
+            select(ReconciledMovement).where(
+                ReconciledMovement.tenant == tenant,
+                or_(
+                    *(
+                        col(ReconciledMovement.invoice_numbers).contains(f)
+                        for f in chunk
+                    )
+                ),
+            )
         )
-    )
-    return [row for row in candidates if wanted & set(row.invoice_numbers.split())]
+        found.update(
+            (row.id, row)
+            for row in candidates
+            if wanted & set(row.invoice_numbers.split())
+        )
+    return [found[key] for key in sorted(found, key=lambda key: key or 0)]
 
 
 def _suppressions_of(

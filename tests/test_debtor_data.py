@@ -733,3 +733,84 @@ def test_a_new_file_restores_an_erased_debtors_name_and_addresses(
     assert (customer.name, customer.email) == (ERASABLE.name, "nueva@zuniga.invalid")
     assert message.recipient == "nueva@zuniga.invalid"
     assert ERASED not in (message.body or "")
+
+
+# -- a customer with many invoices ---------------------------------------------------------
+
+MANY = 2_000
+
+
+def seed_many_invoices(engine: Engine, customer_id: str) -> list[str]:
+    """One settled customer with MANY paid invoices, each written to once."""
+    folios = [f"9{number:09d}" for number in range(MANY)]
+    with session_scope(engine) as session:
+        session.add(
+            Customer(
+                tenant=TENANT, customer_id=customer_id, name="Distribuidora Larga Ltda."
+            )
+        )
+        session.add_all(
+            Invoice(
+                tenant=TENANT,
+                invoice_number=folio,
+                customer_id=customer_id,
+                issue_date=date(2025, 1, 6),
+                due_date=date(2025, 2, 5),
+                amount_minor=1_000,
+                currency="CLP",
+                balance_minor=0,
+                status=InvoiceStatus.PAID,
+                updated_at=LONG_AGO,
+            )
+            for folio in folios
+        )
+        session.add_all(
+            ContactLedgerEntry(
+                tenant=TENANT,
+                invoice_number=folio,
+                step_id="R1",
+                channel="email",
+                recipient="tesoreria@larga.invalid",
+                status="sent",
+                policy_name="cl-b2b",
+                policy_version=1,
+                planned_at=LONG_AGO,
+            )
+            for folio in folios
+        )
+    return folios
+
+
+def test_a_customer_with_thousands_of_invoices_is_exported_and_erased(
+    engine: Engine,
+) -> None:
+    folios = seed_many_invoices(engine, "C-LARGA")
+    with session_scope(engine) as session:
+        session.add(
+            ReconciledMovement(
+                tenant=TENANT,
+                bank_transaction_id="BT-LAST",
+                account="CL-001",
+                booking_date=date(2025, 3, 10),
+                value_date=date(2025, 3, 10),
+                amount_minor=1_000,
+                currency="CLP",
+                direction="credit",
+                outcome="matched",
+                invoice_numbers=folios[-1],
+                remittance="PAGO DISTRIBUIDORA LARGA",
+                source_file="cartola.csv",
+                place="row 9",
+                reconciled_by="exec-01",
+                reconciled_at=LONG_AGO,
+            )
+        )
+
+    exported = export_customer(engine, TENANT, "C-LARGA")
+    erasure = erase_customer(engine, TENANT, "C-LARGA", by="sup-01", reason="r")
+
+    tables = exported["tables"]
+    assert (len(tables["invoice"]), len(tables["contactledgerentry"])) == (MANY, MANY)
+    assert len(tables["reconciledmovement"]) == 1
+    assert erasure.changed["contactledgerentry"] == MANY
+    assert erasure.changed["reconciledmovement"] == 1
