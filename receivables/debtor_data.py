@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, or_, select
 
+from receivables.bank_matching import REFERENCE_PREFIX
 from receivables.commitments import StoredDispute, StoredPromise
 from receivables.deliveries import ERASED_MARKER, address_pseudonym, normalise_address
 from receivables.governance import PortfolioAssignment, SupervisorAction
@@ -146,7 +147,9 @@ def read_customer(session: Session, tenant: str, customer_id: str) -> CustomerRo
             session, PortfolioAssignment, tenant, customer_id
         ),
         "operatoraction": _operator_actions(session, tenant, customer_id, folios),
-        "reconciledmovement": _movements_to(session, tenant, folios),
+        "reconciledmovement": _movements_of(
+            session, tenant, customer_id, folios, by_folio["payment"]
+        ),
         "contactsuppression": _suppressions_of(session, tenant, customer, by_folio),
     }
     return rows
@@ -224,30 +227,56 @@ def _operator_actions(
     return [found[key] for key in sorted(found, key=lambda key: key or 0)]
 
 
-def _movements_to(
-    session: Session, tenant: str, folios: Sequence[str]
+def _movements_of(
+    session: Session,
+    tenant: str,
+    customer_id: str,
+    folios: Sequence[str],
+    payments: Sequence[Payment],
 ) -> list[ReconciledMovement]:
-    """Bank lines applied to any of the folios; the column lists folios space-separated."""
-    wanted = set(folios)
+    """Bank lines about the customer: applied to, paid by hand for, or naming them."""
     found: dict[int | None, ReconciledMovement] = {}
-    for chunk in _chunks(folios, _LIKE_CHUNK):
-        candidates = session.exec(
-            select(ReconciledMovement).where(
-                ReconciledMovement.tenant == tenant,
-                or_(
-                    *(
-                        col(ReconciledMovement.invoice_numbers).contains(f)
-                        for f in chunk
-                    )
-                ),
-            )
+    texts = ("invoice_numbers", "reason", "candidates")
+    for chunk in _chunks([customer_id, *folios], _LIKE_CHUNK):
+        statement = select(ReconciledMovement).where(
+            ReconciledMovement.tenant == tenant,
+            or_(
+                *(
+                    col(getattr(ReconciledMovement, text)).contains(word)
+                    for text in texts
+                    for word in chunk
+                )
+            ),
         )
-        found.update(
-            (row.id, row)
-            for row in candidates
-            if wanted & set(row.invoice_numbers.split())
+        names = _word_pattern(chunk)
+        for row in session.exec(statement):
+            if any(names.search(getattr(row, text)) for text in texts):
+                found[row.id] = row
+    # A line left unmatched and later recorded with ``pay`` names no folio of its own.
+    line_ids = sorted(_bank_line_ids(payments))
+    for chunk in _chunks(line_ids, _QUERY_CHUNK):
+        statement = select(ReconciledMovement).where(
+            ReconciledMovement.tenant == tenant,
+            col(ReconciledMovement.bank_transaction_id).in_(chunk),
         )
+        found.update((row.id, row) for row in session.exec(statement))
     return [found[key] for key in sorted(found, key=lambda key: key or 0)]
+
+
+def _word_pattern(words: Sequence[str]) -> re.Pattern[str]:
+    """A whole folio or customer id: "1001" is not found inside "10010" or "C-1001B"."""
+    alternatives = "|".join(re.escape(word) for word in words)
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
+
+
+def _bank_line_ids(payments: Sequence[Payment]) -> set[str]:
+    """The bank transaction ids of payments recorded as ``BANK:<id>`` or ``BANK:<id>/FOLIO``."""
+    ids: set[str] = set()
+    for payment in payments:
+        if payment.reference.startswith(REFERENCE_PREFIX):
+            line = payment.reference.removeprefix(REFERENCE_PREFIX)
+            ids |= {line, line.rsplit("/", 1)[0]}
+    return ids
 
 
 def _suppressions_of(

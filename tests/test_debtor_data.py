@@ -814,3 +814,65 @@ def test_a_customer_with_thousands_of_invoices_is_exported_and_erased(
     assert len(tables["reconciledmovement"]) == 1
     assert erasure.changed["contactledgerentry"] == MANY
     assert erasure.changed["reconciledmovement"] == 1
+
+
+# -- bank lines never applied to a folio ---------------------------------------------------
+
+
+def unmatched_line(transaction_id: str, **texts: str) -> ReconciledMovement:
+    """A statement line reconciliation could not apply, waiting for a person."""
+    return ReconciledMovement(
+        tenant=TENANT,
+        bank_transaction_id=transaction_id,
+        account="CL-001",
+        booking_date=date(2025, 3, 12),
+        value_date=date(2025, 3, 12),
+        amount_minor=480_000,
+        currency="CLP",
+        direction="credit",
+        outcome="unmatched",
+        source_file="cartola.csv",
+        place="row 7",
+        reconciled_by="exec-01",
+        reconciled_at=LONG_AGO,
+        **texts,
+    )
+
+
+def test_bank_lines_resolved_by_hand_or_naming_the_customer_are_exported_and_erased(
+    seeded: Engine,
+) -> None:
+    paid = ERASABLE.folios[0]
+    remittance = f"TRANSF {ERASABLE.name.upper()} {ERASABLE.phone}"
+    with session_scope(seeded) as session:
+        session.add(unmatched_line("CL-001:HAND", remittance=remittance))
+        session.add(
+            Payment(
+                tenant=TENANT,
+                invoice_number=paid,
+                reference="BANK:CL-001:HAND",
+                amount_minor=1,
+                currency="CLP",
+                received_at=LONG_AGO,
+            )
+        )
+        session.add(
+            unmatched_line(
+                "CL-001:NAMED",
+                remittance=remittance,
+                candidates=f"{ERASABLE.customer_id} {ERASABLE.name}",
+                reason=f"payer {ERASABLE.name} owes on several folios",
+            )
+        )
+        session.add(
+            unmatched_line("CL-001:OTHER", candidates=f"{ERASABLE.customer_id}-2")
+        )
+
+    exported = export_customer(seeded, TENANT, ERASABLE.customer_id)
+    erase_customer(seeded, TENANT, ERASABLE.customer_id, by="sup-01", reason="r")
+
+    lines = {
+        row["bank_transaction_id"] for row in exported["tables"]["reconciledmovement"]
+    }
+    assert lines == {f"BT-{paid}", "CL-001:HAND", "CL-001:NAMED"}
+    assert holds(seeded, ERASABLE) == []
