@@ -74,6 +74,7 @@ from receivables.importer import (
     PortfolioFileError,
     import_portfolio,
 )
+from receivables.kpis import DEFAULT_TIME_ZONE
 from receivables.ledger import ContactLedger
 from receivables.logs import configure_logging
 from receivables.mapping import MappingError
@@ -92,6 +93,7 @@ from receivables.people_cli import FOLIO_HELP, add_people_commands
 from receivables.planning import (
     calendar_date,
     format_local,
+    local_date_of,
 )
 from receivables.policy import PolicyError, load_policy_book
 from receivables.pulse import PULSE_SECONDS, check_pulse_interval
@@ -1300,9 +1302,10 @@ def cmd_debtor_data(args: argparse.Namespace, settings: Settings) -> int:
     if args.debtor_data_command == "export":
         return _export_debtor_data(args, settings, engine)
     if (args.customer is None) == (args.settled_before is None):
+        given = "both" if args.customer is not None else "neither"
         raise OperatorError(
-            "name one CUSTOMER_ID, or --settled-before YYYY-MM-DD for every customer "
-            "settled before that day; not both"
+            f"{given} given: name one CUSTOMER_ID, or --settled-before YYYY-MM-DD for "
+            "every customer settled before that day"
         )
     by = _acting_person(args, settings)
     if args.customer is not None:
@@ -1317,6 +1320,14 @@ def cmd_debtor_data(args: argparse.Namespace, settings: Settings) -> int:
         print(_describe_erasure(erasure))
         return 0
     cutoff = calendar_date(args.settled_before, "--settled-before")
+    today = local_date_of(datetime.now(UTC), DEFAULT_TIME_ZONE)
+    if cutoff > today:
+        # A mistyped year would erase everyone who paid up to today, payments that can
+        # still bounce included.
+        raise OperatorError(
+            f"--settled-before {cutoff} is after today ({today} in {DEFAULT_TIME_ZONE}); "
+            "give a day that has passed"
+        )
     run = erase_settled_before(
         engine, settings.tenant, cutoff, by=by, reason=args.reason, dry_run=args.dry_run
     )
@@ -1500,7 +1511,11 @@ def build_parser() -> argparse.ArgumentParser:
     pay.add_argument(
         "amount", help="in the invoice's currency: 340320 or 340.320 (CLP), 55.94 (USD)"
     )
-    pay.add_argument("--reference", required=True, help="bank or document reference")
+    pay.add_argument(
+        "--reference",
+        required=True,
+        help="bank or document reference; no name or phone (it reaches the case's history)",
+    )
     pay.add_argument(
         "--at",
         help="when it was received, ISO 8601 with offset, not in the future; default now",

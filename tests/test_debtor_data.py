@@ -876,3 +876,16 @@ def test_bank_lines_resolved_by_hand_or_naming_the_customer_are_exported_and_era
     }
     assert lines == {f"BT-{paid}", "CL-001:HAND", "CL-001:NAMED"}
     assert holds(seeded, ERASABLE) == []
+
+
+def test_a_retention_cut_off_after_today_is_refused(
+    command_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    erase = ["debtor-data", "erase", "--by", "sup-01", "--reason", "r"]
+
+    code = starter.main([*erase, "--settled-before", "2999-01-01"])
+
+    assert code == 2
+    assert "--settled-before 2999-01-01 is after today" in capsys.readouterr().err
+    assert starter.main(erase) == 2
+    assert "neither given: name one CUSTOMER_ID" in capsys.readouterr().err
