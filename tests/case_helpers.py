@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 from temporalio.client import Client, WorkflowHandle
@@ -66,6 +67,23 @@ def policy_with_steps(
             **rules,
         }
     )
+
+
+def commands_use_store(
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    data_dir: Path,
+    tenant: str = "test",
+) -> None:
+    """Point starter.py's commands at this store and tenant; Temporal a closed loopback port.
+
+    A command then records what it must in the store and reports the cases it could not
+    tell, which is what the store-side tests of commands check.
+    """
+    monkeypatch.setenv("DUNNING_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("DUNNING_DATABASE_URL", database_url)
+    monkeypatch.setenv("DUNNING_TENANT", tenant)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
 
 
 def add_invoice(

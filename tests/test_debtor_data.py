@@ -53,6 +53,7 @@ from receivables.store import (
     session_scope,
 )
 from receivables.tasks import HumanTask
+from tests.case_helpers import commands_use_store
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 TENANT = "test"
@@ -580,10 +581,7 @@ def command_store(
     database_url: str, seeded: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
     """The seeded store, as starter.py finds it; Temporal is a closed loopback port."""
-    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("DUNNING_DATABASE_URL", database_url)
-    monkeypatch.setenv("DUNNING_TENANT", TENANT)
-    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    commands_use_store(monkeypatch, database_url, tmp_path, TENANT)
     return database_url
 
 

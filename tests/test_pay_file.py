@@ -21,6 +21,7 @@ from receivables.schema import migrate
 from receivables.store import Payment, find_invoice, make_engine, session_scope
 from tests.case_helpers import (
     add_invoice,
+    commands_use_store,
     open_case,
     policy_with_steps,
     running_worker,
@@ -36,10 +37,7 @@ BY = ["--by", "exec-01"]
 @pytest.fixture
 def store(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Two open invoices of 1.250.000 CLP; Temporal is a closed loopback port."""
-    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("DUNNING_DATABASE_URL", database_url)
-    monkeypatch.setenv("DUNNING_TENANT", "test")
-    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    commands_use_store(monkeypatch, database_url, tmp_path)
     engine = make_engine(database_url)
     sync_governance(engine, "test", POLICIES / GOVERNANCE_FILE)
     for folio in (FIRST, SECOND):

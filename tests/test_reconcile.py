@@ -35,6 +35,7 @@ from tests.case_helpers import (
     SANTIAGO,
     add_invoice,
     advance_to,
+    commands_use_store,
     open_case,
     policy_with_steps,
     running_worker,
@@ -52,10 +53,7 @@ HEADER = "Fecha,Descripción,Canal o Sucursal,Cargos (CLP),Abonos (CLP),Saldo (C
 @pytest.fixture
 def store(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Two open invoices of 1.250.000 CLP of one customer; Temporal is a closed port."""
-    monkeypatch.setenv("DUNNING_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("DUNNING_DATABASE_URL", database_url)
-    monkeypatch.setenv("DUNNING_TENANT", "test")
-    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:9")
+    commands_use_store(monkeypatch, database_url, tmp_path)
     engine = make_engine(database_url)
     sync_governance(engine, "test", POLICIES / GOVERNANCE_FILE)
     for folio in (FIRST, SECOND):
